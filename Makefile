@@ -1,0 +1,125 @@
+# virtmail — top-level GNU Makefile.
+#
+#   make              build everything into $(BUILD)/
+#   make deps         install the Debian packages the build and tests need
+#   make test         build, then run unit and end-to-end tests
+#   make check-asan   the same tests built with -fsanitize=address,undefined
+#   make run          a two-domain demo in a private network namespace
+#   make install PREFIX=/usr/local DESTDIR=
+
+PREFIX	?= /usr/local
+DESTDIR	?=
+BUILD	?= build
+CC	?= cc
+PYTHON	?= /usr/bin/python3
+
+CFLAGS	?= -O2 -g
+WARN	 = -Wall -Wextra -Wstrict-prototypes -Wmissing-prototypes \
+	   -Wmissing-declarations -Wshadow -Wpointer-arith -Wcast-qual \
+	   -Wsign-compare -Wformat=2
+ifeq ($(CI),true)
+WARN	+= -Werror
+endif
+ifneq ($(WERROR),)
+WARN	+= -Werror
+endif
+ifneq ($(SAN),)
+CFLAGS	+= -fsanitize=address,undefined -fno-omit-frame-pointer
+LDFLAGS	+= -fsanitize=address,undefined
+endif
+
+# Platform features, keyed by feature (see common/compat.h).
+HAVE_STRLCPY := $(shell printf '#include <string.h>\nint main(void){char b[2];return (int)strlcpy(b,"a",2);}\n' | \
+	$(CC) -x c - -o /dev/null 2>/dev/null && echo 1)
+FEATURES :=
+ifeq ($(HAVE_STRLCPY),1)
+FEATURES += -DHAVE_STRLCPY
+endif
+
+ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(FEATURES) -fstack-protector-strong \
+	     -D_FORTIFY_SOURCE=2 $(WARN) $(CFLAGS) -Icommon -MMD -MP
+
+COMMON_SRCS = \
+	common/aliases.c \
+	common/buf.c \
+	common/compat.c \
+	common/config.c \
+	common/diag.c \
+	common/domain.c \
+	common/event.c \
+	common/fileio.c \
+	common/group.c \
+	common/line.c \
+	common/log.c \
+	common/passwd.c \
+	common/privdrop.c \
+	common/shadow.c \
+	common/xmalloc.c
+
+VIRTUALD_SRCS = \
+	contrib/virtuald/virtuald.c
+
+UNIT_TESTS = \
+	aliases \
+	buf \
+	config \
+	domain \
+	event \
+	line \
+	passwd \
+	privdrop
+
+COMMON_OBJS	= $(COMMON_SRCS:%.c=$(BUILD)/%.o)
+VIRTUALD_OBJS	= $(VIRTUALD_SRCS:%.c=$(BUILD)/%.o)
+UNIT_BINS	= $(UNIT_TESTS:%=$(BUILD)/tests/unit/test_%)
+
+PROGRAMS = \
+	$(BUILD)/virtuald
+
+LIBS	= -lcrypt
+
+.PHONY: all deps test check-asan unit e2e install clean run bench
+
+all: $(PROGRAMS) $(UNIT_BINS)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(BUILD)/libcommon.a: $(COMMON_OBJS)
+	rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/virtuald: $(VIRTUALD_OBJS) $(BUILD)/libcommon.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+$(BUILD)/tests/unit/test_%: $(BUILD)/tests/unit/test_%.o $(BUILD)/libcommon.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+deps:
+	@sh tests/deps.sh
+
+test: all
+	$(PYTHON) tests/run.py --build $(BUILD)
+
+unit: all
+	$(PYTHON) tests/run.py --build $(BUILD) --unit-only
+
+e2e: all
+	$(PYTHON) tests/run.py --build $(BUILD) --e2e-only
+
+check-asan:
+	$(MAKE) BUILD=build-asan SAN=1 test
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/share/man/man8 \
+	    $(DESTDIR)$(PREFIX)/share/man/man5
+	install -m 755 $(PROGRAMS) $(DESTDIR)$(PREFIX)/sbin/
+	for f in docs/*.8; do install -m 644 $$f $(DESTDIR)$(PREFIX)/share/man/man8/; done
+	for f in docs/*.5; do [ -e "$$f" ] || continue; \
+	    install -m 644 $$f $(DESTDIR)$(PREFIX)/share/man/man5/; done
+
+clean:
+	rm -rf build build-asan
+
+-include $(COMMON_OBJS:.o=.d) $(VIRTUALD_OBJS:.o=.d) $(UNIT_BINS:=.d)

@@ -1,0 +1,53 @@
+/*
+ * privdrop.h — enter a domain's root and give up root, in one order:
+ * look up the account in DIR's own etc/passwd and etc/group (before the
+ * chroot, without NSS) → chroot(DIR) → chdir("/") → setgroups →
+ * setresgid → setresuid → check that root cannot be regained.
+ *
+ * Written once here; every process that serves a domain uses it.
+ */
+#ifndef VIRTMAIL_PRIVDROP_H
+#define VIRTMAIL_PRIVDROP_H
+
+#include <sys/types.h>
+
+#include <stddef.h>
+
+#define PRIV_GROUPS_MAX		64
+
+struct priv_user {
+	char	 name[64];
+	uid_t	 uid;
+	gid_t	 gid;
+	gid_t	 groups[PRIV_GROUPS_MAX];	/* supplementary, primary first */
+	size_t	 ngroups;
+	char	 home[1024];			/* inside the root */
+};
+
+/*
+ * Refuse a domain root that is not a directory, not owned by root, or
+ * group- or world-writable.  0, or -1 with *error_r.
+ */
+int	priv_check_root(const char *dir, const char **error_r);
+/*
+ * Look user up in dir/etc/passwd (and dir/etc/group for supplementary
+ * groups).  Refuses uid 0.  0, or -1 with *error_r.
+ */
+int	priv_lookup_user(const char *dir, const char *user,
+	    struct priv_user *u, const char **error_r);
+/* Look up a group by name in dir/etc/group; 0, or -1 with *error_r. */
+int	priv_lookup_group(const char *dir, const char *group, gid_t *gid_r,
+	    const char **error_r);
+/*
+ * chroot(dir), chdir("/"), then priv_drop(u) when u is not NULL.
+ * Checks the root first with priv_check_root.  0, or -1 with *error_r.
+ */
+int	priv_enter_root(const char *dir, const struct priv_user *u,
+	    const char **error_r);
+/*
+ * setgroups, setresgid, setresuid to u, then verify that neither the
+ * uid nor the gid can go back to 0.  0, or -1 with *error_r.
+ */
+int	priv_drop(const struct priv_user *u, const char **error_r);
+
+#endif
