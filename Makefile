@@ -37,9 +37,10 @@ FEATURES += -DHAVE_STRLCPY
 endif
 
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(FEATURES) -fstack-protector-strong \
-	     -D_FORTIFY_SOURCE=2 $(WARN) $(CFLAGS) -Icommon -MMD -MP
+	     -D_FORTIFY_SOURCE=2 $(WARN) $(CFLAGS) -Icommon -Ismtpd -MMD -MP
 
 COMMON_SRCS = \
+	common/address.c \
 	common/aliases.c \
 	common/buf.c \
 	common/compat.c \
@@ -47,19 +48,34 @@ COMMON_SRCS = \
 	common/diag.c \
 	common/domain.c \
 	common/event.c \
+	common/fdpass.c \
 	common/fileio.c \
 	common/group.c \
 	common/line.c \
 	common/log.c \
 	common/passwd.c \
 	common/privdrop.c \
+	common/queue.c \
 	common/shadow.c \
 	common/xmalloc.c
 
 VIRTUALD_SRCS = \
 	contrib/virtuald/virtuald.c
 
+# Everything of virtmail-smtpd but main(), so unit tests can link it.
+SMTPD_LIB_SRCS = \
+	smtpd/conf.c \
+	smtpd/deliver_local.c \
+	smtpd/master.c \
+	smtpd/runner.c \
+	smtpd/smtp_server.c \
+	smtpd/smtp_session.c
+
+SMTPD_SRCS = \
+	smtpd/smtpd.c
+
 UNIT_TESTS = \
+	address \
 	aliases \
 	buf \
 	config \
@@ -67,20 +83,28 @@ UNIT_TESTS = \
 	event \
 	line \
 	passwd \
-	privdrop
+	privdrop \
+	queue
+
+SMTPD_UNIT_TESTS = \
+	smtp_session
 
 COMMON_OBJS	= $(COMMON_SRCS:%.c=$(BUILD)/%.o)
 VIRTUALD_OBJS	= $(VIRTUALD_SRCS:%.c=$(BUILD)/%.o)
+SMTPD_LIB_OBJS	= $(SMTPD_LIB_SRCS:%.c=$(BUILD)/%.o)
+SMTPD_OBJS	= $(SMTPD_SRCS:%.c=$(BUILD)/%.o)
 UNIT_BINS	= $(UNIT_TESTS:%=$(BUILD)/tests/unit/test_%)
+SMTPD_UNIT_BINS	= $(SMTPD_UNIT_TESTS:%=$(BUILD)/tests/unit/test_%)
 
 PROGRAMS = \
+	$(BUILD)/virtmail-smtpd \
 	$(BUILD)/virtuald
 
 LIBS	= -lcrypt
 
 .PHONY: all deps test check-asan unit e2e install clean run bench
 
-all: $(PROGRAMS) $(UNIT_BINS)
+all: $(PROGRAMS) $(UNIT_BINS) $(SMTPD_UNIT_BINS)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -93,7 +117,18 @@ $(BUILD)/libcommon.a: $(COMMON_OBJS)
 $(BUILD)/virtuald: $(VIRTUALD_OBJS) $(BUILD)/libcommon.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
-$(BUILD)/tests/unit/test_%: $(BUILD)/tests/unit/test_%.o $(BUILD)/libcommon.a
+$(BUILD)/libsmtpd.a: $(SMTPD_LIB_OBJS)
+	rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/virtmail-smtpd: $(SMTPD_OBJS) $(BUILD)/libsmtpd.a $(BUILD)/libcommon.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+$(SMTPD_UNIT_BINS): $(BUILD)/tests/unit/test_%: $(BUILD)/tests/unit/test_%.o \
+    $(BUILD)/libsmtpd.a $(BUILD)/libcommon.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+$(UNIT_BINS): $(BUILD)/tests/unit/test_%: $(BUILD)/tests/unit/test_%.o $(BUILD)/libcommon.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
 deps:
@@ -122,4 +157,5 @@ install: all
 clean:
 	rm -rf build build-asan
 
--include $(COMMON_OBJS:.o=.d) $(VIRTUALD_OBJS:.o=.d) $(UNIT_BINS:=.d)
+-include $(COMMON_OBJS:.o=.d) $(VIRTUALD_OBJS:.o=.d) $(SMTPD_LIB_OBJS:.o=.d) \
+	$(SMTPD_OBJS:.o=.d) $(UNIT_BINS:=.d) $(SMTPD_UNIT_BINS:=.d)
