@@ -323,7 +323,7 @@ test_fileio(void)
 	if (mkfifo(fifo, 0600) == 0) {
 		errno = 0;
 		CHECK(file_read_all(fifo, 100, &b, &err) == -1 &&
-		    errno == EINVAL, "read_all refuses a FIFO, without hanging");
+		    errno == EINVAL, "read_all refuses a FIFO, no hang");
 		(void)unlink(fifo);
 	}
 	errno = 0;
