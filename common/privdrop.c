@@ -1,0 +1,332 @@
+/*
+ * privdrop.c — enter a domain's root and give up root.
+ *
+ * SECURITY
+ *	Runs as root, in the master's children, just before they serve a
+ *	domain; everything after it runs unprivileged inside the root.
+ *	The account is looked up in the domain's own etc/passwd and
+ *	etc/group (never through NSS, which would read the host's files
+ *	and could load modules after the chroot), and uid 0 or gid 0 is
+ *	refused.  The order is fixed: chroot → chdir("/") → setgroups →
+ *	setresgid → setresuid, then a check that neither uid nor gid can
+ *	go back to 0.  Any failure is returned; the caller treats it as
+ *	fatal.
+ *
+ *	The domain root itself must be owned by root and writable by no
+ *	one else, or its owner could plant files (etc/passwd, a
+ *	hard-linked target) that root then trusts.  Its parents are not
+ *	checked (XXX: they should be root-owned too, as for OpenSSH's
+ *	ChrootDirectory; that is the administrator's part).
+ */
+
+#include <sys/types.h>
+#include <sys/stat.h>
+
+#include <errno.h>
+#include <grp.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "compat.h"
+#include "diag.h"
+#include "group.h"
+#include "log.h"
+#include "passwd.h"
+#include "privdrop.h"
+
+static char	 priv_errbuf[1024];
+
+static const char *
+priv_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Format an error into a static buffer, for *error_r. */
+static const char *
+priv_error(const char *fmt, ...)
+{
+	va_list	 ap;
+
+	va_start(ap, fmt);
+	(void)vsnprintf(priv_errbuf, sizeof(priv_errbuf), fmt, ap);
+	va_end(ap);
+	return priv_errbuf;
+}
+
+/* "path: what: strerror", errno as the loader left it. */
+static const char *
+priv_load_error(const char *path, const char *err)
+{
+	return priv_error("%s: %s: %s", path, err != NULL ? err : "error",
+	    strerror(errno));
+}
+
+/* Bad lines in a domain's passwd or group file: worth a warning. */
+static void
+priv_diag(void *ctx, const char *msg)
+{
+	(void)ctx;
+	log_warnx("%s", msg);
+}
+
+static int
+priv_path(char *dst, size_t size, const char *dir, const char *file)
+{
+	int	 n;
+
+	n = snprintf(dst, size, "%s/%s", dir, file);
+	return n < 0 || (size_t)n >= size ? -1 : 0;
+}
+
+int
+priv_check_root(const char *dir, const char **error_r)
+{
+	struct stat	 st;
+
+	if (dir == NULL || *dir == '\0') {
+		*error_r = "empty domain root";
+		return -1;
+	}
+	if (stat(dir, &st) == -1) {
+		*error_r = priv_error("%s: %s", dir, strerror(errno));
+		return -1;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		*error_r = priv_error("%s: not a directory", dir);
+		return -1;
+	}
+	if (st.st_uid != 0) {
+		*error_r = priv_error("%s: not owned by root", dir);
+		return -1;
+	}
+	if (st.st_mode & (S_IWGRP | S_IWOTH)) {
+		*error_r = priv_error("%s: group or world writable", dir);
+		return -1;
+	}
+	return 0;
+}
+
+int
+priv_lookup_user(const char *dir, const char *user, struct priv_user *u,
+    const char **error_r)
+{
+	struct passwd_file		 pf;
+	struct group_file		 gf;
+	struct diag			 d;
+	const struct passwd_entry	*pw;
+	const char			*err;
+	char				 path[PATH_MAX];
+	gid_t				 gids[PRIV_GROUPS_MAX];
+	size_t				 i, j, n;
+	int				 rv = -1, have_groups = 0;
+
+	memset(&pf, 0, sizeof(pf));
+	memset(&gf, 0, sizeof(gf));
+	memset(u, 0, sizeof(*u));
+	memset(&d, 0, sizeof(d));
+	d.fn = priv_diag;
+
+	if (user == NULL || !passwd_name_valid(user)) {
+		*error_r = priv_error("invalid user name");
+		return -1;
+	}
+	if (priv_path(path, sizeof(path), dir, "etc/passwd") == -1) {
+		*error_r = priv_error("%s: path too long", dir);
+		return -1;
+	}
+	if (passwd_load(&pf, path, &d, &err) == -1) {
+		*error_r = priv_load_error(path, err);
+		return -1;
+	}
+	if ((pw = passwd_find(&pf, user)) == NULL) {
+		*error_r = priv_error("%s: no user %s", path, user);
+		goto done;
+	}
+	if (pw->uid == 0 || pw->gid == 0) {
+		*error_r = priv_error("%s: user %s has uid or gid 0", path,
+		    user);
+		goto done;
+	}
+	if (strlcpy(u->name, pw->name, sizeof(u->name)) >= sizeof(u->name) ||
+	    strlcpy(u->home, pw->dir != NULL ? pw->dir : "",
+	    sizeof(u->home)) >= sizeof(u->home)) {
+		*error_r = priv_error("%s: user %s: name or home too long",
+		    path, user);
+		goto done;
+	}
+	u->uid = pw->uid;
+	u->gid = pw->gid;
+
+	/* A root without etc/group: the primary group alone. */
+	if (priv_path(path, sizeof(path), dir, "etc/group") == -1) {
+		*error_r = priv_error("%s: path too long", dir);
+		goto done;
+	}
+	if (group_load(&gf, path, &d, &err) == 0) {
+		have_groups = 1;
+		n = group_list_for(&gf, user, u->gid, gids, PRIV_GROUPS_MAX);
+	} else if (errno == ENOENT) {
+		n = 0;
+	} else {
+		*error_r = priv_load_error(path, err);
+		goto done;
+	}
+
+	/* Primary first, then each other gid once; never group 0. */
+	u->groups[0] = u->gid;
+	u->ngroups = 1;
+	for (i = 0; i < n; i++) {
+		if (gids[i] == 0) {
+			*error_r = priv_error("%s: user %s is in group 0",
+			    path, user);
+			goto done;
+		}
+		for (j = 0; j < u->ngroups; j++)
+			if (u->groups[j] == gids[i])
+				break;
+		if (j < u->ngroups)
+			continue;
+		if (u->ngroups == PRIV_GROUPS_MAX) {
+			*error_r = priv_error("%s: user %s: too many groups",
+			    path, user);
+			goto done;
+		}
+		u->groups[u->ngroups++] = gids[i];
+	}
+	rv = 0;
+done:
+	passwd_free(&pf);
+	if (have_groups)
+		group_free(&gf);
+	if (rv == -1)
+		memset(u, 0, sizeof(*u));
+	return rv;
+}
+
+int
+priv_lookup_group(const char *dir, const char *group, gid_t *gid_r,
+    const char **error_r)
+{
+	struct group_file		 gf;
+	struct diag			 d;
+	const struct group_entry	*gr;
+	const char			*err;
+	char				 path[PATH_MAX];
+	int				 rv = -1;
+
+	memset(&gf, 0, sizeof(gf));
+	memset(&d, 0, sizeof(d));
+	d.fn = priv_diag;
+	if (group == NULL || *group == '\0') {
+		*error_r = priv_error("empty group name");
+		return -1;
+	}
+	if (priv_path(path, sizeof(path), dir, "etc/group") == -1) {
+		*error_r = priv_error("%s: path too long", dir);
+		return -1;
+	}
+	if (group_load(&gf, path, &d, &err) == -1) {
+		*error_r = priv_load_error(path, err);
+		return -1;
+	}
+	if ((gr = group_find(&gf, group)) == NULL)
+		*error_r = priv_error("%s: no group %s", path, group);
+	else if (gr->gid == 0)
+		*error_r = priv_error("%s: group %s has gid 0", path, group);
+	else {
+		*gid_r = gr->gid;
+		rv = 0;
+	}
+	group_free(&gf);
+	return rv;
+}
+
+int
+priv_enter_root(const char *dir, const struct priv_user *u,
+    const char **error_r)
+{
+	if (priv_check_root(dir, error_r) == -1)
+		return -1;
+	if (chroot(dir) == -1) {
+		*error_r = priv_error("chroot %s: %s", dir, strerror(errno));
+		return -1;
+	}
+	/* Without this, the old working directory is a way out. */
+	if (chdir("/") == -1) {
+		*error_r = priv_error("chdir / in %s: %s", dir,
+		    strerror(errno));
+		return -1;
+	}
+	if (u != NULL)
+		return priv_drop(u, error_r);
+	return 0;
+}
+
+int
+priv_drop(const struct priv_user *u, const char **error_r)
+{
+	uid_t	 ru, eu, su;
+	gid_t	 rg, eg, sg;
+	gid_t	 cur[PRIV_GROUPS_MAX + 1];
+	int	 n;
+
+	if (u->uid == 0 || u->gid == 0) {
+		*error_r = priv_error("refusing to run %s as uid or gid 0",
+		    u->name);
+		return -1;
+	}
+	if (u->ngroups > PRIV_GROUPS_MAX) {
+		*error_r = priv_error("%s: too many groups", u->name);
+		return -1;
+	}
+	/* Groups first: only root may change them. */
+	if (setgroups(u->ngroups ? u->ngroups : 1,
+	    u->ngroups ? u->groups : &u->gid) == -1) {
+		*error_r = priv_error("setgroups for %s: %s", u->name,
+		    strerror(errno));
+		return -1;
+	}
+	if (setresgid(u->gid, u->gid, u->gid) == -1) {
+		*error_r = priv_error("setresgid %lu: %s",
+		    (unsigned long)u->gid, strerror(errno));
+		return -1;
+	}
+	if (setresuid(u->uid, u->uid, u->uid) == -1) {
+		*error_r = priv_error("setresuid %lu: %s",
+		    (unsigned long)u->uid, strerror(errno));
+		return -1;
+	}
+
+	/* Trust nothing: each of these must now fail or match. */
+	if (setgid(0) != -1 || setegid(0) != -1) {
+		*error_r = "could regain gid 0 after dropping privileges";
+		return -1;
+	}
+	if (setuid(0) != -1 || seteuid(0) != -1) {
+		*error_r = "could regain uid 0 after dropping privileges";
+		return -1;
+	}
+	if (getresuid(&ru, &eu, &su) == -1 || ru != u->uid ||
+	    eu != u->uid || su != u->uid) {
+		*error_r = "uids do not match after dropping privileges";
+		return -1;
+	}
+	if (getresgid(&rg, &eg, &sg) == -1 || rg != u->gid ||
+	    eg != u->gid || sg != u->gid) {
+		*error_r = "gids do not match after dropping privileges";
+		return -1;
+	}
+	n = getgroups(PRIV_GROUPS_MAX + 1, cur);
+	if (n == -1 || (size_t)n != (u->ngroups ? u->ngroups : 1)) {
+		*error_r = "groups do not match after dropping privileges";
+		return -1;
+	}
+	while (n-- > 0) {
+		if (cur[n] == 0) {
+			*error_r = "still in group 0 after dropping privileges";
+			return -1;
+		}
+	}
+	return 0;
+}
