@@ -82,6 +82,7 @@ UNIT_TESTS = \
 	domain \
 	event \
 	line \
+	log \
 	passwd \
 	privdrop \
 	queue
@@ -130,6 +131,13 @@ $(SMTPD_UNIT_BINS): $(BUILD)/tests/unit/test_%: $(BUILD)/tests/unit/test_%.o \
 
 $(UNIT_BINS): $(BUILD)/tests/unit/test_%: $(BUILD)/tests/unit/test_%.o $(BUILD)/libcommon.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+$(BUILD)/smtp_source: tests/bench/smtp_source.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< -lpthread
+
+bench: all $(BUILD)/smtp_source
+	$(PYTHON) tests/bench/bench.py --build $(BUILD)
 
 deps:
 	@sh tests/deps.sh
