@@ -411,8 +411,7 @@ listen_loop(const struct virtuald_opts *o, int lfd)
 			got_sigchld = 0;
 			while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
 				children--;
-				if (WIFEXITED(status) &&
-				    WEXITSTATUS(status) != 0)
+				if (WIFEXITED(status))
 					log_debug("child %ld exited %d",
 					    (long)pid, WEXITSTATUS(status));
 				else if (WIFSIGNALED(status))
