@@ -253,14 +253,14 @@ conf_line(struct conf *c, const char *name, int lineno, const char *p,
 	size_t			 i;
 	int			 r;
 
+	/* Files edited elsewhere may end lines with CRLF. */
+	if (len > 0 && p[len - 1] == '\r')
+		len--;
 	if (len > CONF_LINE_MAX) {
 		diag_report(d, name, lineno, "line too long (limit %d bytes)",
 		    CONF_LINE_MAX);
 		return;
 	}
-	/* Files edited elsewhere may end lines with CRLF. */
-	if (len > 0 && p[len - 1] == '\r')
-		len--;
 	for (i = 0; i < len; i++) {
 		if (p[i] == '\0') {
 			diag_report(d, name, lineno, "NUL byte in line");
