@@ -40,7 +40,7 @@ BETA_IP6 = "2001:db8::20"
 # The test zone.  Tests may add to a copy (env.dns.zone) and restart.
 #   mx:   (domain, exchange, preference)
 #   host: (name, [addresses])           A and AAAA
-#   txt:  (name, text)
+#   txt:  (name, text)                 no commas: dnsmasq splits there
 DEFAULT_ZONE = {
     "mx": [
         ("alpha.test", "mx.alpha.test", 10),
@@ -282,7 +282,7 @@ class Dns:
         for name, addrs in self.zone["host"]:
             a.append("--host-record=%s,%s" % (name, ",".join(addrs)))
         for name, text in self.zone["txt"]:
-            a.append('--txt-record=%s,"%s"' % (name, text))
+            a.append("--txt-record=%s,%s" % (name, text))
         return a
 
     def start(self, timeout=10):
