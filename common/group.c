@@ -1,0 +1,336 @@
+/*
+ * group.c — read a domain's etc/group from an explicit file.
+ *
+ * SECURITY
+ *	The file is the domain administrator's; its gids end up in
+ *	setgroups(2) for that domain's users, so each line is bounded
+ *	and checked (length, NUL and control bytes, four fields, valid
+ *	group and member names, gid in range, member count) and skipped
+ *	when bad.  NSS is never used.
+ *
+ * DIAGNOSTICS
+ *	"file:line: message" through struct diag; the line is skipped.
+ */
+#include <sys/types.h>
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "buf.h"
+#include "compat.h"
+#include "diag.h"
+#include "fileio.h"
+#include "group.h"
+#include "passwd.h"
+
+#define GROUP_FIELDS		4
+#define GROUP_ID_MAX		4294967294LL	/* (gid_t)-1 means "none" */
+
+struct group_field {
+	const char	*p;
+	size_t		 len;
+};
+
+static size_t
+group_split(const char *s, size_t len, struct group_field *f, size_t max)
+{
+	const char	*c;
+	size_t		 n = 0;
+
+	for (;;) {
+		c = memchr(s, ':', len);
+		if (n < max) {
+			f[n].p = s;
+			f[n].len = c != NULL ? (size_t)(c - s) : len;
+		}
+		n++;
+		if (c == NULL)
+			return n;
+		len -= c - s + 1;
+		s = c + 1;
+	}
+}
+
+static int
+group_id_parse(const struct group_field *f, long long *id_r,
+    const char **why_r)
+{
+	char	buf[24];
+	size_t	i;
+
+	if (f->len == 0) {
+		*why_r = "empty";
+		return -1;
+	}
+	for (i = 0; i < f->len; i++) {
+		if (f->p[i] < '0' || f->p[i] > '9') {
+			*why_r = "invalid";
+			return -1;
+		}
+	}
+	if (f->len >= sizeof(buf)) {
+		*why_r = "too large";
+		return -1;
+	}
+	memcpy(buf, f->p, f->len);
+	buf[f->len] = '\0';
+	*id_r = strtonum(buf, 0, GROUP_ID_MAX, why_r);
+	return *why_r == NULL ? 0 : -1;
+}
+
+static void
+group_entry_free(struct group_entry *e)
+{
+	size_t	i;
+
+	free(e->name);
+	if (e->members != NULL)
+		for (i = 0; i < e->nmembers; i++)
+			free(e->members[i]);
+	free(e->members);
+}
+
+/*
+ * Split the member list into e; 0 ok, 1 reported, -1 out of memory.
+ * An empty field means no members; an empty name between commas is
+ * an error rather than silently dropped.
+ */
+static int
+group_members_parse(struct group_entry *e, const struct group_field *f,
+    const char *file, int lineno, struct diag *d)
+{
+	const char	*s, *c;
+	size_t		 n, len, i;
+	char		*m;
+
+	n = 1;
+	for (i = 0; i < f->len; i++)
+		if (f->p[i] == ',')
+			n++;
+	if (f->len == 0)
+		n = 0;
+	if (n > GROUP_MEMBERS_MAX) {
+		diag_report(d, file, lineno, "too many members (max %d)",
+		    GROUP_MEMBERS_MAX);
+		return 1;
+	}
+	if ((e->members = calloc(n + 1, sizeof(*e->members))) == NULL)
+		return -1;
+	s = f->p;
+	len = f->len;
+	while (e->nmembers < n) {
+		c = memchr(s, ',', len);
+		i = c != NULL ? (size_t)(c - s) : len;
+		if ((m = strndup(s, i)) == NULL)
+			return -1;
+		e->members[e->nmembers++] = m;
+		if (m[0] == '\0') {
+			diag_report(d, file, lineno, "empty member name");
+			return 1;
+		}
+		if (!passwd_name_valid(m)) {
+			diag_report(d, file, lineno,
+			    "invalid member name \"%.64s\"", m);
+			return 1;
+		}
+		if (c == NULL)
+			break;
+		len -= i + 1;
+		s = c + 1;
+	}
+	return 0;
+}
+
+static int
+group_parse_line(struct group_file *gf, size_t *cap, const char *file,
+    int lineno, const char *s, size_t len, struct diag *d)
+{
+	struct group_field	 f[GROUP_FIELDS];
+	struct group_entry	 e, *ne;
+	const char		*why;
+	long long		 gid;
+	size_t			 i, n, ncap;
+	int			 r;
+
+	for (i = 0; i < len; i++) {
+		if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f) {
+			diag_report(d, file, lineno,
+			    "control character 0x%02x", (unsigned char)s[i]);
+			return 0;
+		}
+	}
+	for (i = 0; i < len && (s[i] == ' ' || s[i] == '\t'); i++)
+		;
+	if (i == len || s[i] == '#')
+		return 0;
+	if ((n = group_split(s, len, f, GROUP_FIELDS)) != GROUP_FIELDS) {
+		diag_report(d, file, lineno,
+		    "expected %d fields, found %zu", GROUP_FIELDS, n);
+		return 0;
+	}
+	if (f[0].len == 0) {
+		diag_report(d, file, lineno, "empty group name");
+		return 0;
+	}
+	memset(&e, 0, sizeof(e));
+	if ((e.name = strndup(f[0].p, f[0].len)) == NULL)
+		return -1;
+	if (!passwd_name_valid(e.name)) {
+		diag_report(d, file, lineno, "invalid group name \"%.64s\"",
+		    e.name);
+		goto skip;
+	}
+	if (group_id_parse(&f[2], &gid, &why) == -1) {
+		diag_report(d, file, lineno, "gid \"%.*s\": %s",
+		    (int)(f[2].len > 32 ? 32 : f[2].len), f[2].p, why);
+		goto skip;
+	}
+	e.gid = (gid_t)gid;
+	if ((r = group_members_parse(&e, &f[3], file, lineno, d)) == -1)
+		goto oom;
+	if (r == 1)
+		goto skip;
+	if (gf->n == *cap) {
+		ncap = *cap ? *cap * 2 : 16;
+		if ((ne = reallocarray(gf->entries, ncap, sizeof(*ne))) ==
+		    NULL)
+			goto oom;
+		gf->entries = ne;
+		*cap = ncap;
+	}
+	gf->entries[gf->n++] = e;
+	return 0;
+skip:
+	group_entry_free(&e);
+	return 0;
+oom:
+	group_entry_free(&e);
+	return -1;
+}
+
+/*
+ * Parse text into f (overwritten; free with group_free).  Returns 0,
+ * or -1 with errno ENOMEM (f empty) or EFBIG (reported through d).
+ */
+int
+group_parse(struct group_file *f, const char *name, const char *text,
+    size_t len, struct diag *d)
+{
+	struct diag	 none = { NULL, NULL, 0 };
+	const char	*s, *nl;
+	size_t		 off, n, cap = 0;
+	int		 lineno = 0;
+
+	memset(f, 0, sizeof(*f));
+	if (d == NULL)
+		d = &none;
+	if (len > GROUP_FILE_MAX) {
+		diag_report(d, name, 0, "file too large (max %d bytes)",
+		    GROUP_FILE_MAX);
+		errno = EFBIG;
+		return -1;
+	}
+	for (off = 0; off < len; off += n + (nl != NULL)) {
+		lineno++;
+		s = text + off;
+		nl = memchr(s, '\n', len - off);
+		n = nl != NULL ? (size_t)(nl - s) : len - off;
+		if (n > GROUP_LINE_MAX) {
+			diag_report(d, name, lineno,
+			    "line too long (max %d bytes)", GROUP_LINE_MAX);
+			continue;
+		}
+		if (memchr(s, '\0', n) != NULL) {
+			diag_report(d, name, lineno, "NUL byte in line");
+			continue;
+		}
+		if (group_parse_line(f, &cap, name, lineno, s,
+		    n > 0 && s[n - 1] == '\r' ? n - 1 : n, d) == -1) {
+			group_free(f);
+			errno = ENOMEM;
+			return -1;
+		}
+	}
+	return 0;
+}
+
+int
+group_load(struct group_file *f, const char *path, struct diag *d,
+    const char **error_r)
+{
+	struct buf	b;
+	int		r;
+
+	memset(f, 0, sizeof(*f));
+	buf_init(&b, GROUP_FILE_MAX);
+	if (file_read_all(path, GROUP_FILE_MAX, &b, error_r) == -1) {
+		buf_free(&b);
+		return -1;
+	}
+	r = group_parse(f, path, buf_cstr(&b), b.len, d);
+	buf_free(&b);
+	if (r == -1)
+		*error_r = errno == EFBIG ? "file too large" : "out of memory";
+	return r;
+}
+
+void
+group_free(struct group_file *f)
+{
+	size_t	i;
+
+	for (i = 0; i < f->n; i++)
+		group_entry_free(&f->entries[i]);
+	free(f->entries);
+	memset(f, 0, sizeof(*f));
+}
+
+const struct group_entry *
+group_find(const struct group_file *f, const char *name)
+{
+	size_t	i;
+
+	if (name == NULL)
+		return NULL;
+	for (i = 0; i < f->n; i++)
+		if (strcmp(f->entries[i].name, name) == 0)
+			return &f->entries[i];
+	return NULL;
+}
+
+static int
+group_has_gid(const gid_t *gids, size_t n, gid_t gid)
+{
+	size_t	i;
+
+	for (i = 0; i < n; i++)
+		if (gids[i] == gid)
+			return 1;
+	return 0;
+}
+
+/* Primary first, then each group naming user, without duplicates. */
+size_t
+group_list_for(const struct group_file *f, const char *user, gid_t primary,
+    gid_t *gids, size_t max)
+{
+	const struct group_entry	*e;
+	size_t				 i, j, n = 0;
+
+	if (max == 0)
+		return 0;
+	gids[n++] = primary;
+	for (i = 0; i < f->n && n < max; i++) {
+		e = &f->entries[i];
+		for (j = 0; j < e->nmembers; j++) {
+			if (strcmp(e->members[j], user) != 0)
+				continue;
+			if (!group_has_gid(gids, n, e->gid))
+				gids[n++] = e->gid;
+			break;
+		}
+	}
+	return n;
+}
