@@ -41,6 +41,8 @@ static void	conf_line(struct conf *, const char *, int, const char *,
 		    size_t, struct diag *);
 
 static char	*conf_empty_list[] = { NULL };
+/* For callers that pass no struct diag: problems are only counted. */
+static struct diag conf_nodiag;
 
 static int
 conf_cmp(const void *key, const void *elem)
@@ -335,6 +337,8 @@ conf_parse(struct conf *c, const struct conf_key *table, size_t nkeys,
 	int		 before, lineno, r;
 
 	memset(c, 0, sizeof(*c));
+	if (d == NULL)
+		d = &conf_nodiag;
 	before = d->count;
 	c->table = table;
 	c->nkeys = nkeys;
@@ -403,6 +407,8 @@ conf_load(struct conf *c, const struct conf_key *table, size_t nkeys,
 	const char	*err;
 	int		 r, saved;
 
+	if (d == NULL)
+		d = &conf_nodiag;
 	buf_init(&b, CONF_FILE_MAX);
 	if (file_read_all(path, CONF_FILE_MAX, &b, &err) == -1) {
 		saved = errno;
