@@ -6,6 +6,8 @@ set -eu
 PACKAGES="
 build-essential
 busybox-static
+clang
+libclang-rt-14-dev
 dnsmasq-base
 fetchmail
 iproute2
