@@ -256,7 +256,7 @@ domain_dir_clean(const char *s, const char **why_r)
 		if ((n == 1 && c[0] == '.') ||
 		    (n == 2 && c[0] == '.' && c[1] == '.')) {
 			free(out);
-			*why_r = "directory must not contain . or .. components";
+			*why_r = "directory must not have . or .. components";
 			return NULL;
 		}
 		*o++ = '/';

@@ -86,7 +86,7 @@ static const struct {
 	{ "192.0.2.1 @/nope\n", "v.conf:1: " },
 	{ "192.0.2.1 @/file\n", "v.conf:1: " },
 	{ "192.0.2.1 /\n", "v.conf:1: directory must not be /" },
-	{ "192.0.2.1 @/a/../b\n", "v.conf:1: directory must not contain" },
+	{ "192.0.2.1 @/a/../b\n", "v.conf:1: directory must not have . or .." },
 	{ "192.0.2.1 @/a\n\n192.0.2.1 @/b\n",
 	    "v.conf:3: duplicate address 192.0.2.1, already on line 1" },
 	{ "2001:db8::1 @/a\n2001:DB8:0::1 @/b\n",
