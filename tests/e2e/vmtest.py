@@ -174,6 +174,11 @@ def run(argv, timeout=30, input=None, env=None, cwd=None):
         _killpg(p.pid, signal.SIGKILL)
         out, err = p.communicate()
         rc = None
+    except BaseException:
+        # The test's own time limit (SIGALRM) or a stop: leave nothing.
+        _killpg(p.pid, signal.SIGKILL)
+        p.wait()
+        raise
     return rc, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
 
 
