@@ -1,0 +1,1270 @@
+/*
+ * smtp_session.c — the SMTP protocol engine (RFC 5321) of one session.
+ *
+ * DESCRIPTION
+ *	A state machine (enum smtp_state) over buffers: the I/O layer
+ *	hands in received bytes, the engine consumes every complete
+ *	command line in order (RFC 2920 pipelining), appends the replies
+ *	to an output buffer, and streams DATA into the domain's queue.
+ *	It never touches a socket and never exits, so unit tests and the
+ *	fuzzer drive it directly.
+ *
+ * SECURITY
+ *	Runs in the domain's worker, chrooted into the domain's root as
+ *	its run_as account.  Every byte from the peer is untrusted:
+ *	command lines, DATA lines, message size, recipients and errors
+ *	are all bounded by struct smtpd_limits.  Only <CRLF>.<CRLF> ends
+ *	DATA; a bare CR, bare LF or NUL anywhere in the message makes the
+ *	whole message refused at its real end, so no line end that another
+ *	MTA reads differently can split one message into two (SMTP
+ *	smuggling).  Recipients of a local domain must exist in the
+ *	domain's own etc/passwd or etc/aliases; every other domain,
+ *	sibling domains of this host included, is relayed only for
+ *	relay_from clients (or, later, authenticated users).
+ *
+ * STANDARDS
+ *	RFC 5321 (SMTP), RFC 1870 (SIZE), RFC 2034 and 3463 (enhanced
+ *	status codes), RFC 2920 (PIPELINING), RFC 6152 (8BITMIME),
+ *	RFC 6531 (SMTPUTF8), RFC 3848 (Received: protocol names).
+ *
+ * DIAGNOSTICS
+ *	One log line per received or refused message, keyed by queue id.
+ */
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "address.h"
+#include "aliases.h"
+#include "buf.h"
+#include "compat.h"
+#include "diag.h"
+#include "log.h"
+#include "passwd.h"
+#include "queue.h"
+#include "smtp_session.h"
+#include "smtpd.h"
+#include "xmalloc.h"
+
+/*
+ * Every reply text, in one table.  RFC 2034 §3: enhanced codes on all
+ * 2xx/4xx/5xx replies except the greeting and the EHLO/HELO replies;
+ * 3xx replies (354) carry none.
+ */
+enum smtp_reply {
+	RPL_OK,
+	RPL_MAIL_OK,
+	RPL_RCPT_OK,
+	RPL_QUEUED,
+	RPL_VRFY,
+	RPL_HELP,
+	RPL_BYE,
+	RPL_DATA,
+	RPL_SHUTDOWN,
+	RPL_TIMEOUT,
+	RPL_TOO_MANY_ERRORS,
+	RPL_TOO_MANY_SESSIONS,
+	RPL_TEMPFAIL,
+	RPL_QUEUE_FAIL,
+	RPL_DISK_FULL,
+	RPL_RCPT_MAX,
+	RPL_LINE_TOO_LONG,
+	RPL_UNKNOWN_CMD,
+	RPL_BAD_CHARS,
+	RPL_SYNTAX_HELO,
+	RPL_SYNTAX_MAIL,
+	RPL_SYNTAX_RCPT,
+	RPL_SYNTAX_NOARG,
+	RPL_SYNTAX_VRFY,
+	RPL_BAD_SENDER,
+	RPL_BAD_RCPT,
+	RPL_NOT_IMPL,
+	RPL_SEQ_HELO,
+	RPL_SEQ_NESTED,
+	RPL_SEQ_MAIL,
+	RPL_SEQ_RCPT,
+	RPL_NO_RCPT,
+	RPL_AUTH_REQUIRED,
+	RPL_USER_UNKNOWN,
+	RPL_BARE_LF,
+	RPL_BARE_CR,
+	RPL_NUL,
+	RPL_LONG_LINE,
+	RPL_TOO_BIG,
+	RPL_SIZE_TOO_BIG,
+	RPL_PARAM,
+	RPL_UTF8_REQUIRED,
+	RPL_RELAY,
+	RPL_LOOP,
+};
+
+struct smtp_reply_text {
+	int		 code;
+	const char	*enh;		/* NULL: none */
+	const char	*text;
+};
+
+static const struct smtp_reply_text smtp_replies[] = {
+	[RPL_OK] =		{ 250, "2.0.0", "Ok" },
+	[RPL_MAIL_OK] =		{ 250, "2.1.0", "Ok" },
+	[RPL_RCPT_OK] =		{ 250, "2.1.5", "Ok" },
+	[RPL_QUEUED] =		{ 250, "2.0.0", "Ok: queued as" },
+	[RPL_VRFY] =		{ 252, "2.5.0", "Cannot VRFY user, but will "
+				    "accept message and attempt delivery" },
+	[RPL_HELP] =		{ 214, "2.0.0", "Commands: EHLO HELO MAIL RCPT "
+				    "DATA RSET NOOP QUIT VRFY HELP" },
+	[RPL_BYE] =		{ 221, "2.0.0", "Bye" },
+	[RPL_DATA] =		{ 354, NULL,
+				    "End data with <CR><LF>.<CR><LF>" },
+	[RPL_SHUTDOWN] =		{ 421, "4.3.2", "Service shutting down, "
+				    "closing connection" },
+	[RPL_TIMEOUT] =		{ 421, "4.4.2", "Timeout, closing connection" },
+	[RPL_TOO_MANY_ERRORS] =	{ 421, "4.7.0", "Too many errors, "
+				    "closing connection" },
+	[RPL_TOO_MANY_SESSIONS] =	{ 421, "4.7.0", "Too many connections, "
+				    "try again later" },
+	[RPL_TEMPFAIL] =		{ 451, "4.3.0", "Temporary local failure, "
+				    "try again later" },
+	[RPL_QUEUE_FAIL] =	{ 451, "4.3.0", "Could not queue the message, "
+				    "try again later" },
+	[RPL_DISK_FULL] =		{ 452, "4.3.1", "Insufficient system storage" },
+	[RPL_RCPT_MAX] =		{ 452, "4.5.3", "Too many recipients" },
+	[RPL_LINE_TOO_LONG] =	{ 500, "5.5.2", "Line too long" },
+	[RPL_UNKNOWN_CMD] =	{ 500, "5.5.2", "Command not recognized" },
+	[RPL_BAD_CHARS] =		{ 500, "5.5.2", "Invalid characters in "
+				    "command" },
+	[RPL_SYNTAX_HELO] =	{ 501, "5.5.4", "Syntax: EHLO hostname" },
+	[RPL_SYNTAX_MAIL] =	{ 501, "5.5.4", "Syntax: MAIL FROM:<address>" },
+	[RPL_SYNTAX_RCPT] =	{ 501, "5.5.4", "Syntax: RCPT TO:<address>" },
+	[RPL_SYNTAX_NOARG] =	{ 501, "5.5.4", "No arguments allowed" },
+	[RPL_SYNTAX_VRFY] =	{ 501, "5.5.4", "Syntax: VRFY address" },
+	[RPL_BAD_SENDER] =	{ 501, "5.1.7", "Bad sender address syntax" },
+	[RPL_BAD_RCPT] =		{ 501, "5.1.3", "Bad recipient address "
+				    "syntax" },
+	[RPL_NOT_IMPL] =		{ 502, "5.5.1", "Command not implemented" },
+	[RPL_SEQ_HELO] =		{ 503, "5.5.1", "Send EHLO or HELO first" },
+	[RPL_SEQ_NESTED] =	{ 503, "5.5.1", "Nested MAIL command" },
+	[RPL_SEQ_MAIL] =		{ 503, "5.5.1", "Send MAIL first" },
+	[RPL_SEQ_RCPT] =		{ 503, "5.5.1", "Send RCPT first" },
+	[RPL_NO_RCPT] =		{ 554, "5.5.1", "No valid recipients" },
+	[RPL_AUTH_REQUIRED] =	{ 530, "5.7.0", "Authentication required" },
+	[RPL_USER_UNKNOWN] =	{ 550, "5.1.1", "Recipient address rejected: "
+				    "user unknown" },
+	[RPL_BARE_LF] =		{ 550, "5.5.2", "Message refused: bare LF in "
+				    "data (RFC 5321 2.3.8)" },
+	[RPL_BARE_CR] =		{ 550, "5.5.2", "Message refused: bare CR in "
+				    "data (RFC 5321 2.3.8)" },
+	[RPL_NUL] =		{ 550, "5.6.0", "Message refused: NUL byte in "
+				    "data" },
+	[RPL_LONG_LINE] =		{ 550, "5.6.0", "Message refused: text line "
+				    "too long (RFC 5321 4.5.3.1.6)" },
+	[RPL_TOO_BIG] =		{ 552, "5.3.4", "Message size exceeds fixed "
+				    "limit" },
+	[RPL_SIZE_TOO_BIG] =	{ 552, "5.3.4", "Message size exceeds fixed "
+				    "limit" },
+	[RPL_PARAM] =		{ 555, "5.5.4", "Unsupported or bad "
+				    "parameter" },
+	[RPL_UTF8_REQUIRED] =	{ 553, "5.6.7", "Non-ASCII address requires "
+				    "SMTPUTF8" },
+	[RPL_RELAY] =		{ 554, "5.7.1", "Relay access denied" },
+	[RPL_LOOP] =		{ 554, "5.4.6", "Too many Received: headers, "
+				    "mail loop" },
+};
+
+struct smtp_cmd {
+	const char	*name;
+	void		(*fn)(struct smtp_session *, char *);
+};
+
+static void	cmd_data(struct smtp_session *, char *);
+static void	cmd_ehlo(struct smtp_session *, char *);
+static void	cmd_expn(struct smtp_session *, char *);
+static void	cmd_helo(struct smtp_session *, char *);
+static void	cmd_help(struct smtp_session *, char *);
+static void	cmd_mail(struct smtp_session *, char *);
+static void	cmd_noop(struct smtp_session *, char *);
+static void	cmd_quit(struct smtp_session *, char *);
+static void	cmd_rcpt(struct smtp_session *, char *);
+static void	cmd_rset(struct smtp_session *, char *);
+static void	cmd_vrfy(struct smtp_session *, char *);
+
+/* Sorted by name for bsearch. */
+static const struct smtp_cmd smtp_cmds[] = {
+	{ "AUTH",	cmd_expn },	/* hook: comes with the TLS issue */
+	{ "DATA",	cmd_data },
+	{ "EHLO",	cmd_ehlo },
+	{ "EXPN",	cmd_expn },
+	{ "HELO",	cmd_helo },
+	{ "HELP",	cmd_help },
+	{ "MAIL",	cmd_mail },
+	{ "NOOP",	cmd_noop },
+	{ "QUIT",	cmd_quit },
+	{ "RCPT",	cmd_rcpt },
+	{ "RSET",	cmd_rset },
+	{ "STARTTLS",	cmd_expn },	/* hook: comes with the TLS issue */
+	{ "TURN",	cmd_expn },
+	{ "VRFY",	cmd_vrfy },
+};
+
+static unsigned int	smtp_session_serial;
+
+static size_t
+limit_line(const struct smtp_session *s)
+{
+	size_t	 v = s->sd->limits.line_max;
+
+	return v < 64 ? SMTP_DEF_LINE_MAX : v;
+}
+
+static size_t
+limit_text_line(const struct smtp_session *s)
+{
+	size_t	 v = s->sd->limits.text_line_max;
+
+	return v == 0 ? SMTP_DEF_TEXT_LINE_MAX : v;
+}
+
+static uint64_t
+limit_size(const struct smtp_session *s)
+{
+	uint64_t v = s->sd->limits.message_size_max;
+
+	return v == 0 ? SMTP_DEF_SIZE_MAX : v;
+}
+
+static unsigned int
+limit_rcpt(const struct smtp_session *s)
+{
+	unsigned int v = s->sd->limits.rcpt_max;
+
+	return v == 0 ? SMTP_DEF_RCPT_MAX : v;
+}
+
+static unsigned int
+limit_errors(const struct smtp_session *s)
+{
+	unsigned int v = s->sd->limits.errors_max;
+
+	return v == 0 ? SMTP_DEF_ERRORS_MAX : v;
+}
+
+static unsigned int
+limit_received(const struct smtp_session *s)
+{
+	unsigned int v = s->sd->limits.received_max;
+
+	return v == 0 ? SMTP_RECEIVED_MAX : v;
+}
+
+static const char *
+session_hostname(const struct smtp_session *s)
+{
+	return s->sd->hostname != NULL ? s->sd->hostname : "localhost";
+}
+
+/* Append one reply; extra (may be NULL) follows the table text. */
+static void
+reply(struct smtp_session *s, enum smtp_reply r, const char *extra)
+{
+	const struct smtp_reply_text *t = &smtp_replies[r];
+	int	 rv;
+
+	if (t->enh != NULL)
+		rv = buf_printf(s->out, "%d %s %s%s%s\r\n", t->code, t->enh,
+		    t->text, extra ? " " : "", extra ? extra : "");
+	else
+		rv = buf_printf(s->out, "%d %s\r\n", t->code, t->text);
+	if (rv == -1)
+		s->state = SMTP_STATE_QUIT;
+	if (t->code >= 400)
+		s->errors++;
+}
+
+static void
+transaction_reset(struct smtp_session *s)
+{
+	size_t	 i;
+
+	if (s->w_open) {
+		queue_writer_abort(&s->w);
+		s->w_open = 0;
+	}
+	free(s->sender);
+	s->sender = NULL;
+	for (i = 0; i < s->nrcpts; i++)
+		free(s->rcpts[i]);
+	free(s->rcpts);
+	s->rcpts = NULL;
+	s->nrcpts = 0;
+	s->flags = 0;
+	s->size_declared = 0;
+	s->data_err = 0;
+	s->data_size = 0;
+	s->data_linelen = 0;
+	s->data_headers = 0;
+	s->data_received = 0;
+	buf_reset(&s->body);
+	if (s->state != SMTP_STATE_QUIT && s->state != SMTP_STATE_GREETING &&
+	    s->state != SMTP_STATE_INIT)
+		s->state = SMTP_STATE_HELO;
+}
+
+void
+smtp_session_init(struct smtp_session *s, struct smtpd_domain *sd,
+    struct smtp_userdb *udb, enum listener_kind kind,
+    const struct sockaddr *peer, socklen_t peer_len, struct buf *out)
+{
+	memset(s, 0, sizeof(*s));
+	s->state = SMTP_STATE_GREETING;
+	s->sd = sd;
+	s->udb = udb;
+	s->kind = kind;
+	s->queue_dir = QUEUE_DIR;
+	s->out = out;
+	buf_init(&s->body, 0);
+	(void)snprintf(s->id, sizeof(s->id), "%x.%u", (unsigned)getpid(),
+	    ++smtp_session_serial);
+	if (peer != NULL && peer_len > 0 &&
+	    (size_t)peer_len <= sizeof(s->peer)) {
+		memcpy(&s->peer, peer, peer_len);
+		s->peer_len = peer_len;
+		if (domain_addr_text(peer, s->client_addr,
+		    sizeof(s->client_addr)) == NULL)
+			s->client_addr[0] = '\0';
+	}
+	(void)strlcpy(s->client_name, "unknown", sizeof(s->client_name));
+	line_reader_init(&s->lr, limit_line(s) - 2);
+}
+
+void
+smtp_session_greet(struct smtp_session *s)
+{
+	/* RFC 5321 §4.3.1; no enhanced code in the greeting (RFC 2034). */
+	if (buf_printf(s->out, "220 %s ESMTP\r\n", session_hostname(s)) == -1)
+		s->state = SMTP_STATE_QUIT;
+	else
+		s->state = SMTP_STATE_INIT;
+}
+
+int
+smtp_session_busy(const struct smtp_session *s)
+{
+	return s->state == SMTP_STATE_MAIL || s->state == SMTP_STATE_RCPT ||
+	    s->state == SMTP_STATE_DATA || s->state == SMTP_STATE_COMMIT;
+}
+
+void
+smtp_session_eof(struct smtp_session *s)
+{
+	if (s->state == SMTP_STATE_DATA || s->state == SMTP_STATE_COMMIT)
+		log_info("%s smtp disconnect during data client=%s size=%llu",
+		    s->id, s->client_addr, (unsigned long long)s->data_size);
+	transaction_reset(s);
+	s->state = SMTP_STATE_QUIT;
+}
+
+void
+smtp_session_timeout(struct smtp_session *s)
+{
+	log_info("%s smtp timeout client=%s state=%d", s->id, s->client_addr,
+	    (int)s->state);
+	transaction_reset(s);
+	reply(s, RPL_TIMEOUT, NULL);
+	s->state = SMTP_STATE_QUIT;
+}
+
+void
+smtp_session_shutdown(struct smtp_session *s)
+{
+	transaction_reset(s);
+	reply(s, RPL_SHUTDOWN, NULL);
+	s->state = SMTP_STATE_QUIT;
+}
+
+void
+smtp_session_refuse(struct smtp_session *s)
+{
+	reply(s, RPL_TOO_MANY_SESSIONS, NULL);
+	s->state = SMTP_STATE_QUIT;
+}
+
+void
+smtp_session_free(struct smtp_session *s)
+{
+	transaction_reset(s);
+	buf_free(&s->body);
+	free(s->auth_user);
+	s->auth_user = NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* Users and aliases of the domain. */
+
+void
+smtp_userdb_init(struct smtp_userdb *u)
+{
+	memset(u, 0, sizeof(*u));
+	u->passwd_path = "/etc/passwd";
+	u->aliases_path = "/etc/aliases";
+}
+
+void
+smtp_userdb_free(struct smtp_userdb *u)
+{
+	if (u->pw_loaded)
+		passwd_free(&u->pw);
+	if (u->al_loaded)
+		aliases_free(&u->al);
+	u->pw_loaded = u->al_loaded = 0;
+}
+
+static void
+userdb_diag(void *ctx, const char *msg)
+{
+	(void)ctx;
+	log_warnx("%s", msg);
+}
+
+/*
+ * Re-read passwd when it changed.  A missing or unreadable passwd is a
+ * temporary failure (-1): better a retry than a wrong 550.
+ */
+static int
+userdb_passwd(struct smtp_userdb *u)
+{
+	struct stat	 st;
+	struct diag	 d = { userdb_diag, NULL, 0 };
+	const char	*error;
+
+	if (stat(u->passwd_path, &st) == -1) {
+		log_warn("%s", u->passwd_path);
+		return -1;
+	}
+	if (u->pw_loaded && st.st_mtim.tv_sec == u->pw_mtime.tv_sec &&
+	    st.st_mtim.tv_nsec == u->pw_mtime.tv_nsec &&
+	    st.st_size == u->pw_size && st.st_ino == u->pw_ino)
+		return 0;
+	if (u->pw_loaded) {
+		passwd_free(&u->pw);
+		u->pw_loaded = 0;
+	}
+	memset(&u->pw, 0, sizeof(u->pw));
+	if (passwd_load(&u->pw, u->passwd_path, &d, &error) == -1) {
+		log_warnx("%s: %s", u->passwd_path, error);
+		return -1;
+	}
+	u->pw_loaded = 1;
+	u->pw_mtime = st.st_mtim;
+	u->pw_size = st.st_size;
+	u->pw_ino = st.st_ino;
+	return 0;
+}
+
+/* Re-read aliases when changed; a missing file means no aliases. */
+static int
+userdb_aliases(struct smtp_userdb *u)
+{
+	struct stat	 st;
+	struct diag	 d = { userdb_diag, NULL, 0 };
+	const char	*error;
+
+	if (stat(u->aliases_path, &st) == -1) {
+		if (errno != ENOENT) {
+			log_warn("%s", u->aliases_path);
+			return -1;
+		}
+		if (u->al_loaded)
+			aliases_free(&u->al);
+		u->al_loaded = 0;
+		return 0;
+	}
+	if (u->al_loaded && st.st_mtim.tv_sec == u->al_mtime.tv_sec &&
+	    st.st_mtim.tv_nsec == u->al_mtime.tv_nsec &&
+	    st.st_size == u->al_size && st.st_ino == u->al_ino)
+		return 0;
+	if (u->al_loaded) {
+		aliases_free(&u->al);
+		u->al_loaded = 0;
+	}
+	memset(&u->al, 0, sizeof(u->al));
+	if (aliases_load(&u->al, u->aliases_path, &d, &error) == -1) {
+		log_warnx("%s: %s", u->aliases_path, error);
+		return -1;
+	}
+	u->al_loaded = 1;
+	u->al_mtime = st.st_mtim;
+	u->al_size = st.st_size;
+	u->al_ino = st.st_ino;
+	return 0;
+}
+
+int
+smtp_userdb_lookup(struct smtp_userdb *u, const char *local, char *name_r,
+    size_t size)
+{
+	char			 lower[ADDR_LOCAL_MAX + 1];
+	const struct alias	*al;
+	size_t			 i, n;
+
+	n = strlen(local);
+	if (n == 0 || n >= sizeof(lower))
+		return 0;
+	for (i = 0; i < n; i++)
+		lower[i] = (char)tolower((unsigned char)local[i]);
+	lower[n] = '\0';
+	/* Refuses '/', "..", ':' and controls before any lookup. */
+	if (!passwd_name_valid(lower))
+		return 0;
+	if (userdb_passwd(u) == -1 || userdb_aliases(u) == -1)
+		return -1;
+	for (i = 0; i < u->pw.n; i++) {
+		if (strcasecmp(u->pw.entries[i].name, lower) == 0) {
+			if (strlcpy(name_r, u->pw.entries[i].name, size) >=
+			    size)
+				return 0;
+			return 1;
+		}
+	}
+	if (u->al_loaded && (al = aliases_find(&u->al, lower)) != NULL) {
+		if (strlcpy(name_r, al->name, size) >= size)
+			return 0;
+		return 1;
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Commands. */
+
+/* The argument after "KEYWORD:" (case-insensitive), blanks skipped. */
+static char *
+arg_after(char *arg, const char *keyword)
+{
+	size_t	 n = strlen(keyword);
+
+	if (arg == NULL || strncasecmp(arg, keyword, n) != 0)
+		return NULL;
+	arg += n;
+	/* Not RFC 5321, but common: "MAIL FROM: <a@b>". */
+	while (*arg == ' ')
+		arg++;
+	return arg;
+}
+
+static int
+has_8bit(const char *s)
+{
+	for (; *s != '\0'; s++)
+		if ((unsigned char)*s >= 0x80)
+			return 1;
+	return 0;
+}
+
+/* Parse a hostname-ish argument of HELO/EHLO: printable, no spaces. */
+static int
+helo_valid(const char *arg)
+{
+	size_t	 n;
+
+	if (arg == NULL || (n = strlen(arg)) == 0 || n > SMTP_HELO_MAX)
+		return 0;
+	for (; *arg != '\0'; arg++)
+		if ((unsigned char)*arg <= ' ' || (unsigned char)*arg >= 0x7f)
+			return 0;
+	return 1;
+}
+
+static void
+helo_common(struct smtp_session *s, char *arg, int esmtp)
+{
+	if (!helo_valid(arg)) {
+		reply(s, RPL_SYNTAX_HELO, NULL);
+		return;
+	}
+	/* RFC 5321 §4.1.4: EHLO/HELO also resets any transaction. */
+	transaction_reset(s);
+	(void)strlcpy(s->helo, arg, sizeof(s->helo));
+	s->esmtp = esmtp;
+	s->state = SMTP_STATE_HELO;
+}
+
+static void
+cmd_helo(struct smtp_session *s, char *arg)
+{
+	helo_common(s, arg, 0);
+	if (s->state != SMTP_STATE_HELO)
+		return;
+	if (buf_printf(s->out, "250 %s\r\n", session_hostname(s)) == -1)
+		s->state = SMTP_STATE_QUIT;
+}
+
+static void
+cmd_ehlo(struct smtp_session *s, char *arg)
+{
+	int	 r = 0;
+
+	helo_common(s, arg, 1);
+	if (s->state != SMTP_STATE_HELO)
+		return;
+	r |= buf_printf(s->out, "250-%s\r\n", session_hostname(s));
+	r |= buf_puts(s->out, "250-PIPELINING\r\n");
+	r |= buf_printf(s->out, "250-SIZE %llu\r\n",
+	    (unsigned long long)limit_size(s));
+	r |= buf_puts(s->out, "250-8BITMIME\r\n");
+	r |= buf_puts(s->out, "250-ENHANCEDSTATUSCODES\r\n");
+	/* Hooks for the TLS issue: STARTTLS, then AUTH only under TLS. */
+	if (s->tls_available && !s->tls)
+		r |= buf_puts(s->out, "250-STARTTLS\r\n");
+	r |= buf_puts(s->out, "250 SMTPUTF8\r\n");
+	if (r != 0)
+		s->state = SMTP_STATE_QUIT;
+}
+
+/* Decimal SIZE= value; -1 when malformed. */
+static int
+parse_size(const char *v, uint64_t *size_r)
+{
+	uint64_t n = 0;
+	size_t	 i;
+
+	if (v == NULL || *v == '\0' || strlen(v) > 20)
+		return -1;
+	for (i = 0; v[i] != '\0'; i++) {
+		if (v[i] < '0' || v[i] > '9')
+			return -1;
+		if (n > (UINT64_MAX - 9) / 10)
+			return -1;
+		n = n * 10 + (uint64_t)(v[i] - '0');
+	}
+	*size_r = n;
+	return 0;
+}
+
+static void
+cmd_mail(struct smtp_session *s, char *arg)
+{
+	struct esmtp_param	 params[ADDR_PARAMS_MAX];
+	struct mailaddr		 a;
+	const char		*rest, *error;
+	char			 sender[2 * ADDR_PATH_MAX + 8];
+	char			 pbuf[1024];
+	unsigned int		 flags = 0;
+	uint64_t		 size = 0;
+	int			 np, i;
+
+	if (s->state == SMTP_STATE_INIT) {
+		reply(s, RPL_SEQ_HELO, NULL);
+		return;
+	}
+	if (s->state != SMTP_STATE_HELO) {
+		reply(s, RPL_SEQ_NESTED, NULL);
+		return;
+	}
+	if ((arg = arg_after(arg, "FROM:")) == NULL || *arg != '<') {
+		reply(s, RPL_SYNTAX_MAIL, NULL);
+		return;
+	}
+	if (addr_parse_path(arg, ADDR_NULL_OK | ADDR_UTF8, &a, &rest,
+	    &error) == -1) {
+		reply(s, RPL_BAD_SENDER, NULL);
+		return;
+	}
+	while (*rest == ' ')
+		rest++;
+	np = 0;
+	if (*rest != '\0') {
+		if (strlcpy(pbuf, rest, sizeof(pbuf)) >= sizeof(pbuf) ||
+		    (np = addr_parse_params(pbuf, params, ADDR_PARAMS_MAX,
+		    &error)) == -1) {
+			reply(s, RPL_PARAM, NULL);
+			return;
+		}
+	}
+	for (i = 0; i < np; i++) {
+		if (strcmp(params[i].keyword, "SIZE") == 0) {
+			if (parse_size(params[i].value, &size) == -1) {
+				reply(s, RPL_PARAM, NULL);
+				return;
+			}
+		} else if (strcmp(params[i].keyword, "BODY") == 0) {
+			if (params[i].value == NULL) {
+				reply(s, RPL_PARAM, NULL);
+				return;
+			}
+			if (strcasecmp(params[i].value, "8BITMIME") == 0)
+				flags |= QUEUE_F_8BITMIME;
+			else if (strcasecmp(params[i].value, "7BIT") != 0) {
+				reply(s, RPL_PARAM, NULL);
+				return;
+			}
+		} else if (strcmp(params[i].keyword, "SMTPUTF8") == 0 &&
+		    params[i].value == NULL) {
+			flags |= QUEUE_F_SMTPUTF8;
+		} else {
+			reply(s, RPL_PARAM, NULL);
+			return;
+		}
+	}
+	/* RFC 6531 §3.4: UTF-8 in a path only with SMTPUTF8. */
+	if ((has_8bit(a.local) || has_8bit(a.domain)) &&
+	    !(flags & QUEUE_F_SMTPUTF8)) {
+		reply(s, RPL_UTF8_REQUIRED, NULL);
+		return;
+	}
+	/* RFC 1870 §6.2: refuse early what cannot fit. */
+	if (size > limit_size(s)) {
+		reply(s, RPL_SIZE_TOO_BIG, NULL);
+		return;
+	}
+	if (s->kind == LISTEN_SUBMISSION && !s->authenticated) {
+		reply(s, RPL_AUTH_REQUIRED, NULL);
+		return;
+	}
+	if (addr_format(&a, sender, sizeof(sender)) == -1) {
+		reply(s, RPL_BAD_SENDER, NULL);
+		return;
+	}
+	s->sender = xstrdup(sender);
+	s->flags = flags;
+	s->size_declared = size;
+	s->state = SMTP_STATE_MAIL;
+	reply(s, RPL_MAIL_OK, NULL);
+}
+
+static int
+rcpt_known(struct smtp_session *s, const char *rcpt)
+{
+	size_t	 i;
+
+	for (i = 0; i < s->nrcpts; i++)
+		if (strcmp(s->rcpts[i], rcpt) == 0)
+			return 1;
+	return 0;
+}
+
+static void
+cmd_rcpt(struct smtp_session *s, char *arg)
+{
+	struct mailaddr	 a;
+	const char	*rest, *error, *dom;
+	char		 rcpt[2 * ADDR_PATH_MAX + 8];
+	char		 name[PASSWD_NAME_MAX + 1];
+	int		 r;
+
+	if (s->state == SMTP_STATE_INIT) {
+		reply(s, RPL_SEQ_HELO, NULL);
+		return;
+	}
+	if (s->state != SMTP_STATE_MAIL && s->state != SMTP_STATE_RCPT) {
+		reply(s, RPL_SEQ_MAIL, NULL);
+		return;
+	}
+	if ((arg = arg_after(arg, "TO:")) == NULL || *arg != '<') {
+		reply(s, RPL_SYNTAX_RCPT, NULL);
+		return;
+	}
+	if (addr_parse_path(arg, ADDR_NO_DOMAIN | ADDR_UTF8, &a, &rest,
+	    &error) == -1 || addr_is_null(&a)) {
+		reply(s, RPL_BAD_RCPT, NULL);
+		return;
+	}
+	while (*rest == ' ')
+		rest++;
+	/* No DSN advertised: no RCPT parameters are valid. */
+	if (*rest != '\0') {
+		reply(s, RPL_PARAM, NULL);
+		return;
+	}
+	if ((has_8bit(a.local) || has_8bit(a.domain)) &&
+	    !(s->flags & QUEUE_F_SMTPUTF8)) {
+		reply(s, RPL_UTF8_REQUIRED, NULL);
+		return;
+	}
+	if (s->nrcpts >= limit_rcpt(s)) {
+		reply(s, RPL_RCPT_MAX, NULL);
+		return;
+	}
+	if (a.domain[0] == '\0') {
+		/* RFC 5321 §4.5.1: "<postmaster>" without a domain. */
+		if (strcasecmp(a.local, "postmaster") != 0) {
+			reply(s, RPL_BAD_RCPT, NULL);
+			return;
+		}
+		dom = s->sd->nlocal_domains > 0 && s->sd->local_domains ?
+		    s->sd->local_domains[0] : session_hostname(s);
+		r = snprintf(rcpt, sizeof(rcpt), "postmaster@%s", dom);
+	} else if (smtpd_domain_is_local(s->sd, a.domain)) {
+		if (strcasecmp(a.local, "postmaster") == 0) {
+			(void)strlcpy(name, "postmaster", sizeof(name));
+		} else {
+			switch (smtp_userdb_lookup(s->udb, a.local, name,
+			    sizeof(name))) {
+			case 1:
+				break;
+			case 0:
+				reply(s, RPL_USER_UNKNOWN, NULL);
+				return;
+			default:
+				reply(s, RPL_TEMPFAIL, NULL);
+				return;
+			}
+		}
+		r = snprintf(rcpt, sizeof(rcpt), "%s@%s", name, a.domain);
+	} else {
+		/* Siblings on this host are remote too (DESIGN.md #3). */
+		if (!s->authenticated && (s->peer_len == 0 ||
+		    !smtpd_relay_allowed(s->sd,
+		    (const struct sockaddr *)&s->peer))) {
+			reply(s, RPL_RELAY, NULL);
+			return;
+		}
+		r = addr_format(&a, rcpt, sizeof(rcpt)) == -1 ? -1 : 0;
+	}
+	if (r < 0 || (size_t)r >= sizeof(rcpt)) {
+		reply(s, RPL_BAD_RCPT, NULL);
+		return;
+	}
+	if (!rcpt_known(s, rcpt)) {
+		s->rcpts = xreallocarray(s->rcpts, s->nrcpts + 1,
+		    sizeof(*s->rcpts));
+		s->rcpts[s->nrcpts++] = xstrdup(rcpt);
+	}
+	s->state = SMTP_STATE_RCPT;
+	reply(s, RPL_RCPT_OK, NULL);
+}
+
+/* The protocol name for Received: (RFC 3848, RFC 6531 §3.7.3). */
+static const char *
+received_protocol(const struct smtp_session *s)
+{
+	static const char *names[] = {
+		"ESMTP", "ESMTPA", "ESMTPS", "ESMTPSA",
+		"UTF8SMTP", "UTF8SMTPA", "UTF8SMTPS", "UTF8SMTPSA",
+	};
+	int	 i = 0;
+
+	if (!s->esmtp)
+		return "SMTP";
+	if (s->authenticated)
+		i |= 1;
+	if (s->tls)
+		i |= 2;
+	if (s->flags & QUEUE_F_SMTPUTF8)
+		i |= 4;
+	return names[i];
+}
+
+/* Our Received: line, RFC 5321 §4.4, LF line ends as in the queue. */
+static int
+received_write(struct smtp_session *s)
+{
+	struct buf	 b;
+	struct tm	 tm;
+	time_t		 now;
+	char		 date[64];
+	int		 r = 0;
+
+	now = time(NULL);
+	if (localtime_r(&now, &tm) == NULL ||
+	    strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S %z", &tm) == 0)
+		return -1;
+	buf_init(&b, 16384);
+	r |= buf_printf(&b, "Received: from %s", s->helo);
+	if (s->client_addr[0] != '\0')
+		r |= buf_printf(&b, " (%s [%s])", s->client_name,
+		    s->client_addr);
+	r |= buf_printf(&b, "\n\tby %s (virtmail) with %s id %s",
+	    session_hostname(s), received_protocol(s), s->w.id);
+	if (s->nrcpts == 1)
+		r |= buf_printf(&b, "\n\tfor <%s>", s->rcpts[0]);
+	r |= buf_printf(&b, ";\n\t%s\n", date);
+	if (r == 0)
+		r = buf_append(&s->body, b.data, b.len);
+	buf_free(&b);
+	return r;
+}
+
+static void
+cmd_data(struct smtp_session *s, char *arg)
+{
+	const char	*error;
+
+	if (s->state == SMTP_STATE_INIT) {
+		reply(s, RPL_SEQ_HELO, NULL);
+		return;
+	}
+	if (s->state == SMTP_STATE_HELO) {
+		reply(s, RPL_SEQ_MAIL, NULL);
+		return;
+	}
+	if (s->state == SMTP_STATE_MAIL) {
+		/* RFC 5321 §3.3: 554 when no recipient was accepted. */
+		reply(s, s->nrcpts == 0 ? RPL_NO_RCPT : RPL_SEQ_RCPT, NULL);
+		return;
+	}
+	if (arg != NULL) {
+		reply(s, RPL_SYNTAX_NOARG, NULL);
+		return;
+	}
+	if (queue_writer_open(&s->w, s->queue_dir, &error) == -1) {
+		log_warnx("%s smtp queue open failed: %s", s->id, error);
+		reply(s, errno == ENOSPC || errno == EDQUOT ? RPL_DISK_FULL :
+		    RPL_QUEUE_FAIL, NULL);
+		return;
+	}
+	s->w_open = 1;
+	s->data_err = 0;
+	s->data_size = 0;
+	s->data_linelen = 0;
+	s->data_headers = 1;
+	s->data_received = 0;
+	s->data_start = time(NULL);
+	buf_reset(&s->body);
+	if (received_write(s) == -1)
+		s->data_err |= SMTP_DATA_WRITE;
+	s->state = SMTP_STATE_DATA;
+	reply(s, RPL_DATA, NULL);
+}
+
+static void
+cmd_rset(struct smtp_session *s, char *arg)
+{
+	if (arg != NULL) {
+		reply(s, RPL_SYNTAX_NOARG, NULL);
+		return;
+	}
+	transaction_reset(s);
+	reply(s, RPL_OK, NULL);
+}
+
+static void
+cmd_noop(struct smtp_session *s, char *arg)
+{
+	(void)arg;		/* RFC 5321 §4.1.1.9: parameter ignored */
+	reply(s, RPL_OK, NULL);
+}
+
+static void
+cmd_quit(struct smtp_session *s, char *arg)
+{
+	if (arg != NULL) {
+		reply(s, RPL_SYNTAX_NOARG, NULL);
+		return;
+	}
+	transaction_reset(s);
+	reply(s, RPL_BYE, NULL);
+	s->state = SMTP_STATE_QUIT;
+}
+
+static void
+cmd_vrfy(struct smtp_session *s, char *arg)
+{
+	/* RFC 5321 §3.5.3: 252 says nothing about who exists. */
+	reply(s, arg == NULL ? RPL_SYNTAX_VRFY : RPL_VRFY, NULL);
+}
+
+static void
+cmd_expn(struct smtp_session *s, char *arg)
+{
+	(void)arg;
+	reply(s, RPL_NOT_IMPL, NULL);
+}
+
+static void
+cmd_help(struct smtp_session *s, char *arg)
+{
+	(void)arg;
+	reply(s, RPL_HELP, NULL);
+}
+
+static int
+cmd_compare(const void *key, const void *elem)
+{
+	return strcasecmp(key, ((const struct smtp_cmd *)elem)->name);
+}
+
+/* One command line (terminator removed, NUL-terminated copy). */
+static void
+session_command(struct smtp_session *s, char *line, size_t len)
+{
+	const struct smtp_cmd	*c;
+	char			*arg, *sp;
+	size_t			 i;
+
+	for (i = 0; i < len; i++) {
+		unsigned char ch = (unsigned char)line[i];
+
+		if ((ch < ' ' && ch != '\t') || ch == 0x7f) {
+			reply(s, RPL_BAD_CHARS, NULL);
+			return;
+		}
+	}
+	/* Trailing blanks are a common client quirk; drop them. */
+	while (len > 0 && (line[len - 1] == ' ' || line[len - 1] == '\t'))
+		line[--len] = '\0';
+	arg = NULL;
+	if ((sp = strchr(line, ' ')) != NULL) {
+		*sp = '\0';
+		arg = sp + 1;
+		while (*arg == ' ')
+			arg++;
+		if (*arg == '\0')
+			arg = NULL;
+	}
+	c = bsearch(line, smtp_cmds, sizeof(smtp_cmds) / sizeof(smtp_cmds[0]),
+	    sizeof(smtp_cmds[0]), cmd_compare);
+	if (c == NULL) {
+		reply(s, RPL_UNKNOWN_CMD, NULL);
+		return;
+	}
+	c->fn(s, arg);
+}
+
+/* ------------------------------------------------------------------ */
+/* DATA. */
+
+static void
+body_flush(struct smtp_session *s)
+{
+	if (s->body.len == 0)
+		return;
+	if (!(s->data_err & SMTP_DATA_WRITE) &&
+	    queue_writer_write(&s->w, s->body.data, s->body.len) == -1)
+		s->data_err |= SMTP_DATA_WRITE;
+	buf_reset(&s->body);
+}
+
+/*
+ * A piece of the current text line: the whole rest of it when eol
+ * (its CRLF already removed), else a fragment of a long line.  Any CR
+ * or LF left in it is bare (RFC 5321 §2.3.8).
+ */
+static void
+data_piece(struct smtp_session *s, const char *p, size_t len, int eol)
+{
+	int	 first = s->data_linelen == 0;
+
+	s->data_linelen += len;
+	if (memchr(p, '\n', len) != NULL)
+		s->data_err |= SMTP_DATA_BARE_LF;
+	if (memchr(p, '\r', len) != NULL)
+		s->data_err |= SMTP_DATA_BARE_CR;
+	if (memchr(p, '\0', len) != NULL)
+		s->data_err |= SMTP_DATA_NUL;
+	if (eol && s->data_linelen + 2 > limit_text_line(s))
+		s->data_err |= SMTP_DATA_LONG_LINE;
+	if (first && len > 0 && p[0] == '.') {
+		/* §4.5.2: drop the first period of a line. */
+		p++;
+		len--;
+	}
+	if (first && s->data_headers) {
+		if (eol && len == 0)
+			s->data_headers = 0;
+		else if (len >= 9 && strncasecmp(p, "Received:", 9) == 0 &&
+		    ++s->data_received > limit_received(s))
+			s->data_err |= SMTP_DATA_LOOP;
+	}
+	s->data_size += len + (eol ? 1 : 0);
+	if (s->data_size > limit_size(s))
+		s->data_err |= SMTP_DATA_TOO_BIG;
+	if (eol)
+		s->data_linelen = 0;
+	/* Once the message is doomed, stop writing it. */
+	if (s->data_err != 0)
+		return;
+	if (buf_append(&s->body, p, len) == -1 ||
+	    (eol && buf_putc(&s->body, '\n') == -1))
+		s->data_err |= SMTP_DATA_WRITE;
+	else if (s->body.len >= SMTP_BODY_FLUSH)
+		body_flush(s);
+}
+
+/* The end of data: refuse, or ask the I/O layer for a commit. */
+static enum smtp_action
+data_end(struct smtp_session *s)
+{
+	static const struct {
+		unsigned int		 flag;
+		enum smtp_reply		 r;
+		const char		*reason;
+	} refusals[] = {
+		{ SMTP_DATA_NUL,	RPL_NUL,		"nul" },
+		{ SMTP_DATA_BARE_LF,	RPL_BARE_LF,	"bare_lf" },
+		{ SMTP_DATA_BARE_CR,	RPL_BARE_CR,	"bare_cr" },
+		{ SMTP_DATA_LONG_LINE,	RPL_LONG_LINE,	"long_line" },
+		{ SMTP_DATA_TOO_BIG,	RPL_TOO_BIG,	"size" },
+		{ SMTP_DATA_LOOP,	RPL_LOOP,		"loop" },
+	};
+	char	 from[512];
+	size_t	 i;
+	int	 err;
+
+	if (s->data_err == 0)
+		body_flush(s);
+	if (s->data_err == 0) {
+		s->state = SMTP_STATE_COMMIT;
+		return SMTP_ACT_COMMIT;
+	}
+	(void)log_clean(from, sizeof(from), s->sender, strlen(s->sender));
+	for (i = 0; i < sizeof(refusals) / sizeof(refusals[0]); i++)
+		if (s->data_err & refusals[i].flag)
+			break;
+	if (i < sizeof(refusals) / sizeof(refusals[0])) {
+		log_info("%s smtp refused reason=%s from=<%s> size=%llu "
+		    "client=%s", s->w.id, refusals[i].reason, from,
+		    (unsigned long long)s->data_size, s->client_addr);
+		reply(s, refusals[i].r, NULL);
+	} else {
+		err = s->w.error;
+		log_warnx("%s smtp queue write failed: %s", s->w.id,
+		    strerror(err));
+		reply(s, err == ENOSPC || err == EDQUOT ? RPL_DISK_FULL :
+		    RPL_QUEUE_FAIL, NULL);
+	}
+	transaction_reset(s);
+	return SMTP_ACT_CONTINUE;
+}
+
+/* Consume DATA bytes from in; 1 at the end of data, 0 for more. */
+static int
+data_input(struct smtp_session *s, struct buf *in)
+{
+	const char	*p, *crlf;
+	size_t		 n;
+
+	while (in->len > 0) {
+		p = in->data;
+		crlf = memmem(p, in->len, "\r\n", 2);
+		if (crlf == NULL) {
+			/*
+			 * A long line: pass on all but the last byte, which
+			 * may be the CR of a CRLF still to come.
+			 */
+			if (in->len <= SMTP_FRAGMENT)
+				return 0;
+			n = in->len - 1;
+			data_piece(s, p, n, 0);
+			buf_consume(in, n);
+			continue;
+		}
+		n = (size_t)(crlf - p);
+		/* §4.1.1.4: only <CRLF>.<CRLF> ends the data. */
+		if (s->data_linelen == 0 && n == 1 && p[0] == '.') {
+			buf_consume(in, 3);
+			return 1;
+		}
+		data_piece(s, p, n, 1);
+		buf_consume(in, n + 2);
+	}
+	return 0;
+}
+
+enum smtp_action
+smtp_session_input(struct smtp_session *s, struct buf *in)
+{
+	struct line	 line;
+	char		*copy;
+
+	for (;;) {
+		if (s->state == SMTP_STATE_QUIT)
+			return SMTP_ACT_CLOSE;
+		if (s->state == SMTP_STATE_COMMIT)
+			return SMTP_ACT_COMMIT;
+		if (s->state == SMTP_STATE_GREETING)
+			return SMTP_ACT_CONTINUE;
+		if (s->errors > limit_errors(s)) {
+			log_info("%s smtp too many errors client=%s", s->id,
+			    s->client_addr);
+			transaction_reset(s);
+			reply(s, RPL_TOO_MANY_ERRORS, NULL);
+			s->state = SMTP_STATE_QUIT;
+			return SMTP_ACT_CLOSE;
+		}
+		/* Back-pressure: a client that does not read its replies. */
+		if (s->out->len > SMTP_OUT_HIGH)
+			return SMTP_ACT_CONTINUE;
+		if (s->state == SMTP_STATE_DATA) {
+			if (!data_input(s, in))
+				return SMTP_ACT_CONTINUE;
+			if (data_end(s) == SMTP_ACT_COMMIT)
+				return SMTP_ACT_COMMIT;
+			continue;
+		}
+		switch (line_next(&s->lr, in, 0, &line)) {
+		case LINE_PARTIAL:
+			return SMTP_ACT_CONTINUE;
+		case LINE_TOOLONG:
+			/* RFC 5321 §4.5.3.1.4 */
+			reply(s, RPL_LINE_TOO_LONG, NULL);
+			continue;
+		case LINE_READY:
+			break;
+		}
+		copy = xmalloc(line.len + 1);
+		memcpy(copy, line.data, line.len);
+		copy[line.len] = '\0';
+		buf_consume(in, line.consumed);
+		session_command(s, copy, line.len);
+		free(copy);
+	}
+}
+
+void
+smtp_session_commit(struct smtp_session *s)
+{
+	struct queue_env e;
+	const char	*error;
+	char		 from[512], id[QUEUE_ID_LEN + 1];
+	size_t		 i;
+	int		 r, err;
+
+	if (s->state != SMTP_STATE_COMMIT || !s->w_open)
+		return;
+	memset(&e, 0, sizeof(e));
+	e.created = time(NULL);
+	e.sender = s->sender;
+	e.helo = s->helo;
+	e.client_addr = s->client_addr;
+	e.auth_user = s->auth_user;
+	e.flags = s->flags;
+	r = 0;
+	for (i = 0; i < s->nrcpts && r == 0; i++)
+		r = queue_env_add_rcpt(&e, s->rcpts[i], NULL);
+	(void)strlcpy(id, s->w.id, sizeof(id));
+	err = 0;
+	if (r == 0) {
+		r = queue_writer_commit(&s->w, s->queue_dir, &e, &error);
+		err = errno;
+	} else {
+		error = "out of memory";
+		queue_writer_abort(&s->w);
+	}
+	/* A failed commit leaves nothing behind (queue.h). */
+	s->w_open = 0;
+	/* Ours, not the envelope's to free. */
+	e.sender = e.helo = e.client_addr = e.auth_user = NULL;
+	queue_env_free(&e);
+	(void)log_clean(from, sizeof(from), s->sender, strlen(s->sender));
+	if (r == -1) {
+		log_warnx("%s smtp queue commit failed: %s", id, error);
+		reply(s, err == ENOSPC || err == EDQUOT ? RPL_DISK_FULL :
+		    RPL_QUEUE_FAIL, NULL);
+	} else {
+		s->nmessages++;
+		log_info("%s smtp message from=<%s> size=%llu nrcpt=%zu "
+		    "client=%s", id, from, (unsigned long long)s->data_size,
+		    s->nrcpts, s->client_addr);
+		reply(s, RPL_QUEUED, id);
+	}
+	s->state = SMTP_STATE_HELO;
+	transaction_reset(s);
+}
