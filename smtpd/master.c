@@ -30,6 +30,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -380,6 +381,29 @@ master_refuse(int fd, const char *reply)
 	(void)send(fd, reply, strlen(reply), MSG_NOSIGNAL | MSG_DONTWAIT);
 }
 
+/*
+ * inetd mode: after a refusal, let the client's pending input drain
+ * for a moment, so that closing does not send a reset that could
+ * destroy the reply before the client reads it.
+ */
+static void
+master_inetd_linger(void)
+{
+	struct pollfd	 pfd;
+	char		 junk[4096];
+	ssize_t		 n;
+	size_t		 total = 0;
+
+	(void)shutdown(1, SHUT_WR);
+	pfd.fd = 0;
+	pfd.events = POLLIN;
+	while (total < 65536 && poll(&pfd, 1, 2000) == 1) {
+		if ((n = read(0, junk, sizeof(junk))) <= 0)
+			break;
+		total += (size_t)n;
+	}
+}
+
 int
 master_inetd(const struct smtpd_opts *o)
 {
@@ -405,6 +429,7 @@ master_inetd(const struct smtpd_opts *o)
 		log_warnx("inetd: configuration errors");
 		(void)write_all(1, MASTER_CONF_ERROR,
 		    strlen(MASTER_CONF_ERROR));
+		master_inetd_linger();
 		return EX_CONFIG;
 	}
 	if ((vd = domain_lookup_addr(&t, (struct sockaddr *)&ss, sslen)) ==
@@ -413,6 +438,7 @@ master_inetd(const struct smtpd_opts *o)
 		    domain_addr_text((struct sockaddr *)&ss, a, sizeof(a)));
 		(void)write_all(1, MASTER_NO_SERVICE,
 		    strlen(MASTER_NO_SERVICE));
+		master_inetd_linger();
 		return EX_UNAVAILABLE;
 	}
 	if (priv_check_root(vd->dir, &err) == -1 ||
@@ -422,6 +448,7 @@ master_inetd(const struct smtpd_opts *o)
 			log_warnx("inetd: %s", err);
 		(void)write_all(1, MASTER_CONF_ERROR,
 		    strlen(MASTER_CONF_ERROR));
+		master_inetd_linger();
 		return EX_CONFIG;
 	}
 	log_set_domain(sd.name);
