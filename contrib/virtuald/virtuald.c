@@ -198,14 +198,21 @@ serve(const struct virtuald_opts *o)
 	    &error) == -1) {
 		log_warnx("peer=%s local=%s: cannot enter %s: %s", peer,
 		    local, dom->dir, error);
-		exit(EX_OSERR);
+		/* Perhaps already chrooted: see below. */
+		_exit(EX_OSERR);
 	}
+	/*
+	 * Inside the root from here on: leave with _exit(), since atexit
+	 * handlers (a sanitizer's leak check, say) may need files that
+	 * the root does not have.  Nothing is buffered: syslog and stderr
+	 * are written at once.
+	 */
 	if (o->user != NULL) {
 		if (setenv("HOME", u.home, 1) == -1 ||
 		    setenv("USER", u.name, 1) == -1 ||
 		    setenv("LOGNAME", u.name, 1) == -1) {
 			log_warn("setenv");
-			exit(EX_OSERR);
+			_exit(EX_OSERR);
 		}
 	}
 	domain_table_free(&t);
@@ -214,7 +221,7 @@ serve(const struct virtuald_opts *o)
 	save = errno;
 	log_warn("peer=%s local=%s: cannot execute %s inside the root",
 	    peer, local, o->argv[0]);
-	exit(save == ENOENT ? 127 : 126);
+	_exit(save == ENOENT ? 127 : 126);
 }
 
 /*
