@@ -1,0 +1,306 @@
+/*
+ * test_deliver.c — local delivery's pure parts: the deliverer request
+ * and reply datagrams (valid, truncated, extra bytes, control bytes,
+ * bad names), the deterministic Maildir name, ">From " quoting fed in
+ * pieces, and a real Maildir and mbox delivery in a temporary root
+ * (as the current user, with the recovered-copy check).
+ */
+
+#include <sys/stat.h>
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "compat.h"
+#include "smtpd.h"
+#include "test.h"
+
+static void
+fill_req(struct deliver_req *r)
+{
+	memset(r, 0, sizeof(*r));
+	r->reqid = 7;
+	r->mbox = 1;
+	r->recovered = 1;
+	(void)strlcpy(r->queue_id, "0123456789abcdef", sizeof(r->queue_id));
+	r->rcpt_index = 3;
+	r->created = 1700000000;
+	(void)strlcpy(r->user, "bob", sizeof(r->user));
+	(void)strlcpy(r->rcpt, "bob@alpha.test", sizeof(r->rcpt));
+	(void)strlcpy(r->sender, "", sizeof(r->sender));
+}
+
+static void
+test_req(void)
+{
+	struct deliver_req	 r, d;
+	const char		*err;
+	char			 msg[DELIVER_MSG_MAX], bad[DELIVER_MSG_MAX];
+	size_t			 len;
+
+	fill_req(&r);
+	CHECK(deliver_req_encode(&r, msg, sizeof(msg), &len) == 0,
+	    "req: encode");
+	CHECK(deliver_req_decode(msg, len, &d, &err) == 0, "req: decode");
+	CHECK(d.reqid == 7 && d.mbox == 1 && d.recovered == 1 &&
+	    d.rcpt_index == 3 && d.created == 1700000000,
+	    "req: numbers round-trip");
+	CHECK_STR(d.queue_id, r.queue_id, "req: queue id");
+	CHECK_STR(d.user, "bob", "req: user");
+	CHECK_STR(d.rcpt, "bob@alpha.test", "req: rcpt");
+	CHECK_STR(d.sender, "", "req: null sender");
+
+	CHECK(deliver_req_decode(msg, len - 1, &d, &err) == -1,
+	    "req: truncated refused");
+	memcpy(bad, msg, len);
+	bad[len] = 'x';
+	CHECK(deliver_req_decode(bad, len + 1, &d, &err) == -1,
+	    "req: trailing bytes refused");
+	bad[len] = '\0';
+	CHECK(deliver_req_decode(bad, len + 1, &d, &err) == -1,
+	    "req: extra field refused");
+	CHECK(deliver_req_decode("", 0, &d, &err) == -1, "req: empty");
+	memcpy(bad, msg, len);
+	bad[0] = 'X';
+	CHECK(deliver_req_decode(bad, len, &d, &err) == -1,
+	    "req: wrong tag refused");
+
+	fill_req(&r);
+	(void)strlcpy(r.user, "../etc", sizeof(r.user));
+	CHECK(deliver_req_encode(&r, msg, sizeof(msg), &len) == -1,
+	    "req: traversal user not encoded");
+	fill_req(&r);
+	(void)strlcpy(r.rcpt, "bob@alpha.test\nX-Evil: 1", sizeof(r.rcpt));
+	CHECK(deliver_req_encode(&r, msg, sizeof(msg), &len) == -1,
+	    "req: newline in rcpt not encoded");
+	fill_req(&r);
+	(void)strlcpy(r.sender, "a>b", sizeof(r.sender));
+	CHECK(deliver_req_encode(&r, msg, sizeof(msg), &len) == -1,
+	    "req: '>' in sender not encoded");
+
+	/* Hand-made requests: what a compromised runner could send. */
+	{
+		static const struct {
+			const char	*text;
+			size_t		 len;
+			const char	*what;
+		} t[] = {
+#define R(s, w)	{ s, sizeof(s) - 1, w }
+		R("D1\0" "1\0maildir\0" "0\0" "0123456789abcdef\0" "0\0" "5\0"
+		    "bob\0bob@a\0s@b\0", "req: hand-made ok"),
+		R("D1\0" "1\0maildir\0" "0\0" "0123456789abcdef\0" "0\0" "5\0"
+		    "root/x\0bob@a\0s@b\0", "req: slash in user"),
+		R("D1\0" "1\0maildir\0" "2\0" "0123456789abcdef\0" "0\0" "5\0"
+		    "bob\0bob@a\0s@b\0", "req: bad flag"),
+		R("D1\0" "1\0maildir\0" "0\0" "0123456789ABCDEX\0" "0\0" "5\0"
+		    "bob\0bob@a\0s@b\0", "req: bad queue id"),
+		R("D1\0" "-1\0maildir\0" "0\0" "0123456789abcdef\0" "0\0" "5\0"
+		    "bob\0bob@a\0s@b\0", "req: negative id"),
+		R("D1\0" "1\0maildir\0" "0\0" "0123456789abcdef\0" "0\0" "5\0"
+		    "bob\0bob@a\r\0s@b\0", "req: CR in rcpt"),
+		R("D1\0" "1\0mh\0" "0\0" "0123456789abcdef\0" "0\0" "5\0"
+		    "bob\0bob@a\0s@b\0", "req: unknown mailbox type"),
+		R("D1\0" "1\0maildir\0" "0\0" "0123456789abcdef\0" "0\0" "5\0"
+		    "bob\0\0s@b\0", "req: empty rcpt"),
+#undef R
+		};
+		size_t	 i;
+
+		for (i = 0; i < sizeof(t) / sizeof(t[0]); i++)
+			CHECK((deliver_req_decode(t[i].text, t[i].len, &d,
+			    &err) == 0) == (i == 0), t[i].what);
+	}
+}
+
+static void
+test_res(void)
+{
+	struct deliver_res	 r, d;
+	const char		*err;
+	char			 msg[DELIVER_MSG_MAX];
+	size_t			 len;
+
+	memset(&r, 0, sizeof(r));
+	r.reqid = 42;
+	r.status = DELIVER_TEMPFAIL;
+	(void)strlcpy(r.mailbox, "/home/bob/Maildir", sizeof(r.mailbox));
+	(void)strlcpy(r.reason, "write: No space left on device",
+	    sizeof(r.reason));
+	CHECK(deliver_res_encode(&r, msg, sizeof(msg), &len) == 0,
+	    "res: encode");
+	CHECK(deliver_res_decode(msg, len, &d, &err) == 0, "res: decode");
+	CHECK(d.reqid == 42 && d.status == DELIVER_TEMPFAIL,
+	    "res: id and status");
+	CHECK_STR(d.mailbox, r.mailbox, "res: mailbox");
+	CHECK_STR(d.reason, r.reason, "res: reason");
+	CHECK(deliver_res_decode("R1\0" "1\0maybe\0\0\0", 15, &d, &err) == -1,
+	    "res: unknown status refused");
+	CHECK(deliver_res_decode(msg, len - 2, &d, &err) == -1,
+	    "res: truncated refused");
+}
+
+static void
+test_name(void)
+{
+	char	 name[256];
+
+	CHECK(deliver_maildir_name(name, sizeof(name), 1700000000,
+	    "0123456789abcdef", 2, "mx.alpha.test") == 0, "name: ok");
+	CHECK_STR(name, "1700000000.V0123456789abcdefI2.mx.alpha.test",
+	    "name: format");
+	CHECK(deliver_maildir_name(name, sizeof(name), 1, "0123456789abcdef",
+	    0, "a/b:c") == 0, "name: special host ok");
+	CHECK_STR(name, "1.V0123456789abcdefI0.a\\057b\\072c",
+	    "name: '/' and ':' escaped");
+	CHECK(deliver_maildir_name(name, 10, 1, "0123456789abcdef", 0,
+	    "h") == -1, "name: too long refused");
+	CHECK(deliver_maildir_name(name, sizeof(name), 1, "../x", 0,
+	    "h") == -1, "name: bad queue id refused");
+	CHECK(deliver_maildir_name(name, sizeof(name), 1, "0123456789abcdef",
+	    0, "a b") == -1, "name: space in host refused");
+}
+
+/* Quote in all split points; each must give the same result. */
+static void
+test_quote_one(const char *in, const char *want, const char *what)
+{
+	struct deliver_quote	 q;
+	struct buf		 out;
+	size_t			 len = strlen(in), cut;
+	int			 ok = 1;
+
+	for (cut = 0; cut <= len; cut++) {
+		buf_init(&out, 0);
+		deliver_quote_init(&q);
+		if (deliver_quote(&q, &out, in, cut) == -1 ||
+		    deliver_quote(&q, &out, in + cut, len - cut) == -1 ||
+		    deliver_quote_end(&q, &out) == -1 ||
+		    strcmp(buf_cstr(&out), want) != 0)
+			ok = 0;
+		buf_free(&out);
+	}
+	CHECK(ok, what);
+}
+
+static void
+test_quote(void)
+{
+	test_quote_one("", "\n", "quote: empty message");
+	test_quote_one("a\n", "a\n\n", "quote: one line");
+	test_quote_one("a", "a\n\n", "quote: no final newline");
+	test_quote_one("From me\n", ">From me\n\n", "quote: first line");
+	test_quote_one("x\nFrom y\nz\n", "x\n>From y\nz\n\n",
+	    "quote: body line");
+	test_quote_one("x\n>From y\n", "x\n>From y\n\n",
+	    "quote: >From left alone (mboxo)");
+	test_quote_one("Fro\nFrom\nFromage\n From x\n",
+	    "Fro\nFrom\nFromage\n From x\n\n", "quote: near misses");
+	test_quote_one("a\nFrom ", "a\n>From \n\n", "quote: at the end");
+	test_quote_one("a\nFro", "a\nFro\n\n", "quote: partial at the end");
+	test_quote_one("x From y\n", "x From y\n\n", "quote: mid-line");
+	test_quote_one("\n\nFrom a\n\n", "\n\n>From a\n\n\n",
+	    "quote: after blank lines");
+}
+
+static int
+read_file(const char *path, struct buf *out)
+{
+	char	 chunk[4096];
+	ssize_t	 n;
+	int	 fd;
+
+	if ((fd = open(path, O_RDONLY)) == -1)
+		return -1;
+	while ((n = read(fd, chunk, sizeof(chunk))) > 0)
+		(void)buf_append(out, chunk, (size_t)n);
+	(void)close(fd);
+	return n == 0 ? 0 : -1;
+}
+
+static int
+count_dir(const char *path)
+{
+	char	 cmd[1024];
+	FILE	*p;
+	int	 n = -1;
+
+	(void)snprintf(cmd, sizeof(cmd), "ls -A '%s' | wc -l", path);
+	if ((p = popen(cmd, "r")) == NULL)
+		return -1;
+	if (fscanf(p, "%d", &n) != 1)
+		n = -1;
+	(void)pclose(p);
+	return n;
+}
+
+static void
+test_maildir(void)
+{
+	struct deliver_req	 r;
+	struct deliver_res	 res;
+	struct buf		 b;
+	char			 dir[] = "/tmp/test_deliver.XXXXXX";
+	char			 path[1024], cmd[1200];
+	static const char	 body[] = "Subject: hi\n\nFrom here\n";
+	int			 fd;
+
+	if (mkdtemp(dir) == NULL) {
+		CHECK(0, "maildir: mkdtemp");
+		return;
+	}
+	(void)snprintf(path, sizeof(path), "%s/msg", dir);
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	CHECK(fd != -1 && write(fd, body, sizeof(body) - 1) ==
+	    (ssize_t)sizeof(body) - 1, "maildir: message file");
+	fill_req(&r);
+	r.mbox = 0;
+	r.recovered = 0;
+	(void)strlcpy(r.sender, "alice@beta.test", sizeof(r.sender));
+	deliver_local(&r, dir, getuid(), "mx.alpha.test", fd, &res);
+	CHECK(res.status == DELIVER_OK, "maildir: delivered");
+	(void)snprintf(path, sizeof(path), "%s/Maildir/new/"
+	    "1700000000.V0123456789abcdefI3.mx.alpha.test", dir);
+	buf_init(&b, 0);
+	CHECK(read_file(path, &b) == 0, "maildir: file in new/");
+	CHECK_STR(buf_cstr(&b), "Return-Path: <alice@beta.test>\n"
+	    "Delivered-To: bob@alpha.test\nSubject: hi\n\nFrom here\n",
+	    "maildir: exact bytes");
+	buf_free(&b);
+	(void)snprintf(path, sizeof(path), "%s/Maildir/tmp", dir);
+	CHECK(count_dir(path) == 0, "maildir: tmp/ empty");
+
+	/* Again (as after a crash): no second copy. */
+	deliver_local(&r, dir, getuid(), "mx.alpha.test", fd, &res);
+	CHECK(res.status == DELIVER_OK, "maildir: redelivery ok");
+	(void)snprintf(path, sizeof(path), "%s/Maildir/new", dir);
+	CHECK(count_dir(path) == 1, "maildir: still one copy");
+
+	/* The user has read it (moved to cur/): recovered finds it. */
+	(void)snprintf(cmd, sizeof(cmd), "mv %s/Maildir/new/* "
+	    "%s/Maildir/cur/1700000000.V0123456789abcdefI3.mx.alpha.test:2,S",
+	    dir, dir);
+	CHECK(system(cmd) == 0, "maildir: move to cur");
+	r.recovered = 1;
+	deliver_local(&r, dir, getuid(), "mx.alpha.test", fd, &res);
+	CHECK(res.status == DELIVER_OK, "maildir: recovered ok");
+	CHECK(count_dir(path) == 0, "maildir: no copy in new/ after read");
+
+	(void)close(fd);
+	(void)snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	(void)system(cmd);
+}
+
+int
+main(void)
+{
+	test_req();
+	test_res();
+	test_name();
+	test_quote();
+	test_maildir();
+	return test_done();
+}
