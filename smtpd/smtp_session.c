@@ -113,70 +113,99 @@ struct smtp_reply_text {
 };
 
 static const struct smtp_reply_text smtp_replies[] = {
-	[RPL_OK] =		{ 250, "2.0.0", "Ok" },
-	[RPL_MAIL_OK] =		{ 250, "2.1.0", "Ok" },
-	[RPL_RCPT_OK] =		{ 250, "2.1.5", "Ok" },
-	[RPL_QUEUED] =		{ 250, "2.0.0", "Ok: queued as" },
-	[RPL_VRFY] =		{ 252, "2.5.0", "Cannot VRFY user, but will "
-				    "accept message and attempt delivery" },
-	[RPL_HELP] =		{ 214, "2.0.0", "Commands: EHLO HELO MAIL RCPT "
-				    "DATA RSET NOOP QUIT VRFY HELP" },
-	[RPL_BYE] =		{ 221, "2.0.0", "Bye" },
-	[RPL_DATA] =		{ 354, NULL,
-				    "End data with <CR><LF>.<CR><LF>" },
-	[RPL_SHUTDOWN] =		{ 421, "4.3.2", "Service shutting down, "
-				    "closing connection" },
-	[RPL_TIMEOUT] =		{ 421, "4.4.2", "Timeout, closing connection" },
-	[RPL_TOO_MANY_ERRORS] =	{ 421, "4.7.0", "Too many errors, "
-				    "closing connection" },
-	[RPL_TOO_MANY_SESSIONS] =	{ 421, "4.7.0", "Too many connections, "
-				    "try again later" },
-	[RPL_TEMPFAIL] =		{ 451, "4.3.0", "Temporary local failure, "
-				    "try again later" },
-	[RPL_QUEUE_FAIL] =	{ 451, "4.3.0", "Could not queue the message, "
-				    "try again later" },
-	[RPL_DISK_FULL] =		{ 452, "4.3.1", "Insufficient system storage" },
-	[RPL_RCPT_MAX] =		{ 452, "4.5.3", "Too many recipients" },
-	[RPL_LINE_TOO_LONG] =	{ 500, "5.5.2", "Line too long" },
-	[RPL_UNKNOWN_CMD] =	{ 500, "5.5.2", "Command not recognized" },
-	[RPL_BAD_CHARS] =		{ 500, "5.5.2", "Invalid characters in "
-				    "command" },
-	[RPL_SYNTAX_HELO] =	{ 501, "5.5.4", "Syntax: EHLO hostname" },
-	[RPL_SYNTAX_MAIL] =	{ 501, "5.5.4", "Syntax: MAIL FROM:<address>" },
-	[RPL_SYNTAX_RCPT] =	{ 501, "5.5.4", "Syntax: RCPT TO:<address>" },
-	[RPL_SYNTAX_NOARG] =	{ 501, "5.5.4", "No arguments allowed" },
-	[RPL_SYNTAX_VRFY] =	{ 501, "5.5.4", "Syntax: VRFY address" },
-	[RPL_BAD_SENDER] =	{ 501, "5.1.7", "Bad sender address syntax" },
-	[RPL_BAD_RCPT] =		{ 501, "5.1.3", "Bad recipient address "
-				    "syntax" },
-	[RPL_NOT_IMPL] =		{ 502, "5.5.1", "Command not implemented" },
-	[RPL_SEQ_HELO] =		{ 503, "5.5.1", "Send EHLO or HELO first" },
-	[RPL_SEQ_NESTED] =	{ 503, "5.5.1", "Nested MAIL command" },
-	[RPL_SEQ_MAIL] =		{ 503, "5.5.1", "Send MAIL first" },
-	[RPL_SEQ_RCPT] =		{ 503, "5.5.1", "Send RCPT first" },
-	[RPL_NO_RCPT] =		{ 554, "5.5.1", "No valid recipients" },
-	[RPL_AUTH_REQUIRED] =	{ 530, "5.7.0", "Authentication required" },
-	[RPL_USER_UNKNOWN] =	{ 550, "5.1.1", "Recipient address rejected: "
-				    "user unknown" },
-	[RPL_BARE_LF] =		{ 550, "5.5.2", "Message refused: bare LF in "
-				    "data (RFC 5321 2.3.8)" },
-	[RPL_BARE_CR] =		{ 550, "5.5.2", "Message refused: bare CR in "
-				    "data (RFC 5321 2.3.8)" },
-	[RPL_NUL] =		{ 550, "5.6.0", "Message refused: NUL byte in "
-				    "data" },
-	[RPL_LONG_LINE] =		{ 550, "5.6.0", "Message refused: text line "
-				    "too long (RFC 5321 4.5.3.1.6)" },
-	[RPL_TOO_BIG] =		{ 552, "5.3.4", "Message size exceeds fixed "
-				    "limit" },
-	[RPL_SIZE_TOO_BIG] =	{ 552, "5.3.4", "Message size exceeds fixed "
-				    "limit" },
-	[RPL_PARAM] =		{ 555, "5.5.4", "Unsupported or bad "
-				    "parameter" },
-	[RPL_UTF8_REQUIRED] =	{ 553, "5.6.7", "Non-ASCII address requires "
-				    "SMTPUTF8" },
-	[RPL_RELAY] =		{ 554, "5.7.1", "Relay access denied" },
-	[RPL_LOOP] =		{ 554, "5.4.6", "Too many Received: headers, "
-				    "mail loop" },
+	[RPL_OK] =
+	    { 250, "2.0.0", "Ok" },
+	[RPL_MAIL_OK] =
+	    { 250, "2.1.0", "Ok" },
+	[RPL_RCPT_OK] =
+	    { 250, "2.1.5", "Ok" },
+	[RPL_QUEUED] =
+	    { 250, "2.0.0", "Ok: queued as" },
+	[RPL_VRFY] =
+	    { 252, "2.5.0", "Cannot VRFY user, but will accept message and "
+		"attempt delivery" },
+	[RPL_HELP] =
+	    { 214, "2.0.0", "Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT "
+		"VRFY HELP" },
+	[RPL_BYE] =
+	    { 221, "2.0.0", "Bye" },
+	[RPL_DATA] =
+	    { 354, NULL, "End data with <CR><LF>.<CR><LF>" },
+	[RPL_SHUTDOWN] =
+	    { 421, "4.3.2", "Service shutting down, closing connection" },
+	[RPL_TIMEOUT] =
+	    { 421, "4.4.2", "Timeout, closing connection" },
+	[RPL_TOO_MANY_ERRORS] =
+	    { 421, "4.7.0", "Too many errors, closing connection" },
+	[RPL_TOO_MANY_SESSIONS] =
+	    { 421, "4.7.0", "Too many connections, try again later" },
+	[RPL_TEMPFAIL] =
+	    { 451, "4.3.0", "Temporary local failure, try again later" },
+	[RPL_QUEUE_FAIL] =
+	    { 451, "4.3.0", "Could not queue the message, try again later" },
+	[RPL_DISK_FULL] =
+	    { 452, "4.3.1", "Insufficient system storage" },
+	[RPL_RCPT_MAX] =
+	    { 452, "4.5.3", "Too many recipients" },
+	[RPL_LINE_TOO_LONG] =
+	    { 500, "5.5.2", "Line too long" },
+	[RPL_UNKNOWN_CMD] =
+	    { 500, "5.5.2", "Command not recognized" },
+	[RPL_BAD_CHARS] =
+	    { 500, "5.5.2", "Invalid characters in command" },
+	[RPL_SYNTAX_HELO] =
+	    { 501, "5.5.4", "Syntax: EHLO hostname" },
+	[RPL_SYNTAX_MAIL] =
+	    { 501, "5.5.4", "Syntax: MAIL FROM:<address>" },
+	[RPL_SYNTAX_RCPT] =
+	    { 501, "5.5.4", "Syntax: RCPT TO:<address>" },
+	[RPL_SYNTAX_NOARG] =
+	    { 501, "5.5.4", "No arguments allowed" },
+	[RPL_SYNTAX_VRFY] =
+	    { 501, "5.5.4", "Syntax: VRFY address" },
+	[RPL_BAD_SENDER] =
+	    { 501, "5.1.7", "Bad sender address syntax" },
+	[RPL_BAD_RCPT] =
+	    { 501, "5.1.3", "Bad recipient address syntax" },
+	[RPL_NOT_IMPL] =
+	    { 502, "5.5.1", "Command not implemented" },
+	[RPL_SEQ_HELO] =
+	    { 503, "5.5.1", "Send EHLO or HELO first" },
+	[RPL_SEQ_NESTED] =
+	    { 503, "5.5.1", "Nested MAIL command" },
+	[RPL_SEQ_MAIL] =
+	    { 503, "5.5.1", "Send MAIL first" },
+	[RPL_SEQ_RCPT] =
+	    { 503, "5.5.1", "Send RCPT first" },
+	[RPL_NO_RCPT] =
+	    { 554, "5.5.1", "No valid recipients" },
+	[RPL_AUTH_REQUIRED] =
+	    { 530, "5.7.0", "Authentication required" },
+	[RPL_USER_UNKNOWN] =
+	    { 550, "5.1.1", "Recipient address rejected: user unknown" },
+	[RPL_BARE_LF] =
+	    { 550, "5.5.2", "Message refused: bare LF in data "
+		"(RFC 5321 2.3.8)" },
+	[RPL_BARE_CR] =
+	    { 550, "5.5.2", "Message refused: bare CR in data "
+		"(RFC 5321 2.3.8)" },
+	[RPL_NUL] =
+	    { 550, "5.6.0", "Message refused: NUL byte in data" },
+	[RPL_LONG_LINE] =
+	    { 550, "5.6.0", "Message refused: text line too long (RFC 5321 "
+		"4.5.3.1.6)" },
+	[RPL_TOO_BIG] =
+	    { 552, "5.3.4", "Message size exceeds fixed limit" },
+	[RPL_SIZE_TOO_BIG] =
+	    { 552, "5.3.4", "Message size exceeds fixed limit" },
+	[RPL_PARAM] =
+	    { 555, "5.5.4", "Unsupported or bad parameter" },
+	[RPL_UTF8_REQUIRED] =
+	    { 553, "5.6.7", "Non-ASCII address requires SMTPUTF8" },
+	[RPL_RELAY] =
+	    { 554, "5.7.1", "Relay access denied" },
+	[RPL_LOOP] =
+	    { 554, "5.4.6", "Too many Received: headers, mail loop" },
 };
 
 struct smtp_cmd {

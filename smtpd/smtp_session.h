@@ -33,7 +33,7 @@
 #define SMTP_BODY_FLUSH		(64 * 1024) /* queue write size */
 
 /* Used when a limit in struct smtpd_limits is 0. */
-#define SMTP_DEF_LINE_MAX	2048		/* RFC 5321 §4.5.3.1.4: >= 512 */
+#define SMTP_DEF_LINE_MAX	2048		/* §4.5.3.1.4: at least 512 */
 #define SMTP_DEF_TEXT_LINE_MAX	1000		/* §4.5.3.1.6 */
 #define SMTP_DEF_SIZE_MAX	(50ULL * 1024 * 1024)
 #define SMTP_DEF_RCPT_MAX	100		/* §4.5.3.1.8 */
@@ -54,7 +54,7 @@ enum smtp_state {
 enum smtp_action {
 	SMTP_ACT_CONTINUE,	/* write the output, read more */
 	SMTP_ACT_CLOSE,		/* write the output, then close */
-	SMTP_ACT_COMMIT,	/* call smtp_session_commit(), then input again */
+	SMTP_ACT_COMMIT,	/* smtp_session_commit(), then input again */
 };
 
 /* Why a message in DATA is going to be refused at its end. */
@@ -64,7 +64,7 @@ enum smtp_action {
 #define SMTP_DATA_LONG_LINE	0x08
 #define SMTP_DATA_TOO_BIG	0x10
 #define SMTP_DATA_LOOP		0x20
-#define SMTP_DATA_WRITE		0x40	/* the queue file could not be written */
+#define SMTP_DATA_WRITE		0x40	/* writing the queue file failed */
 
 /*
  * The domain's users and aliases, read from files inside the root and

@@ -327,7 +327,7 @@ test_conversations(void)
 
 	for (i = 0; i < sizeof(convs) / sizeof(convs[0]); i++) {
 		c = &convs[i];
-		/* Inputs with NUL: length up to the last byte of the literal. */
+		/* The input with a NUL: its length from the literal. */
 		len = strlen(c->input);
 		if (strcmp(c->name, "NUL in data") == 0)
 			len = sizeof(ENVELOPE "a\0b\r\n.\r\nQUIT\r\n") - 1;

@@ -1,0 +1,794 @@
+/*
+ * smtp_server.c — the I/O layer of a domain's SMTP worker.
+ *
+ * DESCRIPTION
+ *	Accepts connections on the domain's listening sockets (or takes
+ *	them from the master over a socketpair in wildcard mode), and
+ *	runs every session of the domain in one event loop: reads into a
+ *	bounded buffer, feeds the session engine (smtp_session.c), writes
+ *	the replies with back-pressure, and enforces the idle timeouts of
+ *	RFC 5321 §4.5.3.2 plus deadlines for the whole session and the
+ *	whole DATA phase, and the limits on concurrent sessions in total
+ *	and per client address.  SIGTERM stops accepting, lets sessions in
+ *	a transaction finish it for a short grace period, then says 421.
+ *	smtp_server_inetd() serves one session on two descriptors.
+ *
+ * SECURITY
+ *	Runs in the worker, already chrooted into the domain's root and
+ *	running as its run_as account; trusts nothing read from the
+ *	network.  Memory per session is bounded: the input buffer never
+ *	grows past SMTP_SERVER_IN_MAX, and a client that does not read its
+ *	replies is not read from either once SMTP_OUT_HIGH bytes wait.
+ *	From the master it trusts only what struct smtpd_pass says.
+ */
+#include <sys/socket.h>
+#include <sys/types.h>
+
+#include <netinet/in.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "event.h"
+#include "fdpass.h"
+#include "log.h"
+#include "queue.h"
+#include "smtp_session.h"
+#include "smtpd.h"
+#include "xmalloc.h"
+
+#define SMTP_SERVER_READ	16384
+#define SMTP_SERVER_IN_MAX	(SMTP_FRAGMENT + 2 * SMTP_SERVER_READ)
+#define SMTP_SERVER_GRACE_MS	10000	/* SIGTERM: finish transactions */
+#define SMTP_SERVER_FLUSH_MS	10000	/* closing: time to take the 421 */
+#define SMTP_SERVER_ACCEPT_MAX	64	/* accepts per wakeup */
+
+/* Used when a timeout in struct smtpd_limits is 0 (seconds). */
+#define SMTP_DEF_TIMEOUT_CMD	300	/* RFC 5321 §4.5.3.2.7 */
+#define SMTP_DEF_TIMEOUT_BLOCK	180	/* §4.5.3.2.5 */
+#define SMTP_DEF_TIMEOUT_SESS	3600
+#define SMTP_DEF_TIMEOUT_DATA	1800
+#define SMTP_DEF_SESSIONS	1000
+#define SMTP_DEF_SESSIONS_IP	20
+
+struct server;
+
+struct conn {
+	struct server		*srv;
+	struct conn		*prev, *next;
+	int			 rfd, wfd;
+	struct buf		 in, out;
+	struct smtp_session	 s;
+	struct ev_timer		 timer;
+	uint64_t		 armed;		/* the timer's deadline */
+	uint64_t		 start;		/* ms */
+	uint64_t		 activity;
+	uint64_t		 data_start;	/* 0 unless in DATA */
+	uint64_t		 close_by;	/* 0 unless closing */
+	int			 closing;	/* write out, then close */
+	int			 eof;
+	int			 counted;	/* in the per-IP count */
+};
+
+struct server {
+	struct ev_loop		*loop;
+	struct smtpd_domain	*sd;
+	struct smtp_userdb	 udb;
+	const int		*lfds;
+	const enum listener_kind *kinds;
+	size_t			 nlisten;
+	int			 master_fd;
+	struct conn		*conns;
+	unsigned int		 nconns;
+	int			 stopping;
+	int			 accept_paused;
+	struct ev_timer		 grace;
+	struct ev_timer		 resume;
+};
+
+static int	conn_run(struct conn *);
+
+static unsigned int
+lim(unsigned int v, unsigned int def)
+{
+	return v == 0 ? def : v;
+}
+
+static int
+set_nonblock(int fd)
+{
+	int	 fl;
+
+	if ((fl = fcntl(fd, F_GETFL)) == -1 ||
+	    fcntl(fd, F_SETFL, fl | O_NONBLOCK) == -1)
+		return -1;
+	return 0;
+}
+
+static void
+server_maybe_done(struct server *srv)
+{
+	if (srv->stopping && srv->nconns == 0)
+		ev_loop_break(srv->loop);
+}
+
+static void
+conn_close(struct conn *c)
+{
+	struct server	*srv = c->srv;
+
+	log_info("%s smtp disconnect client=%s messages=%u", c->s.id,
+	    c->s.client_addr, c->s.nmessages);
+	smtp_session_eof(&c->s);
+	smtp_session_free(&c->s);
+	ev_timer_cancel(srv->loop, &c->timer);
+	(void)ev_del(srv->loop, c->rfd);
+	if (close(c->rfd) == -1)
+		log_warn("close");
+	if (c->wfd != c->rfd) {
+		(void)ev_del(srv->loop, c->wfd);
+		if (close(c->wfd) == -1)
+			log_warn("close");
+	}
+	if (c->prev != NULL)
+		c->prev->next = c->next;
+	else
+		srv->conns = c->next;
+	if (c->next != NULL)
+		c->next->prev = c->prev;
+	srv->nconns--;
+	buf_free(&c->in);
+	buf_free(&c->out);
+	free(c);
+	server_maybe_done(srv);
+}
+
+/* The earliest deadline of the connection, monotonic ms. */
+static uint64_t
+conn_deadline(const struct conn *c)
+{
+	const struct smtpd_limits *l = &c->srv->sd->limits;
+	uint64_t	 d, t;
+
+	if (c->closing)
+		return c->close_by;
+	if (c->s.state == SMTP_STATE_DATA)
+		d = c->activity + lim(l->timeout_data_block,
+		    SMTP_DEF_TIMEOUT_BLOCK) * 1000ULL;
+	else
+		d = c->activity +
+		    lim(l->timeout_cmd, SMTP_DEF_TIMEOUT_CMD) * 1000ULL;
+	t = c->start + lim(l->timeout_session, SMTP_DEF_TIMEOUT_SESS) *
+	    1000ULL;
+	if (t < d)
+		d = t;
+	if (c->data_start != 0) {
+		t = c->data_start + lim(l->timeout_data_total,
+		    SMTP_DEF_TIMEOUT_DATA) * 1000ULL;
+		if (t < d)
+			d = t;
+	}
+	return d;
+}
+
+static void	conn_timer_cb(void *);
+
+/*
+ * Arm the timer only when the deadline moved earlier: activity moves it
+ * later, and the callback re-arms for the later one when it fires, so
+ * a busy session does not touch the sorted timer list on every read.
+ */
+static void
+conn_timer_update(struct conn *c)
+{
+	uint64_t	 d, now;
+
+	d = conn_deadline(c);
+	if (c->armed != 0 && c->armed <= d)
+		return;
+	now = ev_now_ms();
+	c->armed = d;
+	ev_timer_set(c->srv->loop, &c->timer, d > now ? d - now : 0,
+	    conn_timer_cb, c);
+}
+
+static void
+conn_timer_cb(void *arg)
+{
+	struct conn	*c = arg;
+	uint64_t	 now = ev_now_ms();
+
+	c->armed = 0;
+	if (now < conn_deadline(c)) {
+		conn_timer_update(c);
+		return;
+	}
+	if (c->closing) {
+		/* The client would not take its last reply. */
+		conn_close(c);
+		return;
+	}
+	smtp_session_timeout(&c->s);
+	(void)conn_run(c);
+}
+
+static void
+conn_set_closing(struct conn *c)
+{
+	if (c->closing)
+		return;
+	c->closing = 1;
+	c->close_by = ev_now_ms() + SMTP_SERVER_FLUSH_MS;
+	c->armed = 0;
+	ev_timer_cancel(c->srv->loop, &c->timer);
+}
+
+/* Which events the connection waits for now. */
+static void
+conn_events(struct conn *c)
+{
+	int	 r, w;
+
+	r = !c->closing && !c->eof && c->in.len < SMTP_SERVER_IN_MAX &&
+	    c->out.len <= SMTP_OUT_HIGH;
+	w = c->out.len > 0;
+	if (c->rfd == c->wfd) {
+		if (ev_mod(c->srv->loop, c->rfd,
+		    (r ? EV_READ : 0) | (w ? EV_WRITE : 0)) == -1)
+			log_warn("ev_mod");
+		return;
+	}
+	if (ev_mod(c->srv->loop, c->rfd, r ? EV_READ : 0) == -1 ||
+	    ev_mod(c->srv->loop, c->wfd, w ? EV_WRITE : 0) == -1)
+		log_warn("ev_mod");
+}
+
+/* Write what can be written; -1 when the connection was closed. */
+static int
+conn_flush(struct conn *c)
+{
+	ssize_t	 n;
+
+	while (c->out.len > 0) {
+		n = write(c->wfd, c->out.data, c->out.len);
+		if (n == -1) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				return 0;
+			log_debug("%s write: %s", c->s.id, strerror(errno));
+			conn_close(c);
+			return -1;
+		}
+		buf_consume(&c->out, (size_t)n);
+	}
+	if (c->closing) {
+		conn_close(c);
+		return -1;
+	}
+	return 0;
+}
+
+/* Feed the input to the session until it can go no further. */
+static void
+conn_feed(struct conn *c)
+{
+	struct server	*srv = c->srv;
+	enum smtp_action act;
+
+	for (;;) {
+		act = smtp_session_input(&c->s, &c->in);
+		if (act != SMTP_ACT_COMMIT)
+			break;
+		/* XXX synchronous fsyncs; batching them is future work. */
+		smtp_session_commit(&c->s);
+	}
+	if (c->s.state == SMTP_STATE_DATA) {
+		if (c->data_start == 0)
+			c->data_start = ev_now_ms();
+	} else
+		c->data_start = 0;
+	if (act == SMTP_ACT_CONTINUE && c->eof) {
+		/* Half-closed: what was complete is answered, the rest
+		 * (a message without its end) is dropped. */
+		smtp_session_eof(&c->s);
+		act = SMTP_ACT_CLOSE;
+	}
+	if (act == SMTP_ACT_CONTINUE && srv->stopping &&
+	    !smtp_session_busy(&c->s)) {
+		smtp_session_shutdown(&c->s);
+		act = SMTP_ACT_CLOSE;
+	}
+	if (act == SMTP_ACT_CLOSE)
+		conn_set_closing(c);
+}
+
+/* Feed, write, repeat while that makes progress; -1 when closed. */
+static int
+conn_run(struct conn *c)
+{
+	size_t	 before;
+
+	for (;;) {
+		before = c->in.len;
+		if (!c->closing)
+			conn_feed(c);
+		if (conn_flush(c) == -1)
+			return -1;
+		if (c->closing || c->in.len == 0 || c->in.len == before ||
+		    c->out.len > 0)
+			break;
+	}
+	conn_events(c);
+	conn_timer_update(c);
+	return 0;
+}
+
+static void
+conn_read(struct conn *c)
+{
+	ssize_t	 n;
+	size_t	 room;
+
+	if (c->in.len >= SMTP_SERVER_IN_MAX)
+		return;
+	room = SMTP_SERVER_IN_MAX - c->in.len;
+	if (room > SMTP_SERVER_READ)
+		room = SMTP_SERVER_READ;
+	if (buf_reserve(&c->in, room) == -1) {
+		log_warn("%s input buffer", c->s.id);
+		conn_close(c);
+		return;
+	}
+	n = read(c->rfd, c->in.data + c->in.len, room);
+	if (n == -1) {
+		if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)
+			return;
+		log_debug("%s read: %s", c->s.id, strerror(errno));
+		conn_close(c);
+		return;
+	}
+	if (n == 0)
+		c->eof = 1;
+	else {
+		c->in.len += (size_t)n;
+		c->in.data[c->in.len] = '\0';
+		c->activity = ev_now_ms();
+	}
+	(void)conn_run(c);
+}
+
+static void
+conn_io_cb(int fd, int events, void *arg)
+{
+	struct conn	*c = arg;
+
+	if (fd == c->wfd && (events & (EV_WRITE | EV_ERROR))) {
+		if (conn_run(c) == -1)
+			return;
+	}
+	if (fd == c->rfd && (events & (EV_READ | EV_ERROR)))
+		conn_read(c);
+}
+
+static unsigned int
+server_count_ip(const struct server *srv, const char *ip)
+{
+	const struct conn	*c;
+	unsigned int		 n = 0;
+
+	if (ip[0] == '\0')
+		return 0;
+	for (c = srv->conns; c != NULL; c = c->next)
+		if (c->counted && strcmp(c->s.client_addr, ip) == 0)
+			n++;
+	return n;
+}
+
+/* A new session on fds rfd/wfd (the same for a socket). */
+static void
+conn_new(struct server *srv, int rfd, int wfd, enum listener_kind kind)
+{
+	const struct smtpd_limits *l = &srv->sd->limits;
+	struct sockaddr_storage	 ss;
+	socklen_t		 sslen = sizeof(ss);
+	struct conn		*c;
+	int			 refuse = 0;
+
+	c = xcalloc(1, sizeof(*c));
+	c->srv = srv;
+	c->rfd = rfd;
+	c->wfd = wfd;
+	buf_init(&c->in, SMTP_SERVER_IN_MAX);
+	buf_init(&c->out, 0);
+	if (getpeername(rfd, (struct sockaddr *)&ss, &sslen) == -1)
+		sslen = 0;
+	smtp_session_init(&c->s, srv->sd, &srv->udb, kind,
+	    sslen > 0 ? (struct sockaddr *)&ss : NULL, sslen, &c->out);
+	c->start = c->activity = ev_now_ms();
+
+	if (srv->nconns >= lim(l->sessions_max, SMTP_DEF_SESSIONS) ||
+	    server_count_ip(srv, c->s.client_addr) >=
+	    lim(l->sessions_per_ip_max, SMTP_DEF_SESSIONS_IP)) {
+		log_info("%s smtp refused client=%s reason=too_many_sessions",
+		    c->s.id, c->s.client_addr);
+		refuse = 1;
+	} else
+		c->counted = 1;
+
+	c->next = srv->conns;
+	if (srv->conns != NULL)
+		srv->conns->prev = c;
+	srv->conns = c;
+	srv->nconns++;
+
+	if (ev_add(srv->loop, rfd, 0, conn_io_cb, c) == -1 ||
+	    (wfd != rfd && ev_add(srv->loop, wfd, 0, conn_io_cb, c) == -1)) {
+		log_warn("ev_add");
+		conn_close(c);
+		return;
+	}
+	if (!refuse)
+		log_info("%s smtp connect client=%s", c->s.id,
+		    c->s.client_addr);
+	if (refuse) {
+		smtp_session_refuse(&c->s);
+		conn_set_closing(c);
+	} else if (srv->stopping) {
+		smtp_session_shutdown(&c->s);
+		conn_set_closing(c);
+	} else
+		smtp_session_greet(&c->s);
+	(void)conn_run(c);
+}
+
+static void	server_listen(struct server *, int);
+
+static void
+server_resume_cb(void *arg)
+{
+	struct server	*srv = arg;
+
+	srv->accept_paused = 0;
+	if (!srv->stopping)
+		server_listen(srv, 1);
+}
+
+static void
+server_accept_cb(int fd, int events, void *arg)
+{
+	struct server	*srv = arg;
+	size_t		 i, k;
+	int		 cfd;
+
+	(void)events;
+	for (k = 0; k < srv->nlisten; k++)
+		if (srv->lfds[k] == fd)
+			break;
+	if (k == srv->nlisten)
+		return;
+	for (i = 0; i < SMTP_SERVER_ACCEPT_MAX && !srv->stopping; i++) {
+		cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (cfd == -1) {
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			if (errno == EMFILE || errno == ENFILE ||
+			    errno == ENOBUFS || errno == ENOMEM) {
+				/* Out of descriptors: back off a second
+				 * instead of spinning on a ready socket. */
+				log_warn("accept");
+				server_listen(srv, 0);
+				srv->accept_paused = 1;
+				ev_timer_set(srv->loop, &srv->resume, 1000,
+				    server_resume_cb, srv);
+			} else if (errno != EAGAIN && errno != EWOULDBLOCK)
+				log_warn("accept");
+			return;
+		}
+		conn_new(srv, cfd, cfd, srv->kinds[k]);
+	}
+}
+
+static void
+server_listen(struct server *srv, int on)
+{
+	size_t	 i;
+
+	for (i = 0; i < srv->nlisten; i++)
+		if (ev_mod(srv->loop, srv->lfds[i], on ? EV_READ : 0) == -1)
+			log_warn("ev_mod listener");
+}
+
+static void	server_stop(struct server *);
+
+static void
+server_master_cb(int fd, int events, void *arg)
+{
+	struct server		*srv = arg;
+	struct smtpd_pass	 pass;
+	ssize_t			 n;
+	int			 cfd = -1;
+
+	(void)events;
+	memset(&pass, 0, sizeof(pass));
+	n = fdpass_recv(fd, &cfd, &pass, sizeof(pass));
+	if (n == -1) {
+		if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)
+			return;
+		log_warn("receiving from the master");
+		server_stop(srv);
+		return;
+	}
+	if (n == 0) {
+		log_info("master closed the channel, shutting down");
+		server_stop(srv);
+		return;
+	}
+	if (cfd == -1)
+		return;
+	/* The master is more privileged, but check what we rely on. */
+	if ((size_t)n != sizeof(pass) || pass.kind < LISTEN_SMTP ||
+	    pass.kind > LISTEN_SMTPS) {
+		log_warnx("bad connection message from the master");
+		(void)close(cfd);
+		return;
+	}
+	if (set_nonblock(cfd) == -1) {
+		log_warn("O_NONBLOCK");
+		(void)close(cfd);
+		return;
+	}
+	if (srv->stopping) {
+		(void)close(cfd);
+		return;
+	}
+	conn_new(srv, cfd, cfd, (enum listener_kind)pass.kind);
+}
+
+/* After the grace period: 421 to everyone still here, then exit. */
+static void
+server_grace_cb(void *arg)
+{
+	struct server	*srv = arg;
+	struct conn	*c, *next;
+
+	for (c = srv->conns; c != NULL; c = next) {
+		next = c->next;
+		if (!c->closing) {
+			smtp_session_shutdown(&c->s);
+			conn_set_closing(c);
+		}
+		/* One try to deliver the 421, then close regardless. */
+		if (conn_flush(c) == 0)
+			conn_close(c);
+	}
+	ev_loop_break(srv->loop);
+}
+
+static void
+server_stop(struct server *srv)
+{
+	struct conn	*c, *next;
+	size_t		 i;
+
+	if (srv->stopping)
+		return;
+	srv->stopping = 1;
+	for (i = 0; i < srv->nlisten; i++) {
+		(void)ev_del(srv->loop, srv->lfds[i]);
+		if (close(srv->lfds[i]) == -1)
+			log_warn("close listener");
+	}
+	srv->nlisten = 0;
+	if (srv->accept_paused)
+		ev_timer_cancel(srv->loop, &srv->resume);
+	if (srv->master_fd != -1) {
+		(void)ev_del(srv->loop, srv->master_fd);
+		(void)close(srv->master_fd);
+		srv->master_fd = -1;
+	}
+	/* Idle sessions go now; a transaction may finish first. */
+	for (c = srv->conns; c != NULL; c = next) {
+		next = c->next;
+		if (!c->closing && !smtp_session_busy(&c->s)) {
+			smtp_session_shutdown(&c->s);
+			conn_set_closing(c);
+			(void)conn_run(c);
+		}
+	}
+	ev_timer_set(srv->loop, &srv->grace, SMTP_SERVER_GRACE_MS,
+	    server_grace_cb, srv);
+	server_maybe_done(srv);
+}
+
+static void
+server_signal_cb(int signo, void *arg)
+{
+	struct server	*srv = arg;
+
+	if (signo == SIGHUP)
+		return;		/* the master reloads; users re-read by mtime */
+	if (srv->stopping) {
+		server_grace_cb(srv);
+		return;
+	}
+	log_info("shutting down (signal %d), %u sessions", signo,
+	    srv->nconns);
+	server_stop(srv);
+}
+
+void
+smtp_server_run(struct smtpd_domain *sd, const int *listen_fds,
+    const enum listener_kind *kinds, size_t nlisten, int master_fd)
+{
+	struct server	 srv;
+	const char	*error;
+	size_t		 i;
+
+	memset(&srv, 0, sizeof(srv));
+	srv.sd = sd;
+	srv.lfds = listen_fds;
+	srv.kinds = kinds;
+	srv.nlisten = nlisten;
+	srv.master_fd = master_fd;
+	smtp_userdb_init(&srv.udb);
+	if (signal(SIGPIPE, SIG_IGN) == SIG_ERR)
+		fatal("signal");
+	if ((srv.loop = ev_loop_new()) == NULL)
+		fatal("ev_loop_new");
+	if (queue_init(QUEUE_DIR, &error) == -1)
+		log_warnx("queue %s: %s", QUEUE_DIR, error);
+	if (ev_signal(srv.loop, SIGTERM, server_signal_cb, &srv) == -1 ||
+	    ev_signal(srv.loop, SIGINT, server_signal_cb, &srv) == -1 ||
+	    ev_signal(srv.loop, SIGHUP, server_signal_cb, &srv) == -1)
+		fatal("ev_signal");
+	for (i = 0; i < nlisten; i++) {
+		if (set_nonblock(listen_fds[i]) == -1)
+			fatal("O_NONBLOCK");
+		if (ev_add(srv.loop, listen_fds[i], EV_READ, server_accept_cb,
+		    &srv) == -1)
+			fatal("ev_add listener");
+	}
+	if (master_fd != -1) {
+		if (set_nonblock(master_fd) == -1)
+			fatal("O_NONBLOCK");
+		if (ev_add(srv.loop, master_fd, EV_READ, server_master_cb,
+		    &srv) == -1)
+			fatal("ev_add master");
+	}
+	log_info("smtp worker ready listeners=%zu", nlisten);
+	if (ev_loop_run(srv.loop) == -1)
+		log_warn("event loop");
+	while (srv.conns != NULL)
+		conn_close(srv.conns);
+	smtp_userdb_free(&srv.udb);
+	ev_loop_free(srv.loop);
+}
+
+/* Write all of b to fd (blocking); -1 on error. */
+static int
+inetd_write(int fd, struct buf *b)
+{
+	ssize_t	 n;
+
+	while (b->len > 0) {
+		n = write(fd, b->data, b->len);
+		if (n == -1) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		buf_consume(b, (size_t)n);
+	}
+	return 0;
+}
+
+/*
+ * Inetd mode: one session, a plain blocking loop with poll(2) for the
+ * timeouts (in and out may be pipes or files, which epoll refuses).
+ */
+void
+smtp_server_inetd(struct smtpd_domain *sd, int in, int out,
+    enum listener_kind kind)
+{
+	const struct smtpd_limits *l = &sd->limits;
+	struct smtp_userdb	 udb;
+	struct smtp_session	 s;
+	struct sockaddr_storage	 ss;
+	socklen_t		 sslen = sizeof(ss);
+	struct buf		 ib, ob;
+	struct pollfd		 pfd;
+	enum smtp_action	 act;
+	uint64_t		 start, now, deadline, data_start = 0, t;
+	ssize_t			 n;
+	int			 eof = 0, r;
+
+	if (signal(SIGPIPE, SIG_IGN) == SIG_ERR)
+		fatal("signal");
+	smtp_userdb_init(&udb);
+	buf_init(&ib, SMTP_SERVER_IN_MAX);
+	buf_init(&ob, 0);
+	if (getpeername(in, (struct sockaddr *)&ss, &sslen) == -1)
+		sslen = 0;
+	smtp_session_init(&s, sd, &udb, kind,
+	    sslen > 0 ? (struct sockaddr *)&ss : NULL, sslen, &ob);
+	log_info("%s smtp connect client=%s inetd", s.id, s.client_addr);
+	smtp_session_greet(&s);
+	start = ev_now_ms();
+	for (;;) {
+		for (;;) {
+			act = smtp_session_input(&s, &ib);
+			if (act == SMTP_ACT_COMMIT) {
+				smtp_session_commit(&s);
+				continue;
+			}
+			if (act == SMTP_ACT_CONTINUE &&
+			    ob.len > SMTP_OUT_HIGH &&
+			    inetd_write(out, &ob) == 0)
+				continue;
+			break;
+		}
+		if (act == SMTP_ACT_CONTINUE && eof) {
+			smtp_session_eof(&s);
+			act = SMTP_ACT_CLOSE;
+		}
+		if (inetd_write(out, &ob) == -1 || act == SMTP_ACT_CLOSE)
+			break;
+		if (s.state == SMTP_STATE_DATA) {
+			if (data_start == 0)
+				data_start = ev_now_ms();
+		} else
+			data_start = 0;
+
+		now = ev_now_ms();
+		deadline = now + lim(s.state == SMTP_STATE_DATA ?
+		    l->timeout_data_block : l->timeout_cmd,
+		    s.state == SMTP_STATE_DATA ? SMTP_DEF_TIMEOUT_BLOCK :
+		    SMTP_DEF_TIMEOUT_CMD) * 1000ULL;
+		t = start + lim(l->timeout_session, SMTP_DEF_TIMEOUT_SESS) *
+		    1000ULL;
+		if (t < deadline)
+			deadline = t;
+		if (data_start != 0) {
+			t = data_start + lim(l->timeout_data_total,
+			    SMTP_DEF_TIMEOUT_DATA) * 1000ULL;
+			if (t < deadline)
+				deadline = t;
+		}
+		pfd.fd = in;
+		pfd.events = POLLIN;
+		pfd.revents = 0;
+		r = deadline > now ? poll(&pfd, 1, (int)(deadline - now)) : 0;
+		if (r == -1 && errno == EINTR)
+			continue;
+		if (r == 0) {
+			smtp_session_timeout(&s);
+			(void)inetd_write(out, &ob);
+			break;
+		}
+		if (r == -1 || buf_reserve(&ib, SMTP_SERVER_READ) == -1)
+			break;
+		n = read(in, ib.data + ib.len, SMTP_SERVER_READ);
+		if (n == -1 && (errno == EINTR || errno == EAGAIN))
+			continue;
+		if (n <= 0)
+			eof = 1;
+		else {
+			ib.len += (size_t)n;
+			ib.data[ib.len] = '\0';
+		}
+	}
+	log_info("%s smtp disconnect client=%s messages=%u", s.id,
+	    s.client_addr, s.nmessages);
+	smtp_session_eof(&s);
+	smtp_session_free(&s);
+	smtp_userdb_free(&udb);
+	buf_free(&ib);
+	buf_free(&ob);
+}
