@@ -635,6 +635,7 @@ deliver_maildir(const struct deliver_req *r, const char *home,
 		res->status = DELIVER_OK;
 		(void)strlcpy(res->reason, "already delivered",
 		    sizeof(res->reason));
+		(void)unlink(tpath);	/* left by a crash after the link */
 		goto done;
 	}
 	if (deliver_headers(r, 0, &hdr) == -1) {
