@@ -705,6 +705,7 @@ smtp_server_inetd(struct smtpd_domain *sd, int in, int out,
 	struct buf		 ib, ob;
 	struct pollfd		 pfd;
 	enum smtp_action	 act;
+	const char		*error;
 	uint64_t		 start, now, deadline, data_start = 0, t;
 	ssize_t			 n;
 	int			 eof = 0, r;
@@ -712,6 +713,8 @@ smtp_server_inetd(struct smtpd_domain *sd, int in, int out,
 	if (signal(SIGPIPE, SIG_IGN) == SIG_ERR)
 		fatal("signal");
 	smtp_userdb_init(&udb);
+	if (queue_init(QUEUE_DIR, &error) == -1)
+		log_warnx("queue %s: %s", QUEUE_DIR, error);
 	buf_init(&ib, SMTP_SERVER_IN_MAX);
 	buf_init(&ob, 0);
 	if (getpeername(in, (struct sockaddr *)&ss, &sslen) == -1)
