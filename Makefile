@@ -88,6 +88,7 @@ UNIT_TESTS = \
 	queue
 
 SMTPD_UNIT_TESTS = \
+	deliver \
 	smtp_session
 
 COMMON_OBJS	= $(COMMON_SRCS:%.c=$(BUILD)/%.o)
@@ -137,7 +138,10 @@ $(BUILD)/smtp_source: tests/bench/smtp_source.c
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< -lpthread
 
 bench: all $(BUILD)/smtp_source
-	$(PYTHON) tests/bench/bench.py --build $(BUILD)
+	$(PYTHON) tests/netns.py tests/bench/bench.py --build $(abspath $(BUILD))
+
+run: all
+	BUILD=$(abspath $(BUILD)) $(PYTHON) tests/netns.py contrib/demo/demo.py
 
 deps:
 	@sh tests/deps.sh

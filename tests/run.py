@@ -20,17 +20,12 @@ import sys
 import threading
 import time
 
+from netns import ns_create, ns_teardown
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 PYTHON = "/usr/bin/python3"
 UNIT_TIMEOUT = 120
 E2E_TIMEOUT = 1800
-NS_ADDRS = [
-    ("inet", "192.0.2.10/32"),
-    ("inet", "192.0.2.20/32"),
-    ("inet", "192.0.2.30/32"),    # belongs to no domain
-    ("inet6", "2001:db8::10/128"),
-    ("inet6", "2001:db8::20/128"),
-]
 
 
 def count(lines):
@@ -80,40 +75,6 @@ def run_unit(build, substr):
     return passed, failed
 
 
-def ip(*args, check=True):
-    p = subprocess.run(["ip"] + list(args), stdout=subprocess.PIPE,
-                       stderr=subprocess.PIPE, timeout=30)
-    if check and p.returncode != 0:
-        raise RuntimeError("ip %s: %s" % (" ".join(args),
-                                          p.stderr.decode().strip()))
-    return p.stdout.decode()
-
-
-def ns_teardown(ns):
-    """Kill everything in ns, then delete it.  Safe to call twice."""
-    try:
-        # "ip netns list" prints "name (id: N)"; match the name.
-        names = [l.split()[0] for l in
-                 ip("netns", "list", check=False).splitlines() if l.strip()]
-        if ns not in names:
-            return
-        for _ in range(10):
-            pids = [int(x) for x in
-                    ip("netns", "pids", ns, check=False).split()
-                    if x.isdigit()]
-            if not pids:
-                break
-            for pid in pids:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            time.sleep(0.2)
-        ip("netns", "del", ns, check=False)
-    except Exception as e:  # teardown must not hide the results
-        print("# teardown of %s: %s" % (ns, e), file=sys.stderr)
-
-
 def run_e2e(build, substr, keep):
     if os.geteuid() != 0:
         print("not ok - e2e: skipped, end-to-end tests need root "
@@ -129,11 +90,7 @@ def run_e2e(build, substr, keep):
     old_term = signal.signal(signal.SIGTERM, on_signal)
     lines = []
     try:
-        ip("netns", "add", ns)
-        ip("-n", ns, "link", "set", "lo", "up")
-        for fam, addr in NS_ADDRS:
-            extra = ["nodad"] if fam == "inet6" else []
-            ip("-n", ns, "-f", fam, "addr", "add", addr, "dev", "lo", *extra)
+        ns_create(ns)
         argv = ["ip", "netns", "exec", ns, PYTHON,
                 os.path.join(HERE, "e2e", "inside.py"), "--build", build]
         if substr:
