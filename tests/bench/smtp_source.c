@@ -117,7 +117,10 @@ static int
 message_send(struct reader *r, long seq)
 {
 	char	cmd[1024];
+	char	*msg;
 	int	len;
+	size_t	hlen;
+	int	rc = -1;
 
 	/* MAIL, RCPT and DATA in one packet (PIPELINING). */
 	len = snprintf(cmd, sizeof(cmd),
@@ -133,12 +136,20 @@ message_send(struct reader *r, long seq)
 	    "From: <%s>\r\nTo: <%s>\r\nSubject: bench %ld\r\n"
 	    "Message-ID: <bench.%ld.%ld@source.test>\r\n\r\n",
 	    opt_sender, opt_rcpt, seq, (long)getpid(), seq);
-	if (len < 0 || (size_t)len >= sizeof(cmd) ||
-	    send_all(r->fd, cmd, (size_t)len) == -1 ||
-	    send_all(r->fd, body, body_len) == -1 ||
-	    send_all(r->fd, ".\r\n", 3) == -1)
+	if (len < 0 || (size_t)len >= sizeof(cmd))
 		return -1;
-	return reply_read(r) == 250 ? 0 : -1;
+	/* The whole message in one write, so Nagle never holds the dot. */
+	hlen = (size_t)len;
+	if ((msg = malloc(hlen + body_len + 3)) == NULL)
+		return -1;
+	memcpy(msg, cmd, hlen);
+	memcpy(msg + hlen, body, body_len);
+	memcpy(msg + hlen + body_len, ".\r\n", 3);
+	if (send_all(r->fd, msg, hlen + body_len + 3) == 0 &&
+	    reply_read(r) == 250)
+		rc = 0;
+	free(msg);
+	return rc;
 }
 
 static void *

@@ -1,0 +1,171 @@
+#!/usr/bin/python3
+"""make bench: throughput and memory of virtmail-smtpd, in the private
+namespace that tests/netns.py creates.
+
+For 1 KiB and 100 KiB messages at concurrency 1, 10 and 50, it measures
+messages per second accepted (250 after DATA, from smtp_source) and
+accepted-and-delivered (until the last file appears in the Maildir),
+then the memory of 1000 idle connections.  Postfix 3.7's figures for
+the same load on this kind of machine (from the issue that asked for
+this benchmark) are printed beside ours for comparison.  Figures only:
+nothing here passes or fails.
+"""
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SRC = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(SRC, "tests", "e2e"))
+import vmtest  # noqa: E402
+
+IP = vmtest.ALPHA_IP4
+# Postfix 3.7, virtual Maildir, fsync on, smtp-source (msg/s).
+POSTFIX = {(1024, 1): 573, (1024, 10): 882, (1024, 50): 735,
+           (102400, 1): 327, (102400, 10): 474, (102400, 50): 488}
+GLOBAL_CONF = """\
+max_sessions 20000
+max_sessions_per_ip 20000
+"""
+
+
+def pss_kib(pids):
+    total = 0
+    for pid in pids:
+        try:
+            with open("/proc/%d/smaps_rollup" % pid) as f:
+                for line in f:
+                    if line.startswith("Pss:"):
+                        total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
+
+
+def daemon_pids(pgid):
+    pids = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                if os.getpgid(int(name)) == pgid:
+                    pids.append(int(name))
+            except OSError:
+                pass
+    return pids
+
+
+def worker_pid(log_path):
+    with open(log_path) as f:
+        m = re.findall(r"alpha.test: worker started pid=(\d+)", f.read())
+    return int(m[-1]) if m else None
+
+
+def count_new(maildir):
+    return len(os.listdir(os.path.join(maildir, "new")))
+
+
+def one_run(source, maildir, size, conc, count):
+    before = count_new(maildir)
+    t0 = time.monotonic()
+    p = subprocess.run([source, "-c", str(conc), "-m", str(count), "-s",
+                        str(size), IP, "25"], stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, timeout=600)
+    out = p.stdout.decode()
+    m = re.search(r"sent=(\d+) failed=(\d+) seconds=([\d.]+)", out)
+    if not m:
+        raise RuntimeError("smtp_source: %s %s" % (out, p.stderr.decode()))
+    sent, failed, secs = int(m.group(1)), int(m.group(2)), float(m.group(3))
+    deadline = time.monotonic() + 600
+    while count_new(maildir) - before < sent and time.monotonic() < deadline:
+        time.sleep(0.01)
+    delivered_secs = time.monotonic() - t0
+    return sent, failed, sent / secs, sent / delivered_secs
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--build", default=os.path.join(SRC, "build"))
+    ap.add_argument("--small", type=int, default=2000,
+                    help="messages per 1 KiB run")
+    ap.add_argument("--large", type=int, default=500,
+                    help="messages per 100 KiB run")
+    ap.add_argument("--idle", type=int, default=1000)
+    a = ap.parse_args()
+    vmtest.check_isolated()
+    work = tempfile.mkdtemp(prefix="virtmail-bench.")
+    os.chmod(work, 0o755)
+    proc = None
+    try:
+        alpha = vmtest.make_domain_root(os.path.join(work, "d"),
+                                        "alpha.test", [IP])
+        vc = vmtest.write_virtual_conf(os.path.join(work, "virtual.conf"),
+                                       [(IP, alpha.root)])
+        gc = os.path.join(work, "virtmail.conf")
+        with open(gc, "w") as f:
+            f.write(GLOBAL_CONF)
+        log_path = os.path.join(work, "smtpd.log")
+        log = open(log_path, "w")
+        proc = subprocess.Popen([os.path.join(a.build, "virtmail-smtpd"),
+                                 "-d", "-f", vc, "-C", gc], stdout=log,
+                                stderr=log, start_new_session=True)
+        vmtest.wait_for_port(IP, 25, timeout=15)
+        source = os.path.join(a.build, "smtp_source")
+        maildir = alpha.maildir("bob")
+
+        print("virtmail-smtpd, fsync on, one domain, local Maildir delivery")
+        print("%-8s %5s %8s %10s %12s %14s" % (
+            "size", "conc", "messages", "accepted/s", "delivered/s",
+            "postfix 3.7/s"))
+        for size, count in ((1024, a.small), (102400, a.large)):
+            for conc in (1, 10, 50):
+                sent, failed, acc, dlv = one_run(source, maildir, size,
+                                                 conc, count)
+                print("%-8s %5d %8d %10.0f %12.0f %14d%s" % (
+                    "%d KiB" % (size // 1024), conc, sent, acc, dlv,
+                    POSTFIX[(size, conc)],
+                    "  (%d failed)" % failed if failed else ""),
+                    flush=True)
+                # Keep the Maildir from growing without bound.
+                shutil.rmtree(os.path.join(maildir, "new"))
+                os.mkdir(os.path.join(maildir, "new"), 0o700)
+                os.chown(os.path.join(maildir, "new"), alpha.uids["bob"],
+                         alpha.uids["bob"])
+
+        wpid = worker_pid(log_path)
+        base_worker = pss_kib([wpid]) if wpid else 0
+        base_all = pss_kib(daemon_pids(proc.pid))
+        idle = subprocess.Popen([source, "-i", str(a.idle), "-w", "8", IP,
+                                 "25"], stdout=subprocess.PIPE)
+        line = idle.stdout.readline().decode().strip()
+        time.sleep(1)
+        with_worker = pss_kib([wpid]) if wpid else 0
+        with_all = pss_kib(daemon_pids(proc.pid))
+        idle.wait(30)
+        print()
+        print("idle connections: %s" % line)
+        print("worker PSS %.1f MiB -> %.1f MiB (%.1f KiB per connection); "
+              "all daemon processes %.1f MiB -> %.1f MiB" % (
+                  base_worker / 1024, with_worker / 1024,
+                  (with_worker - base_worker) / max(1, a.idle),
+                  base_all / 1024, with_all / 1024))
+        print("postfix 3.7: about 1.3 MiB per idle connection (PSS)")
+        return 0
+    finally:
+        if proc is not None and proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
