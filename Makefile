@@ -104,7 +104,7 @@ PROGRAMS = \
 
 LIBS	= -lcrypt
 
-.PHONY: all deps test check-asan unit e2e install clean run bench
+.PHONY: all deps test check-asan unit e2e install clean run bench fuzz
 
 all: $(PROGRAMS) $(UNIT_BINS) $(SMTPD_UNIT_BINS)
 
@@ -143,6 +143,39 @@ bench: all $(BUILD)/smtp_source
 run: all
 	BUILD=$(abspath $(BUILD)) $(PYTHON) tests/netns.py contrib/demo/demo.py
 
+# libFuzzer targets over the protocol parsers (clang from Debian).
+# Each target links its own source with the common and smtpd objects,
+# built again with the fuzzer's instrumentation under build-fuzz/.
+FUZZ_CC		?= clang
+FUZZ_RUNS	?= 100000
+FUZZ_CFLAGS	 = -std=c11 -D_GNU_SOURCE $(FEATURES) -g -O1 -Icommon -Ismtpd \
+		   -fsanitize=address,undefined
+FUZZ_TARGETS = \
+	smtp_session
+
+FUZZ_BINS = $(FUZZ_TARGETS:%=build-fuzz/fuzz_%)
+
+build-fuzz/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
+
+$(FUZZ_BINS): build-fuzz/fuzz_%: build-fuzz/contrib/fuzz/fuzz_%.o \
+    $(COMMON_SRCS:%.c=build-fuzz/%.o) $(SMTPD_LIB_SRCS:%.c=build-fuzz/%.o)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $^ $(LIBS)
+
+# Run each target for FUZZ_RUNS inputs on a scratch copy of its seeds
+# (libFuzzer writes new inputs into its first corpus directory).
+fuzz: $(FUZZ_BINS)
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	    rm -rf build-fuzz/corpus/$$t; mkdir -p build-fuzz/corpus/$$t; \
+	    cp contrib/fuzz/corpus/$$t/* build-fuzz/corpus/$$t/ 2>/dev/null || :; \
+	    echo "fuzz: $$t, $(FUZZ_RUNS) runs"; \
+	    if ! build-fuzz/fuzz_$$t -runs=$(FUZZ_RUNS) -max_len=8192 \
+	        build-fuzz/corpus/$$t >build-fuzz/$$t.log 2>&1; then \
+	        cat build-fuzz/$$t.log; exit 1; fi; \
+	    tail -1 build-fuzz/$$t.log; \
+	done
+
 deps:
 	@sh tests/deps.sh
 
@@ -167,7 +200,7 @@ install: all
 	    install -m 644 $$f $(DESTDIR)$(PREFIX)/share/man/man5/; done
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz
 
 -include $(COMMON_OBJS:.o=.d) $(VIRTUALD_OBJS:.o=.d) $(SMTPD_LIB_OBJS:.o=.d) \
 	$(SMTPD_OBJS:.o=.d) $(UNIT_BINS:=.d) $(SMTPD_UNIT_BINS:=.d)
