@@ -52,6 +52,7 @@ COMMON_SRCS = \
 	common/fileio.c \
 	common/group.c \
 	common/line.c \
+	common/listen.c \
 	common/log.c \
 	common/passwd.c \
 	common/privdrop.c \

@@ -30,7 +30,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -46,6 +45,7 @@
 #include "event.h"
 #include "fdpass.h"
 #include "fileio.h"
+#include "listen.h"
 #include "log.h"
 #include "privdrop.h"
 #include "smtpd.h"
@@ -55,7 +55,6 @@
 #define MASTER_STABLE_MS	60000	/* a child that ran this long was fine */
 #define MASTER_GRACE_MS		10000	/* SIGTERM to SIGKILL at shutdown */
 #define MASTER_ACCEPT_BURST	64
-#define MASTER_BACKLOG		512
 #define MASTER_NO_SERVICE	"421 4.3.0 no service for this address\r\n"
 #define MASTER_BUSY		"421 4.3.2 service busy, try again later\r\n"
 #define MASTER_CONF_ERROR	"421 4.3.0 service not available " \
@@ -121,8 +120,6 @@ static struct mdomain *master_domain_load(const struct domain *,
 static void	master_domain_free(struct mdomain *);
 static int	master_load(const struct smtpd_opts *, struct smtpd_conf *,
 		    struct mdomain **, struct diag *);
-static int	master_listen(const struct sockaddr_storage *, socklen_t,
-		    const char **);
 static void	master_bind_domain(struct mdomain *, struct mdomain *);
 static void	master_lookup_rebuild(void);
 static void	master_spawn(struct mchild *);
@@ -381,29 +378,6 @@ master_refuse(int fd, const char *reply)
 	(void)send(fd, reply, strlen(reply), MSG_NOSIGNAL | MSG_DONTWAIT);
 }
 
-/*
- * inetd mode: after a refusal, let the client's pending input drain
- * for a moment, so that closing does not send a reset that could
- * destroy the reply before the client reads it.
- */
-static void
-master_inetd_linger(void)
-{
-	struct pollfd	 pfd;
-	char		 junk[4096];
-	ssize_t		 n;
-	size_t		 total = 0;
-
-	(void)shutdown(1, SHUT_WR);
-	pfd.fd = 0;
-	pfd.events = POLLIN;
-	while (total < 65536 && poll(&pfd, 1, 2000) == 1) {
-		if ((n = read(0, junk, sizeof(junk))) <= 0)
-			break;
-		total += (size_t)n;
-	}
-}
-
 int
 master_inetd(const struct smtpd_opts *o)
 {
@@ -429,7 +403,7 @@ master_inetd(const struct smtpd_opts *o)
 		log_warnx("inetd: configuration errors");
 		(void)write_all(1, MASTER_CONF_ERROR,
 		    strlen(MASTER_CONF_ERROR));
-		master_inetd_linger();
+		listen_inetd_linger();
 		return EX_CONFIG;
 	}
 	if ((vd = domain_lookup_addr(&t, (struct sockaddr *)&ss, sslen)) ==
@@ -438,7 +412,7 @@ master_inetd(const struct smtpd_opts *o)
 		    domain_addr_text((struct sockaddr *)&ss, a, sizeof(a)));
 		(void)write_all(1, MASTER_NO_SERVICE,
 		    strlen(MASTER_NO_SERVICE));
-		master_inetd_linger();
+		listen_inetd_linger();
 		return EX_UNAVAILABLE;
 	}
 	if (priv_check_root(vd->dir, &err) == -1 ||
@@ -448,14 +422,11 @@ master_inetd(const struct smtpd_opts *o)
 			log_warnx("inetd: %s", err);
 		(void)write_all(1, MASTER_CONF_ERROR,
 		    strlen(MASTER_CONF_ERROR));
-		master_inetd_linger();
+		listen_inetd_linger();
 		return EX_CONFIG;
 	}
 	log_set_domain(sd.name);
-	if (ss.ss_family == AF_INET)
-		port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
-	else if (ss.ss_family == AF_INET6)
-		port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+	port = listen_sockaddr_port(&ss);
 	if (port != 0 && port == c.port_submission)
 		kind = LISTEN_SUBMISSION;
 	/* Before reading a byte from the client. */
@@ -463,46 +434,6 @@ master_inetd(const struct smtpd_opts *o)
 		fatalx("inetd: %s", err);
 	smtp_server_inetd(&sd, 0, 1, kind);
 	return 0;
-}
-
-/* A listening socket on ss; -1 with *error_r. */
-static int
-master_listen(const struct sockaddr_storage *ss, socklen_t sslen,
-    const char **error_r)
-{
-	int	 fd, on = 1, saved;
-
-	fd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
-	    0);
-	if (fd == -1) {
-		*error_r = "socket";
-		return -1;
-	}
-	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) == -1) {
-		*error_r = "SO_REUSEADDR";
-		goto fail;
-	}
-	/* Each family its own socket: no IPv4-mapped surprises. */
-	if (ss->ss_family == AF_INET6 && setsockopt(fd, IPPROTO_IPV6,
-	    IPV6_V6ONLY, &on, sizeof(on)) == -1) {
-		*error_r = "IPV6_V6ONLY";
-		goto fail;
-	}
-	if (bind(fd, (const struct sockaddr *)ss, sslen) == -1) {
-		*error_r = "bind";
-		goto fail;
-	}
-	if (listen(fd, MASTER_BACKLOG) == -1) {
-		*error_r = "listen";
-		goto fail;
-	}
-	return fd;
-
- fail:
-	saved = errno;
-	(void)close(fd);
-	errno = saved;
-	return -1;
 }
 
 static int
@@ -557,7 +488,7 @@ master_bind_domain(struct mdomain *md, struct mdomain *old)
 						break;
 					}
 			if (l.fd == -1 &&
-			    (l.fd = master_listen(&l.ss, l.sslen, &err)) ==
+			    (l.fd = listen_bind(&l.ss, l.sslen, &err)) ==
 			    -1) {
 				log_warn("%s: %s %s port %d", md->sd.name, err,
 				    md->vd.addrs[i].text, ports[p]);
@@ -578,8 +509,6 @@ master_bind_domain(struct mdomain *md, struct mdomain *old)
 static int
 master_bind_any(void)
 {
-	struct sockaddr_in	*s4;
-	struct sockaddr_in6	*s6;
 	struct mlisten		*l;
 	const char		*err;
 	int			 fam, p, ports[2];
@@ -594,20 +523,9 @@ master_bind_any(void)
 			l = &m.any[m.nany];
 			memset(l, 0, sizeof(*l));
 			l->kind = kinds[p];
-			if (fam == 0) {
-				s4 = (struct sockaddr_in *)&l->ss;
-				s4->sin_family = AF_INET;
-				s4->sin_port = htons((uint16_t)ports[p]);
-				s4->sin_addr.s_addr = htonl(INADDR_ANY);
-				l->sslen = sizeof(*s4);
-			} else {
-				s6 = (struct sockaddr_in6 *)&l->ss;
-				s6->sin6_family = AF_INET6;
-				s6->sin6_port = htons((uint16_t)ports[p]);
-				s6->sin6_addr = in6addr_any;
-				l->sslen = sizeof(*s6);
-			}
-			if ((l->fd = master_listen(&l->ss, l->sslen, &err)) ==
+			listen_any_sockaddr(fam == 0 ? AF_INET : AF_INET6,
+			    ports[p], &l->ss, &l->sslen);
+			if ((l->fd = listen_bind(&l->ss, l->sslen, &err)) ==
 			    -1) {
 				log_warn("%s %s port %d", err, fam == 0 ?
 				    "0.0.0.0" : "::", ports[p]);
