@@ -65,9 +65,13 @@ VIRTUALD_SRCS = \
 
 # Everything of virtmail-smtpd but main(), so unit tests can link it.
 SMTPD_LIB_SRCS = \
+	smtpd/bounce.c \
 	smtpd/conf.c \
 	smtpd/deliver_local.c \
+	smtpd/dns.c \
 	smtpd/master.c \
+	smtpd/mta.c \
+	smtpd/mta_session.c \
 	smtpd/runner.c \
 	smtpd/smtp_server.c \
 	smtpd/smtp_session.c
@@ -89,7 +93,9 @@ UNIT_TESTS = \
 	queue
 
 SMTPD_UNIT_TESTS = \
+	bounce \
 	deliver \
+	mta \
 	smtp_session
 
 COMMON_OBJS	= $(COMMON_SRCS:%.c=$(BUILD)/%.o)
@@ -103,7 +109,7 @@ PROGRAMS = \
 	$(BUILD)/virtmail-smtpd \
 	$(BUILD)/virtuald
 
-LIBS	= -lcrypt
+LIBS	= -lcrypt -lresolv
 
 .PHONY: all deps test check-asan unit e2e install clean run bench fuzz
 

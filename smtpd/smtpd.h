@@ -328,7 +328,8 @@ enum mta_state {
 
 struct mta_rcpt {
 	const char		*addr;
-	int			 status;	/* enum deliver_status */
+	int			 status;	/* enum deliver_status; -1 open */
+	int			 accepted;	/* 2xx to RCPT */
 	char			 dsn[16];	/* X.Y.Z */
 	char			 reply[MTA_REPLY_MAX];	/* "" when none */
 };
@@ -344,7 +345,7 @@ struct mta_session {
 	int			 msgfd;		/* LF-ended queue file */
 	/* What the server offered. */
 	int			 esmtp, pipelining, ext_8bitmime, starttls;
-	uint64_t		 size_max;	/* 0: no SIZE limit */
+	uint64_t		 size_max;	/* 0 no SIZE; UINT64_MAX no limit */
 	/* Progress. */
 	size_t			 rcpt_sent, rcpt_replied, accepted;
 	int			 body_eof, bol, body_dot;
@@ -472,5 +473,203 @@ int	bounce_inject(const char *qdir, const struct bounce_info *bi,
 #define RUNNER_CTL_BOUNCE	"bounce"
 #define RUNNER_CTL_OK		"ok"
 #define RUNNER_CTL_ERROR	"error"
+
+/*
+ * drop.c — the pickup ("maildrop") file that virtmail-sendmail writes
+ * into QUEUE_DIR "/drop" and the runner turns into a queued message
+ * (pickup.c).  Format, LF line ends:
+ *	"VMDROP 1"	version line
+ *	"S sender"	exactly one; empty for the null sender
+ *	"R rcpt"	one per recipient, local@domain, 1..DROP_RCPT_MAX
+ *	""		an empty line ends the envelope
+ *	then the message itself (headers, empty line, body; LF ends)
+ * Files are written as DROP_TMP_PREFIX + 32 hex digits, fsynced, and
+ * renamed to DROP_READY_PREFIX + the same digits; only the latter are
+ * picked up.  See docs/queue.md and docs/SECURITY.md.
+ */
+#define DROP_SUBDIR		"drop"
+#define DROP_DIR		QUEUE_DIR "/" DROP_SUBDIR
+#define DROP_GROUP		"virtmail-drop"
+#define DROP_VERSION_LINE	"VMDROP 1"
+#define DROP_TMP_PREFIX		"t."
+#define DROP_READY_PREFIX	"m."
+#define DROP_NAME_HEX		32
+#define DROP_RCPT_MAX		10000
+#define DROP_ENV_MAX		(DROP_RCPT_MAX * 264 + 512)	/* "R " path LF */
+#define DROP_TMP_AGE		3600	/* s: an unfinished file is garbage */
+
+struct drop_env {
+	char		*sender;	/* "" for <> */
+	char		**rcpts;
+	size_t		 nrcpts;
+};
+
+/* Append the envelope part of a drop file to out.  0, or -1 (*error_r). */
+int	drop_env_encode(const struct drop_env *e, struct buf *out,
+	    const char **error_r);
+/*
+ * Parse a whole drop file: envelope into e (addresses re-checked with
+ * addr_parse), *msg_off_r where the message starts.  0, or -1 with
+ * *error_r and e empty.
+ */
+int	drop_parse(const char *data, size_t len, struct drop_env *e,
+	    size_t *msg_off_r, const char **error_r);
+void	drop_env_free(struct drop_env *e);
+/* Whether name is "m." or "t." followed by DROP_NAME_HEX hex digits. */
+int	drop_name_valid(const char *name, const char *prefix);
+
+/* pickup.c — the runner's side, run_as, chrooted in the domain root. */
+/*
+ * Create or check DROP_DIR (owner run_as, group virtmail-drop, mode
+ * 1730) and the queue directory's traversal bit for that group; add
+ * an inotify watch for it to ifd.  Returns the watch descriptor, or -1
+ * when local submission is disabled (logged).
+ */
+int	pickup_init(const struct smtpd_domain *sd, int ifd);
+/* Turn every ready drop file into a queued message; remove stale ones. */
+void	pickup_scan(const struct smtpd_domain *sd);
+/*
+ * Convert one drop file already read into memory (uid: its owner) into
+ * a committed queued message; its id in id_r.  0; -1 with *error_r on
+ * a temporary (queue) failure; -2 with *error_r when the file is bad.
+ */
+int	pickup_convert(const struct smtpd_domain *sd, const char *data,
+	    size_t len, uid_t uid, char id_r[QUEUE_ID_LEN + 1],
+	    const char **error_r);
+
+/* sendmail_msg.c — virtmail-sendmail's message handling (no I/O). */
+#define SENDMAIL_HEADER_MAX	(1024 * 1024)	/* header section bytes */
+#define SENDMAIL_FIELDS_MAX	1000		/* header fields */
+#define SENDMAIL_NAME_MAX	128		/* -F full name */
+
+struct sendmail_msg {
+	const char	*user;		/* invoking user's name */
+	const char	*fullname;	/* -F or gecos; may be NULL */
+	const char	*sender;	/* envelope sender, "" for <> */
+	const char	*domain;	/* first local domain, qualifies bare names */
+	const char	*hostname;	/* for Message-ID */
+	int		 extract;	/* -t */
+	time_t		 now;
+	/* Results. */
+	struct buf	 out;		/* the message to queue */
+	char		**rcpts;	/* -t recipients, qualified */
+	size_t		 nrcpts;
+};
+
+/*
+ * Normalise line ends (CRLF to LF), drop Bcc:, collect To/Cc/Bcc
+ * recipients when extract, add Date:, Message-ID: and From: when
+ * missing.  in is the whole message as read.  0, or -1 with *error_r.
+ */
+int	sendmail_msg_prepare(struct sendmail_msg *m, const char *in,
+	    size_t len, size_t max, const char **error_r);
+void	sendmail_msg_free(struct sendmail_msg *m);
+/*
+ * Parse one RFC 5322 address list (a To/Cc/Bcc field value, unfolded);
+ * each address found, qualified with domain when it has none, is
+ * passed to fn.  0, or -1 with *error_r.
+ */
+int	sendmail_addr_list(const char *value, const char *domain,
+	    int (*fn)(void *, const char *), void *ctx, const char **error_r);
+/* Qualify and check one address into dst ("local@domain").  0 or -1. */
+int	sendmail_addr_qualify(const char *in, const char *domain, char *dst,
+	    size_t size, const char **error_r);
+
+/* spf.c — SPF checks (RFC 7208) with libspf2, in a child process of the
+ * worker that may die or hang without harm; see docs/SECURITY.md. */
+enum spf_result {
+	SPF_R_NONE,
+	SPF_R_NEUTRAL,
+	SPF_R_PASS,
+	SPF_R_FAIL,
+	SPF_R_SOFTFAIL,
+	SPF_R_TEMPERROR,
+	SPF_R_PERMERROR,
+};
+#define SPF_MSG_MAX		8192	/* one request or reply datagram */
+#define SPF_TIMEOUT_DEF		20	/* s: then temperror */
+
+struct spf_req {
+	uint32_t	 id;
+	char		 ip[64];		/* client address */
+	char		 helo[256];
+	char		 sender[520];		/* "" for <> */
+	char		 receiver[256];		/* our hostname */
+};
+
+struct spf_res {
+	uint32_t	 id;
+	int32_t		 result;		/* enum spf_result */
+	char		 received[2048];	/* Received-SPF: value */
+	char		 authres[1024];		/* RFC 8601 resinfo */
+	char		 comment[512];		/* SMTP reply text */
+};
+
+struct ev_loop;
+struct spf_client;
+typedef void spf_done_cb(void *arg, const struct spf_res *res);
+
+const char *spf_result_name(int result);
+int	spf_req_encode(const struct spf_req *r, char *dst, size_t size,
+	    size_t *len_r);
+int	spf_req_decode(const char *src, size_t len, struct spf_req *r);
+int	spf_res_encode(const struct spf_res *r, char *dst, size_t size,
+	    size_t *len_r);
+int	spf_res_decode(const char *src, size_t len, struct spf_res *r);
+/* In the worker (chrooted, unprivileged): fork the checker child.
+ * close_fds: descriptors the child must not keep (-1 ended). */
+struct spf_client *spf_client_new(struct ev_loop *loop, unsigned int timeout);
+/* Ask; cb is called exactly once (temperror on timeout or a dead
+ * checker) unless cancelled.  Returns the request id (never 0). */
+uint32_t spf_client_check(struct spf_client *c, const struct spf_req *r,
+	    spf_done_cb *cb, void *arg);
+void	spf_client_cancel(struct spf_client *c, uint32_t id);
+void	spf_client_free(struct spf_client *c);
+
+/* milter.c — the MTA side of the milter protocol, version 6. */
+#define MILTER_ACT_ACCEPT	0
+#define MILTER_ACT_TEMPFAIL	1
+#define MILTER_ACT_REJECT	2
+
+struct milter_conf {
+	char		 spec[512];	/* the line, for logs */
+	int		 family;	/* AF_INET, AF_INET6, AF_UNIX */
+	char		 host[256];	/* address literal or unix path */
+	int		 port;
+	unsigned int	 connect_ms, cmd_ms, eom_ms;
+	int		 defact;	/* MILTER_ACT_* */
+};
+
+/* Parse "inet:HOST:PORT|inet6:[ADDR]:PORT|unix:/PATH [connect=T]
+ * [timeout=T] [eom_timeout=T] [default=accept|tempfail|reject]";
+ * 0, or -1 with *error_r. */
+int	milter_conf_parse(const char *line, struct milter_conf *mc,
+	    const char **error_r);
+
+struct smtp_session;
+struct milter_sess;
+
+/* The milters of one SMTP session; done(arg) when a question asked
+ * with milter_sess_ask() has its answer in s->ans. */
+struct milter_sess *milter_sess_new(struct ev_loop *loop,
+	    const struct milter_conf *mc, size_t n, struct smtp_session *s,
+	    void (*done)(void *), void *arg);
+/* 1: wait for done(); 0: nothing to ask (s->ans is CONTINUE). */
+int	milter_sess_ask(struct milter_sess *m, int what, const char *data,
+	    size_t len);
+/* The transaction was abandoned: SMFIC_ABORT, no reply. */
+void	milter_sess_abort(struct milter_sess *m);
+/* SMFIC_QUIT and close. */
+void	milter_sess_free(struct milter_sess *m);
+
+/* The packet codec (unit-tested with hostile input). */
+#define MILTER_LEN_MAX		(1024 * 1024)	/* refuse larger packets */
+/* 1 with a packet (cmd, data, len; consumed bytes in *used_r), 0 when
+ * more bytes are needed, -1 when malformed (zero or oversized length). */
+int	milter_packet_next(const char *in, size_t inlen, size_t max,
+	    int *cmd_r, const char **data_r, size_t *len_r, size_t *used_r);
+/* Append a packet; -1 when out is full. */
+int	milter_packet_put(struct buf *out, int cmd, const void *data,
+	    size_t len);
 
 #endif
