@@ -13,6 +13,21 @@
  *	a transaction finish it for a short grace period, then says 421.
  *	smtp_server_inetd() serves one session on two descriptors.
  *
+ * GROUP COMMIT
+ *	A session that reaches the end of its DATA is handed to a small
+ *	pool of threads that run smtp_session_commit() (the queue writes
+ *	and their fsyncs, then the 250 or 4xx appended to the session's
+ *	output).  Meanwhile the event loop serves everyone else and does
+ *	not touch that session at all: its descriptor is out of the epoll
+ *	set, its timer only re-arms, nothing of its output is written.
+ *	Only when the thread is done does the loop flush the output, so
+ *	no 250 leaves before queue_writer_commit() has returned, i.e.
+ *	before the message and envelope files and their directories are
+ *	fsynced.  Sessions that commit at the same time fsync at the same
+ *	time, and the file system merges those into one journal commit
+ *	(ext4/jbd2): that is the batching, with the durability argument
+ *	of queue.c unchanged.  See docs/performance.md.
+ *
  * SECURITY
  *	Runs in the worker, already chrooted into the domain's root and
  *	running as its run_as account; trusts nothing read from the
@@ -26,9 +41,12 @@
 
 #include <netinet/in.h>
 
+#include <sys/eventfd.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,6 +66,8 @@
 #define SMTP_SERVER_GRACE_MS	10000	/* SIGTERM: finish transactions */
 #define SMTP_SERVER_FLUSH_MS	10000	/* closing: time to take the 421 */
 #define SMTP_SERVER_ACCEPT_MAX	64	/* accepts per wakeup */
+#define SMTP_COMMIT_THREADS	32	/* commits (fsyncs) in flight */
+#define SMTP_COMMIT_STACK	(256 * 1024)
 
 /* Used when a timeout in struct smtpd_limits is 0 (seconds). */
 #define SMTP_DEF_TIMEOUT_CMD	300	/* RFC 5321 §4.5.3.2.7 */
@@ -74,6 +94,25 @@ struct conn {
 	int			 closing;	/* write out, then close */
 	int			 eof;
 	int			 counted;	/* in the per-IP count */
+	int			 committing;	/* owned by a commit thread */
+	struct conn		*cnext;		/* commit queues */
+};
+
+/*
+ * The commit pool.  The loop appends to todo and reads done; threads
+ * take from todo, run the commit, append to done and wake the loop
+ * through the eventfd.  A conn on either list belongs to the pool.
+ */
+struct commit_pool {
+	pthread_mutex_t		 mu;
+	pthread_cond_t		 cv;
+	struct conn		*todo, **todo_tail;
+	struct conn		*done;
+	pthread_t		 threads[SMTP_COMMIT_THREADS];
+	size_t			 nthreads;
+	unsigned int		 inflight;	/* loop's count */
+	int			 efd;
+	int			 quit;
 };
 
 struct server {
@@ -90,6 +129,7 @@ struct server {
 	int			 accept_paused;
 	struct ev_timer		 grace;
 	struct ev_timer		 resume;
+	struct commit_pool	 pool;
 };
 
 static int	conn_run(struct conn *);
@@ -205,6 +245,12 @@ conn_timer_cb(void *arg)
 	uint64_t	 now = ev_now_ms();
 
 	c->armed = 0;
+	if (c->committing) {
+		/* The session is the commit thread's; look again later. */
+		c->armed = now + 1000;
+		ev_timer_set(c->srv->loop, &c->timer, 1000, conn_timer_cb, c);
+		return;
+	}
 	if (now < conn_deadline(c)) {
 		conn_timer_update(c);
 		return;
@@ -275,6 +321,231 @@ conn_flush(struct conn *c)
 	return 0;
 }
 
+static void
+commit_lock(struct commit_pool *p)
+{
+	int	 r;
+
+	if ((r = pthread_mutex_lock(&p->mu)) != 0) {
+		errno = r;
+		fatal("pthread_mutex_lock");
+	}
+}
+
+static void
+commit_unlock(struct commit_pool *p)
+{
+	int	 r;
+
+	if ((r = pthread_mutex_unlock(&p->mu)) != 0) {
+		errno = r;
+		fatal("pthread_mutex_unlock");
+	}
+}
+
+/*
+ * A commit thread.  It touches nothing but the conn it took from todo
+ * (its session and output buffer, which the loop leaves alone until
+ * the conn is back on done), the queue files and the log.
+ */
+static void *
+commit_thread(void *arg)
+{
+	struct commit_pool	*p = arg;
+	struct conn		*c;
+	uint64_t		 one = 1;
+	ssize_t			 n;
+	int			 r;
+
+	for (;;) {
+		commit_lock(p);
+		while (p->todo == NULL && !p->quit) {
+			if ((r = pthread_cond_wait(&p->cv, &p->mu)) != 0) {
+				errno = r;
+				fatal("pthread_cond_wait");
+			}
+		}
+		if ((c = p->todo) == NULL) {
+			commit_unlock(p);
+			return NULL;
+		}
+		if ((p->todo = c->cnext) == NULL)
+			p->todo_tail = &p->todo;
+		commit_unlock(p);
+
+		/* Returns once the message is durable, or failed. */
+		smtp_session_commit(&c->s);
+
+		commit_lock(p);
+		c->cnext = p->done;
+		p->done = c;
+		commit_unlock(p);
+		do {
+			n = write(p->efd, &one, sizeof(one));
+		} while (n == -1 && errno == EINTR);
+		/* EAGAIN: the counter is saturated, the loop is woken. */
+		if (n == -1 && errno != EAGAIN)
+			fatal("commit: eventfd");
+	}
+}
+
+/*
+ * Hand c to a commit thread.  -1 when there is no pool: the caller
+ * commits synchronously.
+ */
+static int
+commit_submit(struct conn *c)
+{
+	struct server		*srv = c->srv;
+	struct commit_pool	*p = &srv->pool;
+	int			 r;
+
+	if (p->nthreads == 0)
+		return -1;
+	/* Out of epoll: a hang-up must not spin the loop meanwhile. */
+	(void)ev_del(srv->loop, c->rfd);
+	if (c->wfd != c->rfd)
+		(void)ev_del(srv->loop, c->wfd);
+	c->committing = 1;
+	c->cnext = NULL;
+	p->inflight++;
+	commit_lock(p);
+	*p->todo_tail = c;
+	p->todo_tail = &c->cnext;
+	if ((r = pthread_cond_signal(&p->cv)) != 0) {
+		errno = r;
+		fatal("pthread_cond_signal");
+	}
+	commit_unlock(p);
+	return 0;
+}
+
+/* Take back the conns whose commit is done; NULL when none. */
+static struct conn *
+commit_take_done(struct commit_pool *p)
+{
+	struct conn	*list;
+
+	commit_lock(p);
+	list = p->done;
+	p->done = NULL;
+	commit_unlock(p);
+	return list;
+}
+
+static void	conn_io_cb(int, int, void *);
+
+static void
+commit_done_cb(int fd, int events, void *arg)
+{
+	struct server	*srv = arg;
+	struct conn	*c, *next;
+	uint64_t	 v;
+
+	(void)events;
+	if (read(fd, &v, sizeof(v)) == -1 && errno != EAGAIN &&
+	    errno != EINTR)
+		log_warn("commit: eventfd");
+	for (c = commit_take_done(&srv->pool); c != NULL; c = next) {
+		next = c->cnext;
+		c->cnext = NULL;
+		c->committing = 0;
+		srv->pool.inflight--;
+		if (ev_add(srv->loop, c->rfd, 0, conn_io_cb, c) == -1 ||
+		    (c->wfd != c->rfd && ev_add(srv->loop, c->wfd, 0,
+		    conn_io_cb, c) == -1)) {
+			log_warn("ev_add");
+			conn_close(c);
+			continue;
+		}
+		/* The 250 (or 4xx) goes out now, then pipelined input. */
+		(void)conn_run(c);
+	}
+}
+
+static void
+commit_pool_start(struct server *srv)
+{
+	struct commit_pool	*p = &srv->pool;
+	pthread_attr_t		 attr;
+	size_t			 i;
+	int			 r;
+
+	p->todo = NULL;
+	p->todo_tail = &p->todo;
+	p->efd = -1;
+	if ((r = pthread_mutex_init(&p->mu, NULL)) != 0 ||
+	    (r = pthread_cond_init(&p->cv, NULL)) != 0) {
+		errno = r;
+		fatal("commit pool");
+	}
+	if ((p->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) == -1 ||
+	    ev_add(srv->loop, p->efd, EV_READ, commit_done_cb, srv) == -1) {
+		log_warn("commit pool: eventfd; committing synchronously");
+		if (p->efd != -1)
+			(void)close(p->efd);
+		p->efd = -1;
+		return;
+	}
+	if ((r = pthread_attr_init(&attr)) != 0 ||
+	    (r = pthread_attr_setstacksize(&attr, SMTP_COMMIT_STACK)) != 0) {
+		errno = r;
+		fatal("commit pool: thread attributes");
+	}
+	/* Signals stay blocked in the threads (ev_signal blocked them). */
+	for (i = 0; i < SMTP_COMMIT_THREADS; i++) {
+		if ((r = pthread_create(&p->threads[i], &attr, commit_thread,
+		    p)) != 0) {
+			errno = r;
+			log_warn("commit pool: %zu threads", i);
+			break;
+		}
+		p->nthreads++;
+	}
+	(void)pthread_attr_destroy(&attr);
+}
+
+/* Let the threads finish what they have, then join them. */
+static void
+commit_pool_stop(struct server *srv)
+{
+	struct commit_pool	*p = &srv->pool;
+	struct conn		*c, *next;
+	size_t			 i;
+	int			 r;
+
+	commit_lock(p);
+	p->quit = 1;
+	if ((r = pthread_cond_broadcast(&p->cv)) != 0) {
+		errno = r;
+		fatal("pthread_cond_broadcast");
+	}
+	commit_unlock(p);
+	for (i = 0; i < p->nthreads; i++)
+		if ((r = pthread_join(p->threads[i], NULL)) != 0) {
+			errno = r;
+			fatal("pthread_join");
+		}
+	p->nthreads = 0;
+	for (c = commit_take_done(p); c != NULL; c = next) {
+		next = c->cnext;
+		c->cnext = NULL;
+		c->committing = 0;
+		p->inflight--;
+		/* One try to hand over the 250, then close regardless. */
+		conn_set_closing(c);
+		if (conn_flush(c) == 0)
+			conn_close(c);
+	}
+	if (p->efd != -1) {
+		(void)ev_del(srv->loop, p->efd);
+		(void)close(p->efd);
+		p->efd = -1;
+	}
+	(void)pthread_cond_destroy(&p->cv);
+	(void)pthread_mutex_destroy(&p->mu);
+}
+
 /* Feed the input to the session until it can go no further. */
 static void
 conn_feed(struct conn *c)
@@ -286,7 +557,8 @@ conn_feed(struct conn *c)
 		act = smtp_session_input(&c->s, &c->in);
 		if (act != SMTP_ACT_COMMIT)
 			break;
-		/* XXX synchronous fsyncs; batching them is future work. */
+		if (commit_submit(c) == 0)
+			return;		/* resumes in commit_done_cb() */
 		smtp_session_commit(&c->s);
 	}
 	if (c->s.state == SMTP_STATE_DATA) {
@@ -315,10 +587,14 @@ conn_run(struct conn *c)
 {
 	size_t	 before;
 
+	if (c->committing)
+		return 0;
 	for (;;) {
 		before = c->in.len;
 		if (!c->closing)
 			conn_feed(c);
+		if (c->committing)
+			return 0;
 		if (conn_flush(c) == -1)
 			return -1;
 		if (c->closing || c->in.len == 0 || c->in.len == before ||
@@ -336,7 +612,7 @@ conn_read(struct conn *c)
 	ssize_t	 n;
 	size_t	 room;
 
-	if (c->in.len >= SMTP_SERVER_IN_MAX)
+	if (c->committing || c->in.len >= SMTP_SERVER_IN_MAX)
 		return;
 	room = SMTP_SERVER_IN_MAX - c->in.len;
 	if (room > SMTP_SERVER_READ)
@@ -560,6 +836,8 @@ server_grace_cb(void *arg)
 
 	for (c = srv->conns; c != NULL; c = next) {
 		next = c->next;
+		if (c->committing)
+			continue;	/* commit_pool_stop() closes it */
 		if (!c->closing) {
 			smtp_session_shutdown(&c->s);
 			conn_set_closing(c);
@@ -596,7 +874,8 @@ server_stop(struct server *srv)
 	/* Idle sessions go now; a transaction may finish first. */
 	for (c = srv->conns; c != NULL; c = next) {
 		next = c->next;
-		if (!c->closing && !smtp_session_busy(&c->s)) {
+		if (!c->closing && !c->committing &&
+		    !smtp_session_busy(&c->s)) {
 			smtp_session_shutdown(&c->s);
 			conn_set_closing(c);
 			(void)conn_run(c);
@@ -648,6 +927,7 @@ smtp_server_run(struct smtpd_domain *sd, const int *listen_fds,
 	    ev_signal(srv.loop, SIGINT, server_signal_cb, &srv) == -1 ||
 	    ev_signal(srv.loop, SIGHUP, server_signal_cb, &srv) == -1)
 		fatal("ev_signal");
+	commit_pool_start(&srv);
 	for (i = 0; i < nlisten; i++) {
 		if (set_nonblock(listen_fds[i]) == -1)
 			fatal("O_NONBLOCK");
@@ -665,6 +945,7 @@ smtp_server_run(struct smtpd_domain *sd, const int *listen_fds,
 	log_info("smtp worker ready listeners=%zu", nlisten);
 	if (ev_loop_run(srv.loop) == -1)
 		log_warn("event loop");
+	commit_pool_stop(&srv);
 	while (srv.conns != NULL)
 		conn_close(srv.conns);
 	smtp_userdb_free(&srv.udb);

@@ -96,7 +96,10 @@ def main():
                     help="messages per 1 KiB run")
     ap.add_argument("--large", type=int, default=500,
                     help="messages per 100 KiB run")
-    ap.add_argument("--idle", type=int, default=1000)
+    ap.add_argument("--idle", type=int, default=1000,
+                    help="idle connections (0: skip)")
+    ap.add_argument("--only", default="",
+                    help="comma-separated SIZE:CONC runs, e.g. 1024:10")
     a = ap.parse_args()
     vmtest.check_isolated()
     work = tempfile.mkdtemp(prefix="virtmail-bench.")
@@ -123,13 +126,19 @@ def main():
         print("%-8s %5s %8s %10s %12s %14s" % (
             "size", "conc", "messages", "accepted/s", "delivered/s",
             "postfix 3.7/s"))
-        for size, count in ((1024, a.small), (102400, a.large)):
-            for conc in (1, 10, 50):
+        runs = [(size, conc) for size in (1024, 102400)
+                for conc in (1, 10, 50)]
+        if a.only:
+            runs = [tuple(int(x) for x in r.split(":"))
+                    for r in a.only.split(",")]
+        for size, conc in runs:
+            count = a.small if size <= 10240 else a.large
+            if True:
                 sent, failed, acc, dlv = one_run(source, maildir, size,
                                                  conc, count)
                 print("%-8s %5d %8d %10.0f %12.0f %14d%s" % (
                     "%d KiB" % (size // 1024), conc, sent, acc, dlv,
-                    POSTFIX[(size, conc)],
+                    POSTFIX.get((size, conc), 0),
                     "  (%d failed)" % failed if failed else ""),
                     flush=True)
                 # Keep the Maildir from growing without bound.
@@ -138,6 +147,8 @@ def main():
                 os.chown(os.path.join(maildir, "new"), alpha.uids["bob"],
                          alpha.uids["bob"])
 
+        if a.idle == 0:
+            return 0
         wpid = worker_pid(log_path)
         base_worker = pss_kib([wpid]) if wpid else 0
         base_all = pss_kib(daemon_pids(proc.pid))
