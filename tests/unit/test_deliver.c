@@ -291,7 +291,7 @@ test_maildir(void)
 
 	(void)close(fd);
 	(void)snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	(void)system(cmd);
+	CHECK(system(cmd) == 0, "maildir: clean up");
 }
 
 int
