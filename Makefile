@@ -70,11 +70,13 @@ SMTPD_LIB_SRCS = \
 	smtpd/deliver_local.c \
 	smtpd/dns.c \
 	smtpd/master.c \
+	smtpd/milter.c \
 	smtpd/mta.c \
 	smtpd/mta_session.c \
 	smtpd/runner.c \
 	smtpd/smtp_server.c \
-	smtpd/smtp_session.c
+	smtpd/smtp_session.c \
+	smtpd/spf.c
 
 SMTPD_SRCS = \
 	smtpd/smtpd.c
@@ -110,6 +112,7 @@ PROGRAMS = \
 	$(BUILD)/virtuald
 
 LIBS	= -lcrypt -lresolv
+SMTPD_LIBS = -lspf2
 
 .PHONY: all deps test check-asan unit e2e install clean run bench fuzz
 
@@ -131,11 +134,11 @@ $(BUILD)/libsmtpd.a: $(SMTPD_LIB_OBJS)
 	ar rcs $@ $^
 
 $(BUILD)/virtmail-smtpd: $(SMTPD_OBJS) $(BUILD)/libsmtpd.a $(BUILD)/libcommon.a
-	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS) $(SMTPD_LIBS)
 
 $(SMTPD_UNIT_BINS): $(BUILD)/tests/unit/test_%: $(BUILD)/tests/unit/test_%.o \
     $(BUILD)/libsmtpd.a $(BUILD)/libcommon.a
-	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS) $(SMTPD_LIBS)
 
 $(UNIT_BINS): $(BUILD)/tests/unit/test_%: $(BUILD)/tests/unit/test_%.o $(BUILD)/libcommon.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)

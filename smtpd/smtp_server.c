@@ -53,6 +53,7 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "compat.h"
 #include "event.h"
 #include "fdpass.h"
 #include "log.h"
@@ -96,6 +97,10 @@ struct conn {
 	int			 counted;	/* in the per-IP count */
 	int			 committing;	/* owned by a commit thread */
 	struct conn		*cnext;		/* commit queues */
+	/* Questions the session asks (SPF, milters): smtp_session.h. */
+	struct smtp_hooks	 hooks;
+	struct milter_sess	*milter;
+	uint32_t		 spf_id;	/* 0: no SPF check out */
 };
 
 /*
@@ -130,9 +135,13 @@ struct server {
 	struct ev_timer		 grace;
 	struct ev_timer		 resume;
 	struct commit_pool	 pool;
+	struct spf_client	*spf;		/* NULL with spf off */
+	struct milter_conf	*mconf;
+	size_t			 nmconf;
 };
 
 static int	conn_run(struct conn *);
+static void	conn_spf_cb(void *, const struct spf_res *);
 
 static unsigned int
 lim(unsigned int v, unsigned int def)
@@ -166,6 +175,11 @@ conn_close(struct conn *c)
 	log_info("%s smtp disconnect client=%s messages=%u", c->s.id,
 	    c->s.client_addr, c->s.nmessages);
 	smtp_session_eof(&c->s);
+	if (c->spf_id != 0)
+		spf_client_cancel(srv->spf, c->spf_id);
+	milter_sess_free(c->milter);
+	c->milter = NULL;
+	c->s.hooks = NULL;
 	smtp_session_free(&c->s);
 	ev_timer_cancel(srv->loop, &c->timer);
 	(void)ev_del(srv->loop, c->rfd);
@@ -667,6 +681,68 @@ server_count_ip(const struct server *srv, const char *ip)
 	return n;
 }
 
+/* The session asks: an SPF check, or a milter step. */
+static int
+conn_ask(void *arg, struct smtp_session *s, enum smtp_ask what,
+    const char *data, size_t len)
+{
+	struct conn	*c = arg;
+	struct spf_req	 q;
+
+	if (what == SMTP_ASK_SPF) {
+		memset(&q, 0, sizeof(q));
+		(void)strlcpy(q.ip, s->client_addr, sizeof(q.ip));
+		(void)strlcpy(q.helo, s->helo, sizeof(q.helo));
+		(void)strlcpy(q.sender, s->sender, sizeof(q.sender));
+		(void)strlcpy(q.receiver, s->sd->hostname != NULL ?
+		    s->sd->hostname : "localhost", sizeof(q.receiver));
+		if (c->srv->spf == NULL || (c->spf_id =
+		    spf_client_check(c->srv->spf, &q, conn_spf_cb, c)) == 0) {
+			smtp_session_spf(s, SPF_R_TEMPERROR, "", "",
+			    "SPF checker unavailable");
+			return 0;
+		}
+		return 1;
+	}
+	if (c->milter == NULL)
+		return 0;
+	return milter_sess_ask(c->milter, what, data, len);
+}
+
+static void
+conn_abort(void *arg, struct smtp_session *s)
+{
+	struct conn	*c = arg;
+
+	(void)s;
+	if (c->milter != NULL)
+		milter_sess_abort(c->milter);
+}
+
+static void
+conn_spf_cb(void *arg, const struct spf_res *r)
+{
+	struct conn		*c = arg;
+	struct smtp_answer	 a;
+
+	c->spf_id = 0;
+	smtp_session_spf(&c->s, r->result, r->received, r->authres,
+	    r->comment);
+	memset(&a, 0, sizeof(a));
+	smtp_session_resume(&c->s, &a);
+	(void)conn_run(c);
+}
+
+static void
+conn_milter_done(void *arg)
+{
+	struct conn		*c = arg;
+	struct smtp_answer	 a = c->s.ans;
+
+	smtp_session_resume(&c->s, &a);
+	(void)conn_run(c);
+}
+
 /* A new session on fds rfd/wfd (the same for a socket). */
 static void
 conn_new(struct server *srv, int rfd, int wfd, enum listener_kind kind)
@@ -688,6 +764,16 @@ conn_new(struct server *srv, int rfd, int wfd, enum listener_kind kind)
 	smtp_session_init(&c->s, srv->sd, &srv->udb, kind,
 	    sslen > 0 ? (struct sockaddr *)&ss : NULL, sslen, &c->out);
 	c->start = c->activity = ev_now_ms();
+	if (srv->spf != NULL || srv->nmconf > 0) {
+		c->hooks.ask = conn_ask;
+		c->hooks.abort = conn_abort;
+		c->hooks.arg = c;
+		c->hooks.milters = srv->nmconf > 0;
+		c->s.hooks = &c->hooks;
+		if (srv->nmconf > 0)
+			c->milter = milter_sess_new(srv->loop, srv->mconf,
+			    srv->nmconf, &c->s, conn_milter_done, c);
+	}
 
 	if (srv->nconns >= lim(l->sessions_max, SMTP_DEF_SESSIONS) ||
 	    server_count_ip(srv, c->s.client_addr) >=
@@ -902,6 +988,32 @@ server_signal_cb(int signo, void *arg)
 	server_stop(srv);
 }
 
+/*
+ * The domain's milters, and its SPF checker, forked here before the
+ * commit threads start and before the first session.
+ */
+static void
+server_filters(struct server *srv)
+{
+	const char	*error;
+	size_t		 i, n = 0;
+
+	while (srv->sd->milters != NULL && srv->sd->milters[n] != NULL)
+		n++;
+	srv->mconf = xcalloc(n + 1, sizeof(*srv->mconf));
+	for (i = 0; i < n; i++) {
+		if (milter_conf_parse(srv->sd->milters[i],
+		    &srv->mconf[srv->nmconf], &error) == -1) {
+			log_warnx("milter \"%s\": %s (ignored)",
+			    srv->sd->milters[i], error);
+			continue;
+		}
+		srv->nmconf++;
+	}
+	if (srv->sd->spf_mode != 0)
+		srv->spf = spf_client_new(srv->loop, 0);
+}
+
 void
 smtp_server_run(struct smtpd_domain *sd, const int *listen_fds,
     const enum listener_kind *kinds, size_t nlisten, int master_fd)
@@ -927,6 +1039,7 @@ smtp_server_run(struct smtpd_domain *sd, const int *listen_fds,
 	    ev_signal(srv.loop, SIGINT, server_signal_cb, &srv) == -1 ||
 	    ev_signal(srv.loop, SIGHUP, server_signal_cb, &srv) == -1)
 		fatal("ev_signal");
+	server_filters(&srv);
 	commit_pool_start(&srv);
 	for (i = 0; i < nlisten; i++) {
 		if (set_nonblock(listen_fds[i]) == -1)
@@ -948,6 +1061,8 @@ smtp_server_run(struct smtpd_domain *sd, const int *listen_fds,
 	commit_pool_stop(&srv);
 	while (srv.conns != NULL)
 		conn_close(srv.conns);
+	spf_client_free(srv.spf);
+	free(srv.mconf);
 	smtp_userdb_free(&srv.udb);
 	ev_loop_free(srv.loop);
 }

@@ -35,6 +35,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -104,6 +105,16 @@ enum smtp_reply {
 	RPL_UTF8_REQUIRED,
 	RPL_RELAY,
 	RPL_LOOP,
+	RPL_QUEUED_DISCARD,
+	RPL_CONN_REJECT,
+	RPL_CONN_TEMPFAIL,
+	RPL_FILTER_REJECT,
+	RPL_FILTER_TEMPFAIL,
+	RPL_FILTER_SHUTDOWN,
+	RPL_CONTENT_REJECT,
+	RPL_SPF_FAIL,
+	RPL_SPF_TEMPERROR,
+	RPL_HEADER_BIG,
 };
 
 struct smtp_reply_text {
@@ -206,6 +217,27 @@ static const struct smtp_reply_text smtp_replies[] = {
 	    { 554, "5.7.1", "Relay access denied" },
 	[RPL_LOOP] =
 	    { 554, "5.4.6", "Too many Received: headers, mail loop" },
+	[RPL_QUEUED_DISCARD] =
+	    { 250, "2.0.0", "Ok: discarded" },
+	[RPL_CONN_REJECT] =
+	    { 554, "5.7.1", "Connection rejected" },
+	[RPL_CONN_TEMPFAIL] =
+	    { 421, "4.7.0", "Service unavailable, closing connection" },
+	[RPL_FILTER_REJECT] =
+	    { 550, "5.7.1", "Command rejected" },
+	[RPL_FILTER_TEMPFAIL] =
+	    { 451, "4.7.1", "Service unavailable, try again later" },
+	[RPL_FILTER_SHUTDOWN] =
+	    { 421, "4.7.0", "Service unavailable, closing connection" },
+	[RPL_CONTENT_REJECT] =
+	    { 550, "5.7.1", "Message content rejected" },
+	/* RFC 7372 §3.2 */
+	[RPL_SPF_FAIL] =
+	    { 550, "5.7.23", "SPF check failed:" },
+	[RPL_SPF_TEMPERROR] =
+	    { 451, "4.7.24", "SPF check temporarily failed:" },
+	[RPL_HEADER_BIG] =
+	    { 552, "5.3.4", "Message header too big to filter" },
 };
 
 struct smtp_cmd {
@@ -317,11 +349,65 @@ reply(struct smtp_session *s, enum smtp_reply r, const char *extra)
 		s->errors++;
 }
 
+static void	transaction_clear(struct smtp_session *);
+
+/* Forget the transaction, telling the filters it is abandoned. */
 static void
 transaction_reset(struct smtp_session *s)
 {
+	if (s->sender != NULL && s->hooks != NULL && s->hooks->abort != NULL)
+		s->hooks->abort(s->hooks->arg, s);
+	transaction_clear(s);
+}
+
+static void
+headers_free(struct smtp_session *s)
+{
 	size_t	 i;
 
+	for (i = 0; i < s->nhdrs; i++) {
+		free(s->hdrs[i].name);
+		free(s->hdrs[i].value);
+	}
+	free(s->hdrs);
+	s->hdrs = NULL;
+	s->nhdrs = 0;
+	s->hdr_bytes = 0;
+}
+
+static void
+spf_clear(struct smtp_spf *p)
+{
+	free(p->received);
+	free(p->authres);
+	free(p->comment);
+	memset(p, 0, sizeof(*p));
+}
+
+/* Forget the transaction; no hook is called (commit threads). */
+static void
+transaction_clear(struct smtp_session *s)
+{
+	size_t	 i;
+
+	free(s->rcpt_asked);
+	s->rcpt_asked = NULL;
+	free(s->mail_args);
+	s->mail_args = NULL;
+	spf_clear(&s->spf);
+	headers_free(s);
+	buf_reset(&s->hdr_cur);
+	buf_reset(&s->hdr_line);
+	s->hdr_ready = s->hdr_end = s->hdr_sep = 0;
+	s->hdr_mode = s->flush_pending = 0;
+	s->file_off = s->prefix_len = s->body_off = 0;
+	s->body_mark = 0;
+	s->data_done = s->eom_asked = s->asked = 0;
+	s->filtered = 0;
+	s->fv = SMTP_V_CONTINUE;
+	free(s->fv_reply);
+	s->fv_reply = NULL;
+	smtp_mods_free(&s->mods);
 	if (s->w_open) {
 		queue_writer_abort(&s->w);
 		s->w_open = 0;
@@ -359,6 +445,9 @@ smtp_session_init(struct smtp_session *s, struct smtpd_domain *sd,
 	s->queue_dir = QUEUE_DIR;
 	s->out = out;
 	buf_init(&s->body, 0);
+	buf_init(&s->hdr_cur, SMTP_HEADER_MAX);
+	buf_init(&s->hdr_line, SMTP_HEADER_MAX);
+	buf_init(&s->mods.body, 0);
 	(void)snprintf(s->id, sizeof(s->id), "%x.%u", (unsigned)getpid(),
 	    ++smtp_session_serial);
 	if (peer != NULL && peer_len > 0 &&
@@ -373,9 +462,123 @@ smtp_session_init(struct smtp_session *s, struct smtpd_domain *sd,
 	line_reader_init(&s->lr, limit_line(s) - 2);
 }
 
-void
-smtp_session_greet(struct smtp_session *s)
+/*
+ * Ask the hooks; 1 when the answer comes later (s->pend set), 0 when
+ * it is already in s->ans (CONTINUE when nothing was asked).
+ */
+static int
+ask(struct smtp_session *s, enum smtp_ask what, enum smtp_pend pend,
+    const char *data, size_t len)
 {
+	memset(&s->ans, 0, sizeof(s->ans));
+	if (s->hooks == NULL || s->hooks->ask == NULL)
+		return 0;
+	if (s->hooks->ask(s->hooks->arg, s, what, data, len) == 0)
+		return 0;
+	s->pend = pend;
+	return 1;
+}
+
+/* Printable ASCII only: peer and filter text goes into replies. */
+static void
+text_clean(char *p)
+{
+	for (; *p != '\0'; p++)
+		if ((unsigned char)*p < ' ' || (unsigned char)*p > '~')
+			*p = '?';
+}
+
+/*
+ * A filter's own reply text, when it is well-formed and of the class
+ * the verdict calls for (RFC 5321 §4.2: every line "NNN-", the last
+ * "NNN "); else the default reply def.
+ */
+static void
+reply_custom(struct smtp_session *s, const char *text, enum smtp_reply def)
+{
+	const struct smtp_reply_text *t = &smtp_replies[def];
+	char	 line[SMTP_REPLY_MAX];
+	const char *p, *e;
+	struct buf b;
+	size_t	 n;
+	int	 bad = 0;
+
+	if (text == NULL || text[0] == '\0') {
+		reply(s, def, NULL);
+		return;
+	}
+	buf_init(&b, SMTP_REPLY_MAX * 2);
+	for (p = text; *p != '\0' && !bad; p = *e ? e + 1 : e) {
+		if ((e = strchr(p, '\n')) == NULL)
+			e = p + strlen(p);
+		n = (size_t)(e - p);
+		if (n > 0 && p[n - 1] == '\r')
+			n--;
+		if (n < 3 || n >= sizeof(line) || p[0] != '0' + t->code / 100 ||
+		    !isdigit((unsigned char)p[1]) ||
+		    !isdigit((unsigned char)p[2]) ||
+		    (n > 3 && p[3] != ' ' && p[3] != '-')) {
+			bad = 1;
+			break;
+		}
+		memcpy(line, p, n);
+		line[n] = '\0';
+		text_clean(line);
+		line[3] = *e != '\0' && e[1] != '\0' ? '-' : ' ';
+		if (buf_printf(&b, "%.3s%c%s\r\n", line, line[3],
+		    n > 4 ? line + 4 : "") == -1)
+			bad = 1;
+	}
+	if (bad || b.len == 0) {
+		buf_free(&b);
+		reply(s, def, NULL);
+		return;
+	}
+	if (buf_append(s->out, b.data, b.len) == -1)
+		s->state = SMTP_STATE_QUIT;
+	s->errors++;
+	buf_free(&b);
+}
+
+/* The reply for a refusing answer; the default depends on the stage. */
+static void
+reply_verdict(struct smtp_session *s, enum smtp_verdict v, const char *text,
+    enum smtp_reply rej)
+{
+	switch (v) {
+	case SMTP_V_TEMPFAIL:
+		reply_custom(s, text, rej == RPL_CONN_REJECT ?
+		    RPL_CONN_TEMPFAIL : RPL_FILTER_TEMPFAIL);
+		break;
+	case SMTP_V_SHUTDOWN:
+		reply_custom(s, text, RPL_FILTER_SHUTDOWN);
+		s->state = SMTP_STATE_QUIT;
+		break;
+	default:
+		reply_custom(s, text, rej);
+		break;
+	}
+}
+
+static int
+verdict_refuses(enum smtp_verdict v)
+{
+	return v == SMTP_V_REJECT || v == SMTP_V_TEMPFAIL ||
+	    v == SMTP_V_SHUTDOWN;
+}
+
+static void
+connect_done(struct smtp_session *s)
+{
+	if (verdict_refuses(s->ans.v)) {
+		log_info("%s smtp refused client=%s reason=filter stage=connect",
+		    s->id, s->client_addr);
+		reply_verdict(s, s->ans.v, s->ans.reply, RPL_CONN_REJECT);
+		s->state = SMTP_STATE_QUIT;
+		return;
+	}
+	if (s->ans.v == SMTP_V_DISCARD)
+		s->discard_all = 1;
 	/* RFC 5321 §4.3.1; no enhanced code in the greeting (RFC 2034). */
 	if (buf_printf(s->out, "220 %s ESMTP\r\n", session_hostname(s)) == -1)
 		s->state = SMTP_STATE_QUIT;
@@ -383,10 +586,108 @@ smtp_session_greet(struct smtp_session *s)
 		s->state = SMTP_STATE_INIT;
 }
 
+void
+smtp_session_greet(struct smtp_session *s)
+{
+	if (ask(s, SMTP_ASK_CONNECT, SMTP_PEND_CONNECT, NULL, 0))
+		return;
+	connect_done(s);
+}
+
+static void	helo_done(struct smtp_session *);
+static void	spf_done(struct smtp_session *);
+static void	mail_done(struct smtp_session *);
+static void	rcpt_done(struct smtp_session *);
+static void	data_cmd_done(struct smtp_session *);
+
+void
+smtp_session_resume(struct smtp_session *s, const struct smtp_answer *a)
+{
+	enum smtp_pend	 p = s->pend;
+
+	if (p == SMTP_PEND_NONE)
+		return;
+	s->ans = *a;
+	s->ans.reply[sizeof(s->ans.reply) - 1] = '\0';
+	s->pend = SMTP_PEND_NONE;
+	switch (p) {
+	case SMTP_PEND_CONNECT:
+		connect_done(s);
+		break;
+	case SMTP_PEND_HELO:
+		helo_done(s);
+		break;
+	case SMTP_PEND_SPF:
+		spf_done(s);
+		break;
+	case SMTP_PEND_MAIL:
+		mail_done(s);
+		break;
+	case SMTP_PEND_RCPT:
+		rcpt_done(s);
+		break;
+	case SMTP_PEND_DATA:
+		data_cmd_done(s);
+		break;
+	case SMTP_PEND_STEP:
+	case SMTP_PEND_NONE:
+		/* s->asked tells the DATA step it has its answer. */
+		break;
+	}
+}
+
+void
+smtp_session_spf(struct smtp_session *s, int result, const char *received,
+    const char *authres, const char *comment)
+{
+	spf_clear(&s->spf);
+	s->spf.done = 1;
+	s->spf.result = result;
+	s->spf.received = xstrdup(received != NULL ? received : "");
+	s->spf.authres = xstrdup(authres != NULL ? authres : "");
+	s->spf.comment = xstrdup(comment != NULL ? comment : "");
+	text_clean(s->spf.received);
+	text_clean(s->spf.authres);
+	text_clean(s->spf.comment);
+}
+
+void
+smtp_mods_add(struct smtp_mods *m, enum smtp_mod_type type,
+    unsigned int index, const char *name, const char *value)
+{
+	struct smtp_mod	*d;
+
+	m->v = xreallocarray(m->v, m->n + 1, sizeof(*m->v));
+	d = &m->v[m->n++];
+	d->type = type;
+	d->index = index;
+	d->name = name != NULL ? xstrdup(name) : NULL;
+	d->value = value != NULL ? xstrdup(value) : NULL;
+}
+
+void
+smtp_mods_free(struct smtp_mods *m)
+{
+	size_t	 i;
+
+	for (i = 0; i < m->n; i++) {
+		free(m->v[i].name);
+		free(m->v[i].value);
+	}
+	free(m->v);
+	m->v = NULL;
+	m->n = 0;
+	m->body_set = 0;
+	buf_reset(&m->body);
+	free(m->quarantine);
+	m->quarantine = NULL;
+}
+
 int
 smtp_session_busy(const struct smtp_session *s)
 {
-	return s->state == SMTP_STATE_MAIL || s->state == SMTP_STATE_RCPT ||
+	return s->pend != SMTP_PEND_NONE ||
+	    s->state == SMTP_STATE_MAIL || s->state == SMTP_STATE_RCPT ||
 	    s->state == SMTP_STATE_DATA || s->state == SMTP_STATE_COMMIT;
 }
 
@@ -397,6 +698,7 @@ smtp_session_eof(struct smtp_session *s)
 		log_info("%s smtp disconnect during data client=%s size=%llu",
 		    s->id, s->client_addr, (unsigned long long)s->data_size);
 	transaction_reset(s);
+	s->pend = SMTP_PEND_NONE;
 	s->state = SMTP_STATE_QUIT;
 }
 
@@ -406,6 +708,7 @@ smtp_session_timeout(struct smtp_session *s)
 	log_info("%s smtp timeout client=%s state=%d", s->id, s->client_addr,
 	    (int)s->state);
 	transaction_reset(s);
+	s->pend = SMTP_PEND_NONE;
 	reply(s, RPL_TIMEOUT, NULL);
 	s->state = SMTP_STATE_QUIT;
 }
@@ -414,6 +717,7 @@ void
 smtp_session_shutdown(struct smtp_session *s)
 {
 	transaction_reset(s);
+	s->pend = SMTP_PEND_NONE;
 	reply(s, RPL_SHUTDOWN, NULL);
 	s->state = SMTP_STATE_QUIT;
 }
@@ -430,6 +734,9 @@ smtp_session_free(struct smtp_session *s)
 {
 	transaction_reset(s);
 	buf_free(&s->body);
+	buf_free(&s->hdr_cur);
+	buf_free(&s->hdr_line);
+	buf_free(&s->mods.body);
 	free(s->auth_user);
 	s->auth_user = NULL;
 }
@@ -626,23 +933,21 @@ helo_common(struct smtp_session *s, char *arg, int esmtp)
 }
 
 static void
-cmd_helo(struct smtp_session *s, char *arg)
-{
-	helo_common(s, arg, 0);
-	if (s->state != SMTP_STATE_HELO)
-		return;
-	if (buf_printf(s->out, "250 %s\r\n", session_hostname(s)) == -1)
-		s->state = SMTP_STATE_QUIT;
-}
-
-static void
-cmd_ehlo(struct smtp_session *s, char *arg)
+helo_done(struct smtp_session *s)
 {
 	int	 r = 0;
 
-	helo_common(s, arg, 1);
-	if (s->state != SMTP_STATE_HELO)
+	if (verdict_refuses(s->ans.v)) {
+		reply_verdict(s, s->ans.v, s->ans.reply, RPL_FILTER_REJECT);
+		if (s->state != SMTP_STATE_QUIT)
+			s->state = SMTP_STATE_INIT;
 		return;
+	}
+	if (!s->esmtp) {
+		if (buf_printf(s->out, "250 %s\r\n", session_hostname(s)) == -1)
+			s->state = SMTP_STATE_QUIT;
+		return;
+	}
 	r |= buf_printf(s->out, "250-%s\r\n", session_hostname(s));
 	r |= buf_puts(s->out, "250-PIPELINING\r\n");
 	r |= buf_printf(s->out, "250-SIZE %llu\r\n",
@@ -655,6 +960,28 @@ cmd_ehlo(struct smtp_session *s, char *arg)
 	r |= buf_puts(s->out, "250 SMTPUTF8\r\n");
 	if (r != 0)
 		s->state = SMTP_STATE_QUIT;
+}
+
+static void
+cmd_helo(struct smtp_session *s, char *arg)
+{
+	helo_common(s, arg, 0);
+	if (s->state != SMTP_STATE_HELO)
+		return;
+	if (ask(s, SMTP_ASK_HELO, SMTP_PEND_HELO, NULL, 0))
+		return;
+	helo_done(s);
+}
+
+static void
+cmd_ehlo(struct smtp_session *s, char *arg)
+{
+	helo_common(s, arg, 1);
+	if (s->state != SMTP_STATE_HELO)
+		return;
+	if (ask(s, SMTP_ASK_HELO, SMTP_PEND_HELO, NULL, 0))
+		return;
+	helo_done(s);
 }
 
 /* Decimal SIZE= value; -1 when malformed. */
@@ -765,6 +1092,72 @@ cmd_mail(struct smtp_session *s, char *arg)
 	s->flags = flags;
 	s->size_declared = size;
 	s->state = SMTP_STATE_MAIL;
+	s->mail_args = xstrdup(rest);
+	/* RFC 7208 §2.4: unauthenticated mail from the outside only. */
+	s->spf_on = s->sd->spf_mode != 0 && s->kind == LISTEN_SMTP &&
+	    !s->authenticated && s->hooks != NULL;
+	if (s->spf_on) {
+		if (ask(s, SMTP_ASK_SPF, SMTP_PEND_SPF, NULL, 0))
+			return;
+		spf_done(s);
+		return;
+	}
+	if (ask(s, SMTP_ASK_MAIL, SMTP_PEND_MAIL, NULL, 0))
+		return;
+	mail_done(s);
+}
+
+/* Shorten a checker's comment for an SMTP reply line. */
+static const char *
+spf_reply_text(struct smtp_session *s, char *dst, size_t size)
+{
+	const char *c = s->spf.comment != NULL ? s->spf.comment : "";
+
+	(void)snprintf(dst, size, "%.300s", c[0] != '\0' ? c :
+	    spf_result_name(s->spf.result));
+	return dst;
+}
+
+static void
+spf_done(struct smtp_session *s)
+{
+	char	 from[512], text[320];
+
+	if (!s->spf.done)
+		smtp_session_spf(s, SPF_R_TEMPERROR, "", "",
+		    "no answer from the SPF checker");
+	(void)log_clean(from, sizeof(from), s->sender, strlen(s->sender));
+	log_info("%s smtp spf result=%s from=<%s> client=%s", s->id,
+	    spf_result_name(s->spf.result), from, s->client_addr);
+	if (s->sd->spf_mode == 2 && (s->spf.result == SPF_R_FAIL ||
+	    s->spf.result == SPF_R_TEMPERROR)) {
+		log_info("%s smtp refused reason=spf_%s from=<%s> client=%s",
+		    s->id, spf_result_name(s->spf.result), from,
+		    s->client_addr);
+		reply(s, s->spf.result == SPF_R_FAIL ? RPL_SPF_FAIL :
+		    RPL_SPF_TEMPERROR, spf_reply_text(s, text, sizeof(text)));
+		transaction_reset(s);
+		return;
+	}
+	if (ask(s, SMTP_ASK_MAIL, SMTP_PEND_MAIL, NULL, 0))
+		return;
+	mail_done(s);
+}
+
+static void
+mail_done(struct smtp_session *s)
+{
+	if (verdict_refuses(s->ans.v)) {
+		reply_verdict(s, s->ans.v, s->ans.reply, RPL_FILTER_REJECT);
+		transaction_reset(s);
+		return;
+	}
+	s->filtered = s->hooks != NULL && s->hooks->milters &&
+	    s->ans.v != SMTP_V_ACCEPT;
+	if (s->ans.v == SMTP_V_DISCARD) {
+		s->fv = SMTP_V_DISCARD;
+		s->filtered = 0;
+	}
 	reply(s, RPL_MAIL_OK, NULL);
 }
 
@@ -861,11 +1254,33 @@ cmd_rcpt(struct smtp_session *s, char *arg)
 		reply(s, RPL_BAD_RCPT, NULL);
 		return;
 	}
-	if (!rcpt_known(s, rcpt)) {
+	free(s->rcpt_asked);
+	s->rcpt_asked = xstrdup(rcpt);
+	if (s->filtered && ask(s, SMTP_ASK_RCPT, SMTP_PEND_RCPT, NULL, 0))
+		return;
+	rcpt_done(s);
+}
+
+static void
+rcpt_done(struct smtp_session *s)
+{
+	if (s->rcpt_asked == NULL)
+		return;
+	if (verdict_refuses(s->ans.v)) {
+		reply_verdict(s, s->ans.v, s->ans.reply, RPL_FILTER_REJECT);
+		free(s->rcpt_asked);
+		s->rcpt_asked = NULL;
+		return;
+	}
+	if (s->ans.v == SMTP_V_DISCARD && s->fv == SMTP_V_CONTINUE)
+		s->fv = SMTP_V_DISCARD;
+	if (!rcpt_known(s, s->rcpt_asked)) {
 		s->rcpts = xreallocarray(s->rcpts, s->nrcpts + 1,
 		    sizeof(*s->rcpts));
-		s->rcpts[s->nrcpts++] = xstrdup(rcpt);
-	}
+		s->rcpts[s->nrcpts++] = s->rcpt_asked;
+	} else
+		free(s->rcpt_asked);
+	s->rcpt_asked = NULL;
 	s->state = SMTP_STATE_RCPT;
 	reply(s, RPL_RCPT_OK, NULL);
 }
@@ -915,6 +1330,15 @@ received_write(struct smtp_session *s)
 	if (s->nrcpts == 1)
 		r |= buf_printf(&b, "\n\tfor <%s>", s->rcpts[0]);
 	r |= buf_printf(&b, ";\n\t%s\n", date);
+	/* RFC 7208 §9.1 and RFC 8601 §2.2, right under our Received:. */
+	if (s->spf_on && s->spf.done) {
+		if (s->spf.received[0] != '\0')
+			r |= buf_printf(&b, "Received-SPF: %s\n",
+			    s->spf.received);
+		if (s->spf.authres[0] != '\0')
+			r |= buf_printf(&b, "Authentication-Results: %s;\n"
+			    "\t%s\n", session_hostname(s), s->spf.authres);
+	}
 	if (r == 0)
 		r = buf_append(&s->body, b.data, b.len);
 	buf_free(&b);
@@ -957,8 +1381,30 @@ cmd_data(struct smtp_session *s, char *arg)
 	s->data_received = 0;
 	s->data_start = time(NULL);
 	buf_reset(&s->body);
+	buf_reset(&s->hdr_cur);
+	s->hdr_mode = s->filtered || s->spf_on;
 	if (received_write(s) == -1)
 		s->data_err |= SMTP_DATA_WRITE;
+	s->prefix_len = s->body.len;
+	if (s->filtered && ask(s, SMTP_ASK_DATA, SMTP_PEND_DATA, NULL, 0))
+		return;
+	data_cmd_done(s);
+}
+
+static void
+data_cmd_done(struct smtp_session *s)
+{
+	if (verdict_refuses(s->ans.v)) {
+		reply_verdict(s, s->ans.v, s->ans.reply, RPL_FILTER_REJECT);
+		transaction_reset(s);
+		return;
+	}
+	if (s->ans.v == SMTP_V_ACCEPT)
+		s->filtered = 0;
+	else if (s->ans.v == SMTP_V_DISCARD) {
+		s->fv = SMTP_V_DISCARD;
+		s->filtered = 0;
+	}
 	s->state = SMTP_STATE_DATA;
 	reply(s, RPL_DATA, NULL);
 }
@@ -1068,7 +1514,173 @@ body_flush(struct smtp_session *s)
 	if (!(s->data_err & SMTP_DATA_WRITE) &&
 	    queue_writer_write(&s->w, s->body.data, s->body.len) == -1)
 		s->data_err |= SMTP_DATA_WRITE;
+	s->file_off += s->body.len;
 	buf_reset(&s->body);
+	s->body_mark = 0;
+}
+
+static void
+body_put(struct smtp_session *s, const char *p, size_t len, int nl)
+{
+	if (s->data_err != 0)
+		return;
+	if (buf_append(&s->body, p, len) == -1 ||
+	    (nl && buf_putc(&s->body, '\n') == -1))
+		s->data_err |= SMTP_DATA_WRITE;
+	else if (s->body.len >= SMTP_BODY_FLUSH)
+		s->flush_pending = 1;
+}
+
+/* The message's filter verdict, from a DATA-phase answer. */
+static void
+filter_note(struct smtp_session *s)
+{
+	switch (s->ans.v) {
+	case SMTP_V_CONTINUE:
+		return;
+	case SMTP_V_ACCEPT:
+		break;
+	default:
+		if (s->fv == SMTP_V_CONTINUE) {
+			s->fv = s->ans.v;
+			free(s->fv_reply);
+			s->fv_reply = s->ans.reply[0] != '\0' ?
+			    xstrdup(s->ans.reply) : NULL;
+		}
+		break;
+	}
+	s->filtered = 0;
+}
+
+/* One DATA step's question: 1 while waiting, 0 once answered. */
+static int
+step_ask(struct smtp_session *s, enum smtp_ask what, const char *data,
+    size_t len)
+{
+	if (s->asked) {
+		s->asked = 0;
+		filter_note(s);
+		return 0;
+	}
+	if (!s->filtered || s->data_err != 0)
+		return 0;
+	if (ask(s, what, SMTP_PEND_STEP, data, len)) {
+		s->asked = 1;
+		return 1;
+	}
+	filter_note(s);
+	return 0;
+}
+
+/* Whether an Authentication-Results value claims authserv-id id
+ * (RFC 8601 §5: such fields from outside are removed). */
+static int
+authres_ours(const char *v, const char *id)
+{
+	size_t	 n = strlen(id);
+
+	while (*v == ' ' || *v == '\t' || *v == '\n')
+		v++;
+	if (strncasecmp(v, id, n) != 0)
+		return 0;
+	v += n;
+	return *v == '\0' || *v == ';' || *v == ' ' || *v == '\t' ||
+	    *v == '\n' || *v == '(';
+}
+
+/* A field name: printable ASCII but ':' (RFC 5322 §2.2). */
+static size_t
+field_name_len(const char *p, size_t len)
+{
+	size_t	 i;
+
+	for (i = 0; i < len; i++) {
+		if (p[i] == ':')
+			return i;
+		if ((unsigned char)p[i] <= ' ' || (unsigned char)p[i] > '~')
+			return 0;
+	}
+	return 0;
+}
+
+/* The field in hdr_cur is complete: drop, write and keep it. */
+static void
+header_field_done(struct smtp_session *s)
+{
+	struct smtp_header *h;
+	const char	*p = s->hdr_cur.data;
+	size_t		 len = s->hdr_cur.len, n;
+
+	if (len == 0)
+		return;
+	n = field_name_len(p, len);
+	if (s->spf_on && n == 22 &&
+	    strncasecmp(p, "Authentication-Results", 22) == 0 &&
+	    authres_ours(p + 23, session_hostname(s))) {
+		log_info("%s smtp removed Authentication-Results claiming "
+		    "authserv-id=%s client=%s", s->id, session_hostname(s),
+		    s->client_addr);
+		buf_reset(&s->hdr_cur);
+		return;
+	}
+	body_put(s, p, len, 1);
+	if (s->filtered && n > 0) {
+		s->hdr_bytes += len;
+		if (s->hdr_bytes > SMTP_HEADER_MAX)
+			s->data_err |= SMTP_DATA_HEADER;
+		else {
+			s->hdrs = xreallocarray(s->hdrs, s->nhdrs + 1,
+			    sizeof(*s->hdrs));
+			h = &s->hdrs[s->nhdrs++];
+			h->name = xmalloc(n + 1);
+			memcpy(h->name, p, n);
+			h->name[n] = '\0';
+			h->value = xmalloc(len - n);
+			memcpy(h->value, p + n + 1, len - n - 1);
+			h->value[len - n - 1] = '\0';
+			s->hdr_ready = 1;
+		}
+	}
+	buf_reset(&s->hdr_cur);
+}
+
+/* The header ends; sep: with a blank line. */
+static void
+header_end(struct smtp_session *s, int sep)
+{
+	header_field_done(s);
+	if (sep)
+		body_put(s, "", 0, 1);
+	s->hdr_sep = sep;
+	s->body_off = s->file_off + s->body.len;
+	s->body_mark = s->body.len;
+	s->data_headers = 0;
+	s->hdr_end = 1;
+}
+
+/* One whole header line (dot-unstuffed, no line end). */
+static void
+header_line(struct smtp_session *s, const char *p, size_t len)
+{
+	if (len == 0) {
+		header_end(s, 1);
+		return;
+	}
+	if ((p[0] == ' ' || p[0] == '\t') && s->hdr_cur.len > 0) {
+		if (buf_putc(&s->hdr_cur, '\n') == -1 ||
+		    buf_append(&s->hdr_cur, p, len) == -1)
+			s->data_err |= SMTP_DATA_HEADER;
+		return;
+	}
+	header_field_done(s);
+	if (field_name_len(p, len) == 0) {
+		/* Not a field: the body starts here, without a blank. */
+		header_end(s, 0);
+		body_put(s, p, len, 1);
+		return;
+	}
+	if (buf_append(&s->hdr_cur, p, len) == -1)
+		s->data_err |= SMTP_DATA_HEADER;
 }
 
 /*
@@ -1096,7 +1708,7 @@ data_piece(struct smtp_session *s, const char *p, size_t len, int eol)
 		len--;
 	}
 	if (first && s->data_headers) {
-		if (eol && len == 0)
+		if (eol && len == 0 && !s->hdr_mode)
 			s->data_headers = 0;
 		else if (len >= 9 && strncasecmp(p, "Received:", 9) == 0 &&
 		    ++s->data_received > limit_received(s))
@@ -1110,11 +1722,368 @@ data_piece(struct smtp_session *s, const char *p, size_t len, int eol)
 	/* Once the message is doomed, stop writing it. */
 	if (s->data_err != 0)
 		return;
-	if (buf_append(&s->body, p, len) == -1 ||
-	    (eol && buf_putc(&s->body, '\n') == -1))
-		s->data_err |= SMTP_DATA_WRITE;
-	else if (s->body.len >= SMTP_BODY_FLUSH)
-		body_flush(s);
+	if (s->hdr_mode && s->data_headers) {
+		/* Whole lines: a field may be dropped or given to filters. */
+		if (!eol || s->hdr_line.len > 0) {
+			if (buf_append(&s->hdr_line, p, len) == -1) {
+				s->data_err |= SMTP_DATA_HEADER;
+				return;
+			}
+			if (!eol)
+				return;
+			header_line(s, s->hdr_line.data, s->hdr_line.len);
+			buf_reset(&s->hdr_line);
+		} else
+			header_line(s, p, len);
+		return;
+	}
+	body_put(s, p, len, eol);
+}
+
+/* Give the filters the body bytes in s->body, then write them. */
+static int
+step_flush(struct smtp_session *s)
+{
+	if (!s->data_headers && s->body.len > s->body_mark &&
+	    step_ask(s, SMTP_ASK_BODY, s->body.data + s->body_mark,
+	    s->body.len - s->body_mark))
+		return 1;
+	body_flush(s);
+	return 0;
+}
+
+/*
+ * The DATA steps that may wait for an answer, in protocol order: a
+ * finished header field, the end of the header, a body chunk, and
+ * after the end of data the rest of the body and the end of message.
+ * 1 while waiting.
+ */
+static int
+data_steps(struct smtp_session *s)
+{
+	if (s->hdr_ready) {
+		if (step_ask(s, SMTP_ASK_HEADER, NULL, 0))
+			return 1;
+		s->hdr_ready = 0;
+	}
+	if (s->hdr_end) {
+		if (step_ask(s, SMTP_ASK_EOH, NULL, 0))
+			return 1;
+		s->hdr_end = 0;
+	}
+	if (s->flush_pending) {
+		if (step_flush(s))
+			return 1;
+		s->flush_pending = 0;
+	}
+	if (!s->data_done)
+		return 0;
+	if (s->data_done == 1) {
+		/* The message ended inside its header. */
+		if (s->hdr_mode && s->data_headers && s->data_err == 0) {
+			if (s->hdr_line.len > 0) {
+				header_line(s, s->hdr_line.data,
+				    s->hdr_line.len);
+				buf_reset(&s->hdr_line);
+			}
+			header_end(s, 0);
+		}
+		s->data_done = 2;
+		return data_steps(s);
+	}
+	if (s->data_done == 2) {
+		if (step_flush(s))
+			return 1;
+		s->data_done = 3;
+	}
+	if (s->data_done == 3) {
+		if (step_ask(s, SMTP_ASK_EOM, NULL, 0))
+			return 1;
+		s->data_done = 4;
+	}
+	return 0;
+}
+
+/* A header value from a filter, made safe for the queue: LF line
+ * ends, every continuation line starting with a blank. */
+static char *
+header_value_clean(const char *v)
+{
+	struct buf	 b;
+	char		*r;
+
+	buf_init(&b, SMTP_HEADER_MAX);
+	for (; *v != '\0'; v++) {
+		if (*v == '\r')
+			continue;
+		if (*v == '\n') {
+			if (v[1] == '\0' || v[1] == '\r')
+				break;
+			(void)buf_putc(&b, '\n');
+			if (v[1] != ' ' && v[1] != '\t')
+				(void)buf_putc(&b, '\t');
+			continue;
+		}
+		(void)buf_putc(&b, (unsigned char)*v < ' ' && *v != '\t' ?
+		    ' ' : *v);
+	}
+	r = xmalloc(b.len + 2);
+	r[0] = ' ';
+	memcpy(r + 1, buf_cstr(&b), b.len + 1);
+	buf_free(&b);
+	return r;
+}
+
+static void
+header_insert(struct smtp_session *s, size_t at, const char *name,
+    const char *value)
+{
+	if (at > s->nhdrs)
+		at = s->nhdrs;
+	s->hdrs = xreallocarray(s->hdrs, s->nhdrs + 1, sizeof(*s->hdrs));
+	memmove(&s->hdrs[at + 1], &s->hdrs[at],
+	    (s->nhdrs - at) * sizeof(*s->hdrs));
+	s->hdrs[at].name = xstrdup(name);
+	s->hdrs[at].value = header_value_clean(value);
+	s->nhdrs++;
+}
+
+/* An address from a filter, without angle brackets; NULL when bad. */
+static char *
+mod_addr(const char *v)
+{
+	size_t	 n, i;
+	char	*r;
+
+	while (*v == ' ')
+		v++;
+	n = strlen(v);
+	if (n >= 2 && v[0] == '<' && v[n - 1] == '>') {
+		v++;
+		n -= 2;
+	}
+	if (n > ADDR_PATH_MAX)
+		return NULL;
+	for (i = 0; i < n; i++)
+		if ((unsigned char)v[i] <= ' ' || v[i] == '<' || v[i] == '>' ||
+		    (unsigned char)v[i] == 0x7f)
+			return NULL;
+	r = xmalloc(n + 1);
+	memcpy(r, v, n);
+	r[n] = '\0';
+	return r;
+}
+
+/* Apply envelope and header modifications; 1 when the file must be
+ * rewritten. */
+static int
+mods_apply(struct smtp_session *s)
+{
+	struct smtp_mod	*m;
+	size_t		 i, j, k;
+	unsigned int	 seen;
+	char		*a, from[512];
+	int		 rewrite = s->mods.body_set;
+
+	for (i = 0; i < s->mods.n; i++) {
+		m = &s->mods.v[i];
+		switch (m->type) {
+		case SMTP_MOD_HDR_ADD:
+			header_insert(s, s->nhdrs, m->name, m->value);
+			rewrite = 1;
+			break;
+		case SMTP_MOD_HDR_INSERT:
+			header_insert(s, m->index, m->name, m->value);
+			rewrite = 1;
+			break;
+		case SMTP_MOD_HDR_CHANGE:
+			seen = 0;
+			for (j = 0; j < s->nhdrs; j++)
+				if (strcasecmp(s->hdrs[j].name, m->name) == 0 &&
+				    ++seen == m->index)
+					break;
+			rewrite = 1;
+			if (j == s->nhdrs) {
+				/* libmilter: past the last, it is added. */
+				if (m->value[0] != '\0')
+					header_insert(s, s->nhdrs, m->name,
+					    m->value);
+				break;
+			}
+			if (m->value[0] == '\0') {
+				free(s->hdrs[j].name);
+				free(s->hdrs[j].value);
+				memmove(&s->hdrs[j], &s->hdrs[j + 1],
+				    (s->nhdrs - j - 1) * sizeof(*s->hdrs));
+				s->nhdrs--;
+			} else {
+				free(s->hdrs[j].value);
+				s->hdrs[j].value = header_value_clean(m->value);
+			}
+			break;
+		case SMTP_MOD_RCPT_ADD:
+			if ((a = mod_addr(m->value)) == NULL || a[0] == '\0' ||
+			    rcpt_known(s, a)) {
+				free(a);
+				break;
+			}
+			s->rcpts = xreallocarray(s->rcpts, s->nrcpts + 1,
+			    sizeof(*s->rcpts));
+			s->rcpts[s->nrcpts++] = a;
+			break;
+		case SMTP_MOD_RCPT_DEL:
+			if ((a = mod_addr(m->value)) == NULL)
+				break;
+			for (j = 0, k = 0; j < s->nrcpts; j++) {
+				if (strcasecmp(s->rcpts[j], a) == 0)
+					free(s->rcpts[j]);
+				else
+					s->rcpts[k++] = s->rcpts[j];
+			}
+			s->nrcpts = k;
+			free(a);
+			break;
+		case SMTP_MOD_SENDER:
+			if ((a = mod_addr(m->value)) == NULL)
+				break;
+			(void)log_clean(from, sizeof(from), a, strlen(a));
+			log_info("%s smtp filter changed sender to <%s>",
+			    s->w.id, from);
+			free(s->sender);
+			s->sender = a;
+			break;
+		}
+	}
+	return rewrite;
+}
+
+/* Copy at most max bytes from offset off of the file at path to w. */
+static int
+file_copy(struct queue_writer *w, const char *path, uint64_t off,
+    uint64_t max)
+{
+	char	 b[16384];
+	ssize_t	 n;
+	int	 fd, r = 0;
+
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
+		return -1;
+	if (off > 0 && lseek(fd, (off_t)off, SEEK_SET) == -1) {
+		(void)close(fd);
+		return -1;
+	}
+	while (max > 0 && (n = read(fd, b, max < sizeof(b) ? (size_t)max :
+	    sizeof(b))) != 0) {
+		if (n == -1) {
+			if (errno == EINTR)
+				continue;
+			r = -1;
+			break;
+		}
+		if (queue_writer_write(w, b, (size_t)n) == -1) {
+			r = -1;
+			break;
+		}
+		max -= (uint64_t)n;
+	}
+	if (close(fd) == -1)
+		r = -1;
+	return r;
+}
+
+/*
+ * The filters changed the header or the body: write the message anew
+ * (our trace headers, the new header, the old or new body) and drop
+ * the first file.  Only modified messages pay for the copy.
+ */
+static int
+message_rewrite(struct smtp_session *s)
+{
+	struct queue_writer	 nw;
+	struct buf		 b;
+	const char		*error;
+	size_t			 i;
+	int			 r = 0;
+
+	body_flush(s);
+	if (s->data_err != 0)
+		return -1;
+	if (queue_writer_open(&nw, s->queue_dir, &error) == -1) {
+		log_warnx("%s smtp queue open failed: %s", s->id, error);
+		return -1;
+	}
+	buf_init(&b, 0);
+	for (i = 0; i < s->nhdrs && r == 0; i++)
+		r = buf_printf(&b, "%s:%s\n", s->hdrs[i].name,
+		    s->hdrs[i].value);
+	if (r == 0 && (s->hdr_sep || (s->mods.body_set &&
+	    s->mods.body.len > 0)))
+		r = buf_putc(&b, '\n');
+	if (r == 0)
+		r = file_copy(&nw, s->w.tmp_path, 0, s->prefix_len);
+	if (r == 0)
+		r = queue_writer_write(&nw, b.data, b.len);
+	if (r == 0) {
+		if (s->mods.body_set)
+			r = queue_writer_write(&nw, s->mods.body.data,
+			    s->mods.body.len);
+		else
+			r = file_copy(&nw, s->w.tmp_path, s->body_off,
+			    UINT64_MAX);
+	}
+	buf_free(&b);
+	if (r == -1) {
+		queue_writer_abort(&nw);
+		return -1;
+	}
+	queue_writer_abort(&s->w);
+	s->w = nw;
+	s->data_size = nw.size;
+	return 0;
+}
+
+/* Consume DATA bytes from in; 1 at the end of data, 2 while waiting
+ * for an answer, 0 for more. */
+static int
+data_input(struct smtp_session *s, struct buf *in)
+{
+	const char	*p, *crlf;
+	size_t		 n;
+
+	if (data_steps(s))
+		return 2;
+	if (s->data_done)
+		return 1;
+	while (in->len > 0) {
+		p = in->data;
+		crlf = memmem(p, in->len, "\r\n", 2);
+		if (crlf == NULL) {
+			/*
+			 * A long line: pass on all but the last byte, which
+			 * may be the CR of a CRLF still to come.
+			 */
+			if (in->len <= SMTP_FRAGMENT)
+				return 0;
+			n = in->len - 1;
+			data_piece(s, p, n, 0);
+			buf_consume(in, n);
+			if (data_steps(s))
+				return 2;
+			continue;
+		}
+		n = (size_t)(crlf - p);
+		/* §4.1.1.4: only <CRLF>.<CRLF> ends the data. */
+		if (s->data_linelen == 0 && n == 1 && p[0] == '.') {
+			buf_consume(in, 3);
+			s->data_done = 1;
+			return data_steps(s) ? 2 : 1;
+		}
+		data_piece(s, p, n, 1);
+		buf_consume(in, n + 2);
+		if (data_steps(s))
+			return 2;
+	}
+	return 0;
 }
 
 /* The end of data: refuse, or ask the I/O layer for a commit. */
@@ -1132,6 +2101,7 @@ data_end(struct smtp_session *s)
 		{ SMTP_DATA_LONG_LINE,	RPL_LONG_LINE,	"long_line" },
 		{ SMTP_DATA_TOO_BIG,	RPL_TOO_BIG,	"size" },
 		{ SMTP_DATA_LOOP,	RPL_LOOP,		"loop" },
+		{ SMTP_DATA_HEADER,	RPL_HEADER_BIG,	"header_size" },
 	};
 	char	 from[512];
 	size_t	 i;
@@ -1139,11 +2109,37 @@ data_end(struct smtp_session *s)
 
 	if (s->data_err == 0)
 		body_flush(s);
+	(void)log_clean(from, sizeof(from), s->sender, strlen(s->sender));
+	if (s->data_err == 0 && verdict_refuses(s->fv)) {
+		log_info("%s smtp refused reason=filter from=<%s> size=%llu "
+		    "client=%s", s->w.id, from,
+		    (unsigned long long)s->data_size, s->client_addr);
+		reply_verdict(s, s->fv, s->fv_reply, RPL_CONTENT_REJECT);
+		transaction_reset(s);
+		return s->state == SMTP_STATE_QUIT ? SMTP_ACT_CLOSE :
+		    SMTP_ACT_CONTINUE;
+	}
+	if (s->data_err == 0 && (s->fv == SMTP_V_DISCARD || s->discard_all)) {
+		log_info("%s smtp discarded by filter from=<%s> size=%llu "
+		    "client=%s", s->w.id, from,
+		    (unsigned long long)s->data_size, s->client_addr);
+		reply(s, RPL_QUEUED_DISCARD, NULL);
+		transaction_reset(s);
+		return SMTP_ACT_CONTINUE;
+	}
+	if (s->data_err == 0 && mods_apply(s) && message_rewrite(s) == -1)
+		s->data_err |= SMTP_DATA_WRITE;
+	if (s->data_err == 0 && s->nrcpts == 0) {
+		log_info("%s smtp discarded: filters removed every recipient "
+		    "from=<%s>", s->w.id, from);
+		reply(s, RPL_QUEUED_DISCARD, NULL);
+		transaction_reset(s);
+		return SMTP_ACT_CONTINUE;
+	}
 	if (s->data_err == 0) {
 		s->state = SMTP_STATE_COMMIT;
 		return SMTP_ACT_COMMIT;
 	}
-	(void)log_clean(from, sizeof(from), s->sender, strlen(s->sender));
 	for (i = 0; i < sizeof(refusals) / sizeof(refusals[0]); i++)
 		if (s->data_err & refusals[i].flag)
 			break;
@@ -1163,40 +2159,6 @@ data_end(struct smtp_session *s)
 	return SMTP_ACT_CONTINUE;
 }
 
-/* Consume DATA bytes from in; 1 at the end of data, 0 for more. */
-static int
-data_input(struct smtp_session *s, struct buf *in)
-{
-	const char	*p, *crlf;
-	size_t		 n;
-
-	while (in->len > 0) {
-		p = in->data;
-		crlf = memmem(p, in->len, "\r\n", 2);
-		if (crlf == NULL) {
-			/*
-			 * A long line: pass on all but the last byte, which
-			 * may be the CR of a CRLF still to come.
-			 */
-			if (in->len <= SMTP_FRAGMENT)
-				return 0;
-			n = in->len - 1;
-			data_piece(s, p, n, 0);
-			buf_consume(in, n);
-			continue;
-		}
-		n = (size_t)(crlf - p);
-		/* §4.1.1.4: only <CRLF>.<CRLF> ends the data. */
-		if (s->data_linelen == 0 && n == 1 && p[0] == '.') {
-			buf_consume(in, 3);
-			return 1;
-		}
-		data_piece(s, p, n, 1);
-		buf_consume(in, n + 2);
-	}
-	return 0;
-}
-
 enum smtp_action
 smtp_session_input(struct smtp_session *s, struct buf *in)
 {
@@ -1204,6 +2166,8 @@ smtp_session_input(struct smtp_session *s, struct buf *in)
 	char		*copy;
 
 	for (;;) {
+		if (s->pend != SMTP_PEND_NONE)
+			return SMTP_ACT_WAIT;
 		if (s->state == SMTP_STATE_QUIT)
 			return SMTP_ACT_CLOSE;
 		if (s->state == SMTP_STATE_COMMIT)
@@ -1222,8 +2186,12 @@ smtp_session_input(struct smtp_session *s, struct buf *in)
 		if (s->out->len > SMTP_OUT_HIGH)
 			return SMTP_ACT_CONTINUE;
 		if (s->state == SMTP_STATE_DATA) {
-			if (!data_input(s, in))
+			switch (data_input(s, in)) {
+			case 0:
 				return SMTP_ACT_CONTINUE;
+			case 2:
+				return SMTP_ACT_WAIT;
+			}
 			if (data_end(s) == SMTP_ACT_COMMIT)
 				return SMTP_ACT_COMMIT;
 			continue;
@@ -1265,6 +2233,8 @@ smtp_session_commit(struct smtp_session *s)
 	e.client_addr = s->client_addr;
 	e.auth_user = s->auth_user;
 	e.flags = s->flags;
+	/* Quarantine: the envelope goes to hold/ (queue.h). */
+	e.hold_reason = s->mods.quarantine;
 	r = 0;
 	for (i = 0; i < s->nrcpts && r == 0; i++)
 		r = queue_env_add_rcpt(&e, s->rcpts[i], NULL);
@@ -1281,6 +2251,7 @@ smtp_session_commit(struct smtp_session *s)
 	s->w_open = 0;
 	/* Ours, not the envelope's to free. */
 	e.sender = e.helo = e.client_addr = e.auth_user = NULL;
+	e.hold_reason = NULL;
 	queue_env_free(&e);
 	(void)log_clean(from, sizeof(from), s->sender, strlen(s->sender));
 	if (r == -1) {
@@ -1290,10 +2261,12 @@ smtp_session_commit(struct smtp_session *s)
 	} else {
 		s->nmessages++;
 		log_info("%s smtp message from=<%s> size=%llu nrcpt=%zu "
-		    "client=%s", id, from, (unsigned long long)s->data_size,
-		    s->nrcpts, s->client_addr);
+		    "client=%s%s", id, from, (unsigned long long)s->data_size,
+		    s->nrcpts, s->client_addr, s->mods.quarantine != NULL ?
+		    " held=quarantine" : "");
 		reply(s, RPL_QUEUED, id);
 	}
 	s->state = SMTP_STATE_HELO;
-	transaction_reset(s);
+	/* May run in a commit thread: no hooks from here. */
+	transaction_clear(s);
 }

@@ -50,11 +50,117 @@ enum smtp_state {
 	SMTP_STATE_QUIT,	/* closing: nothing more is parsed */
 };
 
+/* What a suspended session resumes with (smtp_session.c). */
+enum smtp_pend {
+	SMTP_PEND_NONE,
+	SMTP_PEND_CONNECT,
+	SMTP_PEND_HELO,
+	SMTP_PEND_SPF,
+	SMTP_PEND_MAIL,
+	SMTP_PEND_RCPT,
+	SMTP_PEND_DATA,
+	SMTP_PEND_STEP,		/* a step inside DATA */
+};
+
 /* What the I/O layer does after smtp_session_input(). */
 enum smtp_action {
 	SMTP_ACT_CONTINUE,	/* write the output, read more */
 	SMTP_ACT_CLOSE,		/* write the output, then close */
 	SMTP_ACT_COMMIT,	/* smtp_session_commit(), then input again */
+	SMTP_ACT_WAIT,		/* a question is out: smtp_session_resume() */
+};
+
+/*
+ * The questions the session asks outside itself, at each step of the
+ * transaction, so that SPF checks and milters (smtp_server.c,
+ * spf.c, milter.c) never block the engine.  With hooks set, the
+ * session calls hooks->ask(); when that returns 1 the session is
+ * suspended (every call returns SMTP_ACT_WAIT) until the I/O layer
+ * calls smtp_session_resume() with the answer.
+ */
+enum smtp_ask {
+	SMTP_ASK_CONNECT,	/* before the greeting */
+	SMTP_ASK_HELO,		/* s->helo */
+	SMTP_ASK_SPF,		/* check s->sender / s->helo */
+	SMTP_ASK_MAIL,		/* s->sender, s->mail_args */
+	SMTP_ASK_RCPT,		/* s->rcpt_asked */
+	SMTP_ASK_DATA,		/* DATA, queue id known */
+	SMTP_ASK_HEADER,	/* s->hdrs[s->nhdrs - 1] */
+	SMTP_ASK_EOH,
+	SMTP_ASK_BODY,		/* data, len: body bytes, LF line ends */
+	SMTP_ASK_EOM,		/* modifications go to s->mods */
+};
+
+enum smtp_verdict {
+	SMTP_V_CONTINUE,
+	SMTP_V_ACCEPT,		/* no more questions for this message */
+	SMTP_V_REJECT,		/* 5xx */
+	SMTP_V_TEMPFAIL,	/* 4xx */
+	SMTP_V_DISCARD,		/* say 250, keep nothing */
+	SMTP_V_SHUTDOWN,	/* 421 and close */
+};
+
+#define SMTP_REPLY_MAX		2048
+
+struct smtp_answer {
+	enum smtp_verdict	 v;
+	/* A whole reply ("550 5.7.1 text", lines joined by CRLF, no final
+	 * CRLF) to use instead of the default one; "" for none. */
+	char			 reply[SMTP_REPLY_MAX];
+};
+
+struct smtp_session;
+
+struct smtp_hooks {
+	/* 1: the answer comes later; 0: nothing asked, go on. */
+	int	(*ask)(void *arg, struct smtp_session *s, enum smtp_ask what,
+		    const char *data, size_t len);
+	/* The transaction ended before its end of message. */
+	void	(*abort)(void *arg, struct smtp_session *s);
+	void	*arg;
+	int	 milters;	/* ask the filter steps at all */
+};
+
+/* A header field of the message: name, and the raw text after the
+ * colon (folded lines joined with LF). */
+struct smtp_header {
+	char		*name;
+	char		*value;
+};
+
+/* End-of-message modifications asked by a filter (milter.c). */
+enum smtp_mod_type {
+	SMTP_MOD_HDR_ADD,	/* name, value */
+	SMTP_MOD_HDR_INSERT,	/* index (0: first), name, value */
+	SMTP_MOD_HDR_CHANGE,	/* index (1-based among name), name, value;
+				   "" value deletes */
+	SMTP_MOD_RCPT_ADD,	/* value: address */
+	SMTP_MOD_RCPT_DEL,	/* value: address */
+	SMTP_MOD_SENDER,	/* value: address, "" for <> */
+};
+
+struct smtp_mod {
+	enum smtp_mod_type	 type;
+	unsigned int		 index;
+	char			*name;
+	char			*value;
+};
+
+struct smtp_mods {
+	struct smtp_mod		*v;
+	size_t			 n;
+	int			 body_set;	/* body replaced by body */
+	struct buf		 body;		/* LF line ends */
+	char			*quarantine;	/* hold reason, or NULL */
+};
+
+/* SPF result as the checker reports it (spf.c). */
+struct smtp_spf {
+	int			 done;
+	int			 result;	/* enum spf_result */
+	char			*received;	/* Received-SPF: value */
+	char			*authres;	/* "spf=pass smtp.mailfrom=..." */
+	char			*comment;	/* for the 5xx/4xx text */
 };
 
 /* Why a message in DATA is going to be refused at its end. */
@@ -65,6 +171,9 @@ enum smtp_action {
 #define SMTP_DATA_TOO_BIG	0x10
 #define SMTP_DATA_LOOP		0x20
 #define SMTP_DATA_WRITE		0x40	/* writing the queue file failed */
+#define SMTP_DATA_HEADER	0x80	/* header section too big to filter */
+
+#define SMTP_HEADER_MAX		(1024 * 1024)	/* header kept for filters */
 
 /*
  * The domain's users and aliases, read from files inside the root and
@@ -122,6 +231,39 @@ struct smtp_session {
 	unsigned int		 data_received;	/* Received: lines seen */
 	time_t			 data_start;
 	struct buf		 body;		/* batches queue writes */
+
+	/* Suspension (SMTP_ACT_WAIT); NULL hooks: never suspends. */
+	const struct smtp_hooks	*hooks;
+	enum smtp_pend		 pend;
+	struct smtp_answer	 ans;		/* the last answer */
+	int			 asked;		/* the DATA step in pend asked */
+	char			*rcpt_asked;	/* RCPT waiting for its answer */
+	char			*mail_args;	/* ESMTP parameters of MAIL */
+	struct smtp_spf		 spf;
+	int			 spf_on;	/* checked and filtered */
+	int			 discard_all;	/* connect-stage discard */
+
+	/* DATA with filters: the header kept, answers, modifications. */
+	int			 hdr_mode;	/* parse header fields */
+	struct buf		 hdr_cur;	/* the field being read */
+	int			 hdr_ready;	/* hdr_cur holds a whole field */
+	int			 hdr_end;	/* 1 blank line, 2 body line */
+	struct buf		 hdr_line;	/* a long header line */
+	int			 flush_pending;	/* body is due for the queue */
+	struct smtp_header	*hdrs;
+	size_t			 nhdrs;
+	size_t			 hdr_bytes;
+	uint64_t		 file_off;	/* bytes already written */
+	uint64_t		 prefix_len;	/* our trace headers */
+	uint64_t		 body_off;	/* where the body starts */
+	int			 hdr_sep;	/* a blank line before the body */
+	size_t			 body_mark;	/* body bytes in body start here */
+	int			 data_done;	/* <CRLF>.<CRLF> seen */
+	int			 eom_asked;
+	int			 filtered;	/* filters still asked */
+	enum smtp_verdict	 fv;		/* the message's filter verdict */
+	char			*fv_reply;
+	struct smtp_mods	 mods;
 };
 
 /* Set up a fresh session; out receives the replies. */
@@ -152,6 +294,19 @@ void	smtp_session_shutdown(struct smtp_session *s);
 void	smtp_session_refuse(struct smtp_session *s);
 /* Whether a mail transaction is under way (MAIL given, not finished). */
 int	smtp_session_busy(const struct smtp_session *s);
+/*
+ * Resume a session suspended with SMTP_ACT_WAIT with the answer to
+ * its question; then call smtp_session_input() again.
+ */
+void	smtp_session_resume(struct smtp_session *s,
+	    const struct smtp_answer *a);
+/* Record the SPF result (before resuming an SMTP_ASK_SPF question). */
+void	smtp_session_spf(struct smtp_session *s, int result,
+	    const char *received, const char *authres, const char *comment);
+/* Add a modification to s->mods (copies the strings). */
+void	smtp_mods_add(struct smtp_mods *m, enum smtp_mod_type type,
+	    unsigned int index, const char *name, const char *value);
+void	smtp_mods_free(struct smtp_mods *m);
 /* Free everything the session owns (not out, not udb). */
 void	smtp_session_free(struct smtp_session *s);
 

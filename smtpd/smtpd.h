@@ -616,8 +616,8 @@ int	spf_req_decode(const char *src, size_t len, struct spf_req *r);
 int	spf_res_encode(const struct spf_res *r, char *dst, size_t size,
 	    size_t *len_r);
 int	spf_res_decode(const char *src, size_t len, struct spf_res *r);
-/* In the worker (chrooted, unprivileged): fork the checker child.
- * close_fds: descriptors the child must not keep (-1 ended). */
+/* In the worker (chrooted, unprivileged): fork the checker child;
+ * timeout in seconds (0: SPF_TIMEOUT_DEF). */
 struct spf_client *spf_client_new(struct ev_loop *loop, unsigned int timeout);
 /* Ask; cb is called exactly once (temperror on timeout or a dead
  * checker) unless cancelled.  Returns the request id (never 0). */
