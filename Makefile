@@ -37,7 +37,7 @@ FEATURES += -DHAVE_STRLCPY
 endif
 
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(FEATURES) -fstack-protector-strong \
-	     -D_FORTIFY_SOURCE=2 $(WARN) $(CFLAGS) -Icommon -Ismtpd -MMD -MP
+	     -D_FORTIFY_SOURCE=2 $(WARN) $(CFLAGS) -Icommon -Ismtpd -Ipop3d -MMD -MP
 
 COMMON_SRCS = \
 	common/address.c \
@@ -62,6 +62,24 @@ COMMON_SRCS = \
 
 VIRTUALD_SRCS = \
 	contrib/virtuald/virtuald.c
+
+# Everything of virtmail-pop3d but main(), so unit tests can link it.
+POP3D_LIB_SRCS = \
+	pop3d/auth.c \
+	pop3d/login.c \
+	pop3d/mailbox.c \
+	pop3d/master.c \
+	pop3d/pop3_cmd.c \
+	pop3d/pop3_io.c \
+	pop3d/pop3_ipc.c \
+	pop3d/session.c
+
+POP3D_SRCS = \
+	pop3d/pop3d.c
+
+POP3D_UNIT_TESTS = \
+	pop3_cmd \
+	pop3_mailbox
 
 # Everything of virtmail-smtpd but main(), so unit tests can link it.
 SMTPD_LIB_SRCS = \
@@ -102,12 +120,16 @@ SMTPD_UNIT_TESTS = \
 
 COMMON_OBJS	= $(COMMON_SRCS:%.c=$(BUILD)/%.o)
 VIRTUALD_OBJS	= $(VIRTUALD_SRCS:%.c=$(BUILD)/%.o)
+POP3D_LIB_OBJS	= $(POP3D_LIB_SRCS:%.c=$(BUILD)/%.o)
+POP3D_OBJS	= $(POP3D_SRCS:%.c=$(BUILD)/%.o)
+POP3D_UNIT_BINS	= $(POP3D_UNIT_TESTS:%=$(BUILD)/tests/unit/test_%)
 SMTPD_LIB_OBJS	= $(SMTPD_LIB_SRCS:%.c=$(BUILD)/%.o)
 SMTPD_OBJS	= $(SMTPD_SRCS:%.c=$(BUILD)/%.o)
 UNIT_BINS	= $(UNIT_TESTS:%=$(BUILD)/tests/unit/test_%)
 SMTPD_UNIT_BINS	= $(SMTPD_UNIT_TESTS:%=$(BUILD)/tests/unit/test_%)
 
 PROGRAMS = \
+	$(BUILD)/virtmail-pop3d \
 	$(BUILD)/virtmail-smtpd \
 	$(BUILD)/virtuald
 
@@ -116,7 +138,7 @@ SMTPD_LIBS = -lspf2
 
 .PHONY: all deps test check-asan unit e2e install clean run bench fuzz
 
-all: $(PROGRAMS) $(UNIT_BINS) $(SMTPD_UNIT_BINS)
+all: $(PROGRAMS) $(UNIT_BINS) $(SMTPD_UNIT_BINS) $(POP3D_UNIT_BINS)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -135,6 +157,18 @@ $(BUILD)/libsmtpd.a: $(SMTPD_LIB_OBJS)
 
 $(BUILD)/virtmail-smtpd: $(SMTPD_OBJS) $(BUILD)/libsmtpd.a $(BUILD)/libcommon.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS) $(SMTPD_LIBS)
+
+$(BUILD)/libpop3d.a: $(POP3D_LIB_OBJS)
+	rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/virtmail-pop3d: $(POP3D_OBJS) $(BUILD)/libpop3d.a \
+    $(BUILD)/libsmtpd.a $(BUILD)/libcommon.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS) $(SMTPD_LIBS)
+
+$(POP3D_UNIT_BINS): $(BUILD)/tests/unit/test_%: $(BUILD)/tests/unit/test_%.o \
+    $(BUILD)/libpop3d.a $(BUILD)/libsmtpd.a $(BUILD)/libcommon.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
 $(SMTPD_UNIT_BINS): $(BUILD)/tests/unit/test_%: $(BUILD)/tests/unit/test_%.o \
     $(BUILD)/libsmtpd.a $(BUILD)/libcommon.a
@@ -214,3 +248,4 @@ clean:
 
 -include $(COMMON_OBJS:.o=.d) $(VIRTUALD_OBJS:.o=.d) $(SMTPD_LIB_OBJS:.o=.d) \
 	$(SMTPD_OBJS:.o=.d) $(UNIT_BINS:=.d) $(SMTPD_UNIT_BINS:=.d)
+-include $(POP3D_LIB_OBJS:.o=.d) $(POP3D_OBJS:.o=.d) $(POP3D_UNIT_BINS:=.d)

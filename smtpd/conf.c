@@ -96,6 +96,13 @@ static const struct conf_key conf_global_keys[] = {
 	{ CONF_LIMIT_RCPT("1000") },
 	{ CONF_LIMIT_SESSIONS("1000") },
 	{ CONF_LIMIT_PER_IP("20") },
+	/* virtmail-pop3d; RFC 1939 §3: the idle timer is at least 10 min. */
+	{ "pop3_auth_delay", CONF_DURATION, "2s", 0, 60 },
+	{ "pop3_max_auth_failures", CONF_INT, "3", 1, 100 },
+	{ "pop3_max_sessions", CONF_INT, "1000", 1, 1000000 },
+	{ "pop3_max_sessions_per_ip", CONF_INT, "20", 1, 1000000 },
+	{ "pop3_port", CONF_INT, "110", 0, 65535 },
+	{ "pop3_timeout", CONF_DURATION, "10m", 1, 86400 },
 	{ "queue_lifetime", CONF_DURATION, "5d", 60, 365 * 86400 },
 	{ "retry_max", CONF_DURATION, "1h", 1, 7 * 86400 },
 	{ "retry_min", CONF_DURATION, "5m", 1, 7 * 86400 },
@@ -219,6 +226,33 @@ smtpd_conf_load(struct smtpd_conf *c, const char *path, struct diag *d)
 		    "submission_port: same as smtps_port");
 		rv = -1;
 	}
+	conf_free(&cf);
+	return rv;
+}
+
+int
+smtpd_conf_load_pop3(struct pop3_conf *p, const char *path, struct diag *d)
+{
+	struct conf	 cf;
+	const char	*lvl;
+	int		 rv;
+
+	memset(p, 0, sizeof(*p));
+	if (path == NULL)
+		path = SMTPD_GLOBAL_CONF;
+	rv = conf_load(&cf, conf_global_keys, NKEYS(conf_global_keys), path,
+	    1, d);
+	p->port = (int)conf_int(&cf, "pop3_port");
+	p->listen_any = conf_bool(&cf, "listen_any");
+	p->sessions_max = (unsigned int)conf_int(&cf, "pop3_max_sessions");
+	p->sessions_per_ip_max = (unsigned int)conf_int(&cf,
+	    "pop3_max_sessions_per_ip");
+	p->timeout = (unsigned int)conf_int(&cf, "pop3_timeout");
+	p->auth_delay = (unsigned int)conf_int(&cf, "pop3_auth_delay");
+	p->auth_failures_max = (unsigned int)conf_int(&cf,
+	    "pop3_max_auth_failures");
+	lvl = conf_str(&cf, "log_level");
+	p->verbose = lvl != NULL && strcmp(lvl, "debug") == 0;
 	conf_free(&cf);
 	return rv;
 }

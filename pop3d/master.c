@@ -1,0 +1,600 @@
+/*
+ * master.c — virtmail-pop3d's root master: loads the configuration,
+ * binds pop3_port on each domain's addresses (or the wildcard, then
+ * getsockname() per connection), accepts, enforces the session limits
+ * and forks one session per connection (auth.c).  Also -t and -i.
+ *
+ * SECURITY
+ *	Runs as root, outside any chroot, and never reads a byte from the
+ *	network: it accepts, asks the kernel which local address was hit,
+ *	counts sessions per client address, and forks.  The session child
+ *	closes every listener and chroots before anything else (auth.c).
+ *	A domain whose configuration is broken is logged and skipped.
+ *
+ * DIAGNOSTICS
+ *	"starting: N domains", "no service for this address local=A",
+ *	"session limit peer=A", "reload: done domains=N".
+ */
+#include <sys/types.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+
+#include <netinet/in.h>
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sysexits.h>
+#include <unistd.h>
+
+#include "diag.h"
+#include "domain.h"
+#include "event.h"
+#include "fileio.h"
+#include "listen.h"
+#include "log.h"
+#include "pop3d.h"
+#include "privdrop.h"
+#include "xmalloc.h"
+
+#define PM_ACCEPT_BURST		64
+#define PM_NO_SERVICE		"-ERR [SYS/PERM] no service for this " \
+				    "address\r\n"
+#define PM_BUSY			"-ERR [SYS/TEMP] too many sessions, try " \
+				    "again later\r\n"
+#define PM_CONF_ERROR		"-ERR [SYS/TEMP] service not available " \
+				    "(configuration error)\r\n"
+
+struct pdomain;
+
+struct plisten {
+	int			 fd;
+	struct pdomain		*md;		/* NULL: wildcard */
+	struct sockaddr_storage	 ss;
+	socklen_t		 sslen;
+};
+
+struct pdomain {
+	struct pdomain		*next;
+	struct domain		 vd;
+	struct smtpd_domain	 sd;
+	struct plisten		*ls;
+	size_t			 nls;
+};
+
+struct psession {
+	pid_t			 pid;
+	unsigned char		 addr[16];	/* client, v4-mapped */
+};
+
+static struct {
+	struct pop3d_opts	 opts;
+	struct smtpd_conf	 sc;
+	struct pop3_conf	 pc;
+	struct ev_loop		*loop;
+	struct pdomain		*domains;
+	struct plisten		 any[2];
+	size_t			 nany;
+	struct domain_table	 lookup;
+	struct pdomain		**lookup_md;
+	struct psession		*sess;
+	size_t			 nsess, capsess;
+	int			 stopping;
+} pm;
+
+static void
+pm_diag_log(void *ctx, const char *msg)
+{
+	(void)ctx;
+	log_warnx("%s", msg);
+}
+
+static void
+pm_diag_print(void *ctx, const char *msg)
+{
+	(void)ctx;
+	(void)fprintf(stderr, "%s\n", msg);
+}
+
+static void
+pm_domain_free(struct pdomain *md)
+{
+	size_t	 i;
+
+	if (md == NULL)
+		return;
+	for (i = 0; i < md->nls; i++)
+		if (md->ls[i].fd != -1) {
+			if (pm.loop != NULL)
+				(void)ev_del(pm.loop, md->ls[i].fd);
+			(void)close(md->ls[i].fd);
+		}
+	free(md->ls);
+	smtpd_domain_free(&md->sd);
+	free(md->vd.dir);
+	free(md->vd.name);
+	free(md->vd.addrs);
+	free(md);
+}
+
+static struct pdomain *
+pm_domain_load(const struct domain *vd, const struct smtpd_conf *c,
+    struct diag *d)
+{
+	struct pdomain		*md;
+	struct priv_user	 u;
+	const char		*err;
+
+	md = xcalloc(1, sizeof(*md));
+	md->vd.dir = xstrdup(vd->dir);
+	md->vd.name = xstrdup(vd->name);
+	md->vd.naddrs = vd->naddrs;
+	md->vd.addrs = xcalloc(vd->naddrs + 1, sizeof(*vd->addrs));
+	if (vd->naddrs > 0)
+		memcpy(md->vd.addrs, vd->addrs, vd->naddrs *
+		    sizeof(*vd->addrs));
+	if (priv_check_root(md->vd.dir, &err) == -1) {
+		diag_report(d, md->vd.dir, 0, "unsafe domain root: %s; this "
+		    "domain does not start", err);
+		goto fail;
+	}
+	if (smtpd_domain_load(&md->sd, &md->vd, c, d) == -1)
+		goto fail;
+	if (priv_lookup_user(md->vd.dir, md->sd.run_as, &u, &err) == -1) {
+		diag_report(d, md->vd.dir, 0, "run_as %s: %s", md->sd.run_as,
+		    err);
+		goto fail;
+	}
+	return md;
+ fail:
+	pm_domain_free(md);
+	return NULL;
+}
+
+static int
+pm_load(const struct pop3d_opts *o, struct smtpd_conf *sc,
+    struct pop3_conf *pc, struct pdomain **list_r, struct diag *d)
+{
+	struct domain_table	 t;
+	struct pdomain		*md, **tail = list_r;
+	const char		*err;
+	size_t			 i;
+
+	*list_r = NULL;
+	if (smtpd_conf_load(sc, o->global_conf, d) == -1 ||
+	    smtpd_conf_load_pop3(pc, o->global_conf, d) == -1)
+		return -1;
+	if (domain_table_load(&t, o->virtual_conf, d, &err) == -1) {
+		diag_report(d, o->virtual_conf, 0, "%s", err);
+		return -1;
+	}
+	if (t.ndomains == 0)
+		diag_report(d, o->virtual_conf, 0, "no domains");
+	for (i = 0; i < t.ndomains; i++) {
+		if ((md = pm_domain_load(&t.domains[i], sc, d)) == NULL)
+			continue;
+		*tail = md;
+		tail = &md->next;
+	}
+	domain_table_free(&t);
+	return 0;
+}
+
+int
+pop3_master_check(const struct pop3d_opts *o)
+{
+	struct smtpd_conf	 sc;
+	struct pop3_conf	 pc;
+	struct pdomain		*list, *md, *next;
+	struct diag		 d = { pm_diag_print, NULL, 0 };
+	size_t			 i;
+
+	if (pm_load(o, &sc, &pc, &list, &d) == -1) {
+		(void)fprintf(stderr, "%s: configuration has errors\n",
+		    POP3D_NAME);
+		return 1;
+	}
+	(void)printf("listen %s pop3_port %d\n", pc.listen_any ? "any" :
+	    "per-address", pc.port);
+	(void)printf("limits sessions %u per_ip %u timeout %us "
+	    "auth_failures %u auth_delay %us\n", pc.sessions_max,
+	    pc.sessions_per_ip_max, pc.timeout, pc.auth_failures_max,
+	    pc.auth_delay);
+	for (md = list; md != NULL; md = next) {
+		next = md->next;
+		(void)printf("domain %s\n\tdir %s\n\taddresses", md->sd.name,
+		    md->vd.dir);
+		for (i = 0; i < md->vd.naddrs; i++)
+			(void)printf(" %s", md->vd.addrs[i].text);
+		(void)printf("\n\thostname %s\n\tmailbox %s\n\trun_as %s\n",
+		    md->sd.hostname, md->sd.mailbox_mbox ? "mbox" :
+		    "maildir", md->sd.run_as);
+		pm_domain_free(md);
+	}
+	if (d.count > 0) {
+		(void)fprintf(stderr, "%s: %d configuration problem%s\n",
+		    POP3D_NAME, d.count, d.count == 1 ? "" : "s");
+		return 1;
+	}
+	(void)printf("configuration OK\n");
+	return fflush(stdout) == EOF ? 1 : 0;
+}
+
+int
+pop3_master_inetd(const struct pop3d_opts *o)
+{
+	struct sockaddr_storage	 ss, peer;
+	socklen_t		 sslen = sizeof(ss), plen = sizeof(peer);
+	struct smtpd_conf	 sc;
+	struct pop3_conf	 pc;
+	struct domain_table	 t;
+	struct pdomain		*md;
+	struct diag		 d = { pm_diag_log, NULL, 0 };
+	const struct domain	*vd;
+	const char		*err;
+	char			 a[64];
+
+	if (getsockname(0, (struct sockaddr *)&ss, &sslen) == -1) {
+		log_warn("inetd: getsockname on fd 0 (not a socket?)");
+		return EX_USAGE;
+	}
+	if (getpeername(0, (struct sockaddr *)&peer, &plen) == -1)
+		memset(&peer, 0, sizeof(peer));
+	if (smtpd_conf_load(&sc, o->global_conf, &d) == -1 ||
+	    smtpd_conf_load_pop3(&pc, o->global_conf, &d) == -1 ||
+	    domain_table_load(&t, o->virtual_conf, &d, &err) == -1) {
+		log_warnx("inetd: configuration errors");
+		(void)write_all(1, PM_CONF_ERROR, strlen(PM_CONF_ERROR));
+		listen_inetd_linger();
+		return EX_CONFIG;
+	}
+	if ((vd = domain_lookup_addr(&t, (struct sockaddr *)&ss, sslen)) ==
+	    NULL) {
+		log_warnx("inetd: no service for address %s",
+		    domain_addr_text((struct sockaddr *)&ss, a, sizeof(a)));
+		(void)write_all(1, PM_NO_SERVICE, strlen(PM_NO_SERVICE));
+		listen_inetd_linger();
+		return EX_UNAVAILABLE;
+	}
+	if ((md = pm_domain_load(vd, &sc, &d)) == NULL) {
+		(void)write_all(1, PM_CONF_ERROR, strlen(PM_CONF_ERROR));
+		listen_inetd_linger();
+		return EX_CONFIG;
+	}
+	auth_session_main(&md->sd, &pc, 0, &peer);
+}
+
+static int
+pm_ss_equal(const struct plisten *a, const struct plisten *b)
+{
+	return a->sslen == b->sslen && memcmp(&a->ss, &b->ss, a->sslen) == 0;
+}
+
+static void	pm_accept(int, int, void *);
+
+/* Listeners for md, taking over equal ones from old (a reload). */
+static void
+pm_bind_domain(struct pdomain *md, struct pdomain *old)
+{
+	struct plisten	 l;
+	struct pdomain	*o;
+	const char	*err;
+	size_t		 i, k;
+
+	if (pm.pc.listen_any || pm.pc.port == 0)
+		return;
+	md->ls = xcalloc(md->vd.naddrs + 1, sizeof(*md->ls));
+	for (i = 0; i < md->vd.naddrs; i++) {
+		memset(&l, 0, sizeof(l));
+		l.fd = -1;
+		l.md = md;
+		domain_addr_sockaddr(&md->vd.addrs[i], pm.pc.port, &l.ss,
+		    &l.sslen);
+		for (o = old; o != NULL && l.fd == -1; o = o->next)
+			for (k = 0; k < o->nls; k++)
+				if (o->ls[k].fd != -1 &&
+				    pm_ss_equal(&o->ls[k], &l)) {
+					l.fd = o->ls[k].fd;
+					(void)ev_del(pm.loop, l.fd);
+					o->ls[k].fd = -1;
+					break;
+				}
+		if (l.fd == -1 && (l.fd = listen_bind(&l.ss, l.sslen,
+		    &err)) == -1) {
+			log_warn("%s: %s %s port %d", md->sd.name, err,
+			    md->vd.addrs[i].text, pm.pc.port);
+			continue;
+		}
+		md->ls[md->nls] = l;
+		if (ev_add(pm.loop, l.fd, EV_READ, pm_accept,
+		    &md->ls[md->nls]) == -1)
+			fatal("ev_add");
+		md->nls++;
+	}
+	if (md->nls == 0)
+		log_warnx("%s: no listening socket", md->sd.name);
+}
+
+static void
+pm_lookup_rebuild(void)
+{
+	struct pdomain	*md;
+	size_t		 n = 0;
+
+	free(pm.lookup.domains);
+	free(pm.lookup_md);
+	for (md = pm.domains; md != NULL; md = md->next)
+		n++;
+	pm.lookup.domains = xcalloc(n + 1, sizeof(*pm.lookup.domains));
+	pm.lookup_md = xcalloc(n + 1, sizeof(*pm.lookup_md));
+	pm.lookup.ndomains = 0;
+	for (md = pm.domains; md != NULL; md = md->next) {
+		pm.lookup.domains[pm.lookup.ndomains] = md->vd;
+		pm.lookup_md[pm.lookup.ndomains++] = md;
+	}
+}
+
+/* The client address as 16 bytes, IPv4 as v4-mapped. */
+static void
+pm_addr_key(const struct sockaddr_storage *ss, unsigned char *key)
+{
+	memset(key, 0, 16);
+	if (ss->ss_family == AF_INET) {
+		key[10] = key[11] = 0xff;
+		memcpy(key + 12, &((const struct sockaddr_in *)ss)->sin_addr,
+		    4);
+	} else if (ss->ss_family == AF_INET6)
+		memcpy(key, &((const struct sockaddr_in6 *)ss)->sin6_addr,
+		    16);
+}
+
+static void
+pm_close_all(void)
+{
+	struct pdomain	*md;
+	size_t		 i;
+
+	for (md = pm.domains; md != NULL; md = md->next)
+		for (i = 0; i < md->nls; i++)
+			if (md->ls[i].fd != -1)
+				(void)close(md->ls[i].fd);
+	for (i = 0; i < pm.nany; i++)
+		(void)close(pm.any[i].fd);
+}
+
+static void
+pm_accept(int fd, int events, void *arg)
+{
+	struct plisten		*l = arg;
+	struct sockaddr_storage	 ss, peer;
+	socklen_t		 sslen, plen;
+	const struct domain	*vd;
+	struct pdomain		*md;
+	unsigned char		 key[16];
+	char			 a[64];
+	size_t			 i, same;
+	pid_t			 pid;
+	int			 cfd, k;
+
+	(void)events;
+	for (k = 0; k < PM_ACCEPT_BURST; k++) {
+		plen = sizeof(peer);
+		cfd = accept4(fd, (struct sockaddr *)&peer, &plen,
+		    SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (cfd == -1) {
+			if (errno != EAGAIN && errno != EWOULDBLOCK &&
+			    errno != EINTR && errno != ECONNABORTED)
+				log_warn("accept");
+			return;
+		}
+		md = l->md;
+		if (md == NULL) {
+			sslen = sizeof(ss);
+			if (getsockname(cfd, (struct sockaddr *)&ss, &sslen) ==
+			    -1) {
+				log_warn("getsockname");
+				(void)close(cfd);
+				continue;
+			}
+			vd = domain_lookup_addr(&pm.lookup,
+			    (struct sockaddr *)&ss, sslen);
+			md = vd != NULL ? pm.lookup_md[vd -
+			    pm.lookup.domains] : NULL;
+			if (md == NULL) {
+				log_info("no service for this address "
+				    "local=%s", domain_addr_text(
+				    (struct sockaddr *)&ss, a, sizeof(a)));
+				(void)send(cfd, PM_NO_SERVICE,
+				    strlen(PM_NO_SERVICE), MSG_NOSIGNAL |
+				    MSG_DONTWAIT);
+				(void)close(cfd);
+				continue;
+			}
+		}
+		pm_addr_key(&peer, key);
+		for (i = 0, same = 0; i < pm.nsess; i++)
+			same += memcmp(pm.sess[i].addr, key, 16) == 0;
+		if (pm.nsess >= pm.pc.sessions_max ||
+		    same >= pm.pc.sessions_per_ip_max) {
+			log_info("%s: session limit peer=%s sessions=%zu "
+			    "from_peer=%zu", md->sd.name, domain_addr_text(
+			    (struct sockaddr *)&peer, a, sizeof(a)),
+			    pm.nsess, same);
+			(void)send(cfd, PM_BUSY, strlen(PM_BUSY),
+			    MSG_NOSIGNAL | MSG_DONTWAIT);
+			(void)close(cfd);
+			continue;
+		}
+		if ((pid = fork()) == -1) {
+			log_warn("fork");
+			(void)send(cfd, PM_BUSY, strlen(PM_BUSY),
+			    MSG_NOSIGNAL | MSG_DONTWAIT);
+			(void)close(cfd);
+			continue;
+		}
+		if (pid == 0) {
+			pm_close_all();
+			/* Closes epoll and signalfd, restores the mask. */
+			ev_loop_free(pm.loop);
+			pm.loop = NULL;
+			auth_session_main(&md->sd, &pm.pc, cfd, &peer);
+		}
+		(void)close(cfd);
+		if (pm.nsess == pm.capsess) {
+			pm.capsess = pm.capsess ? pm.capsess * 2 : 64;
+			pm.sess = xreallocarray(pm.sess, pm.capsess,
+			    sizeof(*pm.sess));
+		}
+		pm.sess[pm.nsess].pid = pid;
+		memcpy(pm.sess[pm.nsess].addr, key, 16);
+		pm.nsess++;
+	}
+}
+
+static void
+pm_sigchld(int signo, void *arg)
+{
+	size_t	 i;
+	pid_t	 pid;
+	int	 status;
+
+	(void)signo;
+	(void)arg;
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0 ||
+	    (pid == -1 && errno == EINTR)) {
+		for (i = 0; i < pm.nsess; i++)
+			if (pm.sess[i].pid == pid) {
+				pm.sess[i] = pm.sess[--pm.nsess];
+				break;
+			}
+	}
+}
+
+static void
+pm_sigterm(int signo, void *arg)
+{
+	size_t	 i;
+
+	(void)arg;
+	if (pm.stopping)
+		return;
+	pm.stopping = 1;
+	log_info("signal %d: shutting down sessions=%zu", signo, pm.nsess);
+	/* Sessions end without UPDATE: nothing is deleted. */
+	for (i = 0; i < pm.nsess; i++)
+		(void)kill(pm.sess[i].pid, SIGTERM);
+	ev_loop_break(pm.loop);
+}
+
+/* SIGHUP: read everything again; live sessions are separate processes. */
+static void
+pm_sighup(int signo, void *arg)
+{
+	struct smtpd_conf	 sc;
+	struct pop3_conf	 pc;
+	struct diag		 d = { pm_diag_log, NULL, 0 };
+	struct pdomain		*list, *md, *old;
+	int			 n = 0;
+
+	(void)signo;
+	(void)arg;
+	log_info("reload: reading %s and %s", pm.opts.virtual_conf,
+	    pm.opts.global_conf);
+	if (pm_load(&pm.opts, &sc, &pc, &list, &d) == -1) {
+		log_warnx("reload: errors; configuration unchanged");
+		return;
+	}
+	if (pc.port != pm.pc.port || pc.listen_any != pm.pc.listen_any) {
+		log_warnx("reload: pop3_port and listen_any change only on "
+		    "restart");
+		pc.port = pm.pc.port;
+		pc.listen_any = pm.pc.listen_any;
+	}
+	pm.sc = sc;
+	pm.pc = pc;
+	old = pm.domains;
+	pm.domains = list;
+	for (md = list; md != NULL; md = md->next) {
+		pm_bind_domain(md, old);
+		n++;
+	}
+	while ((md = old) != NULL) {
+		old = md->next;
+		pm_domain_free(md);
+	}
+	pm_lookup_rebuild();
+	log_info("reload: done domains=%d", n);
+}
+
+int
+pop3_master_run(const struct pop3d_opts *o)
+{
+	struct diag	 d = { pm_diag_log, NULL, 0 };
+	struct pdomain	*md;
+	const char	*err;
+	int		 n = 0, fam;
+
+	memset(&pm, 0, sizeof(pm));
+	pm.opts = *o;
+	if (pm_load(o, &pm.sc, &pm.pc, &pm.domains, &d) == -1) {
+		log_warnx("fatal configuration errors; not starting");
+		return EX_CONFIG;
+	}
+	if (d.count > 0)
+		log_warnx("%d configuration problem%s; the domains concerned "
+		    "do not start", d.count, d.count == 1 ? "" : "s");
+	if (!o->debug && daemon(0, 0) == -1)
+		fatal("daemon");
+	(void)signal(SIGPIPE, SIG_IGN);
+	if ((pm.loop = ev_loop_new()) == NULL)
+		fatal("ev_loop_new");
+	if (ev_signal(pm.loop, SIGCHLD, pm_sigchld, NULL) == -1 ||
+	    ev_signal(pm.loop, SIGTERM, pm_sigterm, NULL) == -1 ||
+	    ev_signal(pm.loop, SIGINT, pm_sigterm, NULL) == -1 ||
+	    ev_signal(pm.loop, SIGHUP, pm_sighup, NULL) == -1)
+		fatal("ev_signal");
+	if (pm.pc.listen_any && pm.pc.port != 0) {
+		for (fam = 0; fam < 2; fam++) {
+			struct plisten *l = &pm.any[pm.nany];
+
+			listen_any_sockaddr(fam == 0 ? AF_INET : AF_INET6,
+			    pm.pc.port, &l->ss, &l->sslen);
+			if ((l->fd = listen_bind(&l->ss, l->sslen, &err)) ==
+			    -1) {
+				log_warn("%s wildcard port %d", err,
+				    pm.pc.port);
+				if (fam == 0)
+					fatalx("cannot listen on the wildcard "
+					    "address");
+				continue;
+			}
+			if (ev_add(pm.loop, l->fd, EV_READ, pm_accept, l) ==
+			    -1)
+				fatal("ev_add");
+			pm.nany++;
+		}
+	}
+	for (md = pm.domains; md != NULL; md = md->next) {
+		pm_bind_domain(md, NULL);
+		n++;
+	}
+	pm_lookup_rebuild();
+	log_info("starting: %d domain%s, %s, port %d", n, n == 1 ? "" : "s",
+	    pm.pc.listen_any ? "wildcard listeners" : "per-address listeners",
+	    pm.pc.port);
+	if (ev_loop_run(pm.loop) == -1)
+		log_warn("event loop");
+	while ((md = pm.domains) != NULL) {
+		pm.domains = md->next;
+		pm_domain_free(md);
+	}
+	ev_loop_free(pm.loop);
+	pm.loop = NULL;
+	free(pm.lookup.domains);
+	free(pm.lookup_md);
+	free(pm.sess);
+	log_info("stopped");
+	return 0;
+}
