@@ -145,6 +145,7 @@ struct runner {
 	struct ev_loop		*loop;
 	int			 dfd;		/* to the deliverer */
 	int			 ifd;		/* inotify */
+	int			 drop_wd;	/* pickup.c's watch; -1: none */
 	struct rmsg_list	 ready, wait, active;
 	size_t			 nactive;
 	struct rmsg		*hash[RUNNER_HASH];
@@ -650,6 +651,7 @@ runner_rescan(int recovered)
 	for (i = 0; i < n; i++)
 		runner_note(ids[i], recovered);
 	queue_list_free(ids, n);
+	pickup_scan(R.sd);
 }
 
 /* Reload etc/passwd and etc/aliases when they changed. */
@@ -1249,6 +1251,7 @@ runner_on_inotify(int fd, int events, void *arg)
 	const struct inotify_event	*ie;
 	ssize_t				 n;
 	size_t				 off;
+	int				 pickup = 0;
 
 	(void)events;
 	(void)arg;
@@ -1263,10 +1266,14 @@ runner_on_inotify(int fd, int events, void *arg)
 			ie = (const struct inotify_event *)(ev + off);
 			if (ie->mask & IN_Q_OVERFLOW)
 				runner_rescan(0);
+			else if (ie->wd == R.drop_wd)
+				pickup = 1;
 			else if (ie->len > 0)
 				runner_note(ie->name, 0);
 		}
 	}
+	if (pickup)
+		pickup_scan(R.sd);
 	runner_kick();
 }
 
@@ -1325,6 +1332,7 @@ runner_run(struct smtpd_domain *sd, const struct smtpd_conf *conf, int dfd)
 	    inotify_add_watch(R.ifd, QUEUE_DIR "/env",
 	    IN_MOVED_TO | IN_CLOSE_WRITE) == -1)
 		fatal("runner: inotify on %s/env", QUEUE_DIR);
+	R.drop_wd = pickup_init(sd, R.ifd);	/* virtmail-sendmail */
 	if (ev_add(R.loop, R.ifd, EV_READ, runner_on_inotify, NULL) == -1 ||
 	    ev_add(R.loop, dfd, EV_READ, runner_on_reply, NULL) == -1 ||
 	    ev_signal(R.loop, SIGTERM, runner_on_signal, NULL) == -1 ||

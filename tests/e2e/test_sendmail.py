@@ -1,0 +1,251 @@
+"""virtmail-sendmail inside a domain's root: local delivery with the
+added Date/Message-ID/From, -t with To/Cc/Bcc (Bcc removed), -f, the
+"." line, remote mail queued in the sender's own domain only, bad
+options, and the drop directory that no other domain's user can
+reach."""
+
+import os
+import shutil
+import subprocess
+import time
+
+import vmtest
+
+ALPHA = vmtest.ALPHA_IP4
+BETA = vmtest.BETA_IP4
+EX_USAGE, EX_NOPERM = 64, 77
+
+
+def drop_gid(dom):
+    return vmtest.uid_base(dom.name) + 999
+
+
+def install_sendmail(env, dom):
+    """Put the injector at /usr/sbin/sendmail, setgid virtmail-drop, with
+    the group in the domain's etc/group and run_as a member of it."""
+    gid = drop_gid(dom)
+    with open(dom.path("etc/group"), "a") as f:
+        f.write("virtmail-drop:x:%d:virtmail\n" % gid)
+    dst = dom.path("usr/sbin/sendmail")
+    shutil.copy(env.bin("virtmail-sendmail"), dst)
+    os.chown(dst, 0, gid)
+    os.chmod(dst, 0o2755)
+    # A sanitizer build is not static: give it its libraries.
+    rc, out, _ = vmtest.run(["ldd", dst])
+    if rc == 0 and ("=>" in out or "ld-linux" in out):
+        for word in out.split():
+            if word.startswith("/") and os.path.exists(word):
+                lib = dom.path(word)
+                os.makedirs(os.path.dirname(lib), exist_ok=True)
+                if not os.path.exists(lib):
+                    shutil.copy(word, lib)
+    return dst
+
+
+def setup(env, alpha_conf=""):
+    a = env.make_domain_root(
+        "alpha.test", [ALPHA], users={"bob": "pw", "alice": "pw",
+                                      "carol": "pw"},
+        extra_files={"etc/virtmail.conf":
+                     "hostname mx.alpha.test\nrun_as virtmail\n" +
+                     alpha_conf})
+    b = env.make_domain_root("beta.test", [BETA], users={"fred": "pw"})
+    install_sendmail(env, a)
+    install_sendmail(env, b)
+    vconf = env.write_virtual_conf([(ALPHA, a.root), (BETA, b.root)])
+    gconf = env.path("virtmail.conf")
+    with open(gconf, "w") as f:
+        f.write("retry_min 1\nretry_max 2\n")
+    return a, b, vconf, gconf
+
+
+def start(env, vconf, gconf, doms):
+    p = env.start_process([env.bin("virtmail-smtpd"), "-d", "-f", vconf,
+                           "-C", gconf], name="smtpd")
+    deadline = time.monotonic() + 10
+    for d in doms:
+        drop = d.path("var/spool/virtmail/drop")
+        while not os.path.isdir(drop):
+            assert time.monotonic() < deadline, p.log()
+            assert p.poll() is None, p.log()
+            time.sleep(0.05)
+    return p
+
+
+def inject(dom, args, msg, uid=None, chroot=True, timeout=10):
+    """Run /usr/sbin/sendmail inside dom's root (as uid, or root)."""
+    def child():
+        os.setsid()
+        if chroot:
+            os.chroot(dom.root)
+            os.chdir("/")
+        if uid is not None:
+            os.setgroups([])
+            os.setgid(uid)
+            os.setuid(uid)
+    prog = "/usr/sbin/sendmail" if chroot else dom.path("usr/sbin/sendmail")
+    p = subprocess.run([prog] + args, input=msg, stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, preexec_fn=child,
+                       timeout=timeout, env={})
+    return p.returncode, p.stderr.decode("utf-8", "replace")
+
+
+def maildir(dom, user):
+    out = []
+    for sub in ("new", "cur"):
+        d = os.path.join(dom.maildir(user), sub)
+        out += [os.path.join(d, n) for n in sorted(os.listdir(d))]
+    return out
+
+
+def wait_mail(dom, user, count=1, timeout=15):
+    deadline = time.monotonic() + timeout
+    while len(maildir(dom, user)) < count:
+        assert time.monotonic() < deadline, "no mail for %s in %s" % (
+            user, dom.name)
+        time.sleep(0.05)
+    return [open(f, "rb").read() for f in maildir(dom, user)]
+
+
+def tree(root):
+    """Every path under root with its size and mtime."""
+    out = {}
+    for dirpath, dirs, files in os.walk(root):
+        for n in dirs + files:
+            p = os.path.join(dirpath, n)
+            st = os.lstat(p)
+            out[p] = (st.st_size, st.st_mtime_ns)
+    return out
+
+
+def header(data):
+    return data.split(b"\n\n", 1)[0]
+
+
+def test_local_delivery(env):
+    a, b, vconf, gconf = setup(env)
+    p = start(env, vconf, gconf, [a, b])
+    rc, err = inject(a, ["bob"], b"Subject: hello\n\nfirst line\n"
+                     b".\nnot sent\n", uid=a.uids["alice"])
+    assert rc == 0, err
+    data = wait_mail(a, "bob")[0]
+    h = header(data)
+    assert b"Return-Path: <alice@alpha.test>\n" in h, data
+    assert b"Delivered-To: bob@alpha.test\n" in h, data
+    assert (b"Received: from local user %d\n\tby mx.alpha.test "
+            b"(virtmail-sendmail) id " % a.uids["alice"]) in h, data
+    assert b"\nSubject: hello\n" in h
+    assert b"\nFrom: \"alice\" <alice@alpha.test>\n" in h, data
+    assert b"\nDate: " in h and b"\nMessage-ID: <" in h, data
+    assert data.endswith(b"\n\nfirst line\n"), data  # "." ended it
+    env.wait_for_log(p, r"[0-9a-f]{16} pickup uid=%d " % a.uids["alice"])
+    assert os.listdir(a.path("var/spool/virtmail/drop")) == []
+
+    # -i: a lone "." is text; an existing header is kept as it is.
+    rc, err = inject(a, ["-i", "bob@alpha.test"],
+                     b"From: Me <alice@alpha.test>\r\nDate: Mon, 1 Jan "
+                     b"2024 00:00:00 +0000\r\nMessage-ID: <x@y>\r\n\r\n"
+                     b"a\r\n.\r\nb\r\n", uid=a.uids["alice"])
+    assert rc == 0, err
+    data = wait_mail(a, "bob", 2)
+    second = [d for d in data if b"<x@y>" in d][0]
+    assert second.count(b"\nFrom: ") == 1 and second.count(b"\nDate: ") == 1
+    assert second.endswith(b"\n\na\n.\nb\n"), second
+
+
+def test_extract_and_sender(env):
+    a, b, vconf, gconf = setup(env)
+    start(env, vconf, gconf, [a, b])
+    msg = (b"To: Bob <bob@alpha.test>\nCc: alice\n"
+           b"Bcc: \"Secret, C.\" <carol@alpha.test>\nSubject: t\n\nhi\n")
+    rc, err = inject(a, ["-t", "-oi", "-odi", "-oem", "-f",
+                         "lists@alpha.test", "-F", "The List"], msg,
+                     uid=a.uids["bob"])
+    assert rc == 0, err
+    for user in ("bob", "alice", "carol"):
+        data = wait_mail(a, user)[0]
+        h = header(data)
+        assert b"Return-Path: <lists@alpha.test>\n" in h, data
+        assert b"Bcc" not in data and b"Secret" not in data, data
+        assert b"\nFrom: \"The List\" <lists@alpha.test>\n" in h, data
+        assert b"\nTo: Bob <bob@alpha.test>\nCc: alice\n" in h, data
+    # No recipients at all: a usage error.
+    rc, err = inject(a, ["-t"], b"Subject: none\n\nx\n", uid=a.uids["bob"])
+    assert rc == EX_USAGE, (rc, err)
+
+
+def test_remote_stays_in_own_queue(env):
+    # alpha's route to beta goes to a closed port: the message waits.
+    a, b, vconf, gconf = setup(env, "route beta.test [127.0.0.1]:9\n")
+    p = start(env, vconf, gconf, [a, b])
+    p.stop()
+    before = tree(b.root)
+    rc, err = inject(a, ["fred@beta.test"], b"Subject: far\n\nx\n",
+                     uid=a.uids["alice"])
+    assert rc == 0, err
+    drop = os.listdir(a.path("var/spool/virtmail/drop"))
+    assert len(drop) == 1 and drop[0].startswith("m."), drop
+    st = os.stat(os.path.join(a.path("var/spool/virtmail/drop"), drop[0]))
+    assert st.st_uid == a.uids["alice"] and st.st_gid == drop_gid(a)
+    assert st.st_mode & 0o777 == 0o640, oct(st.st_mode)
+    assert tree(b.root) == before, "the injector wrote under beta's root"
+    # The runner picks it up at start into alpha's own queue.
+    p = start(env, vconf, gconf, [a, b])
+    env.wait_for_log(p, r"[0-9a-f]{16} pickup uid=%d" % a.uids["alice"])
+    deadline = time.monotonic() + 5
+    while os.listdir(a.path("var/spool/virtmail/drop")):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    envs = os.listdir(a.path("var/spool/virtmail/env"))
+    assert len(envs) == 1, envs
+    data = open(a.path("var/spool/virtmail/env/" + envs[0]), "rb").read()
+    assert b"fred@beta.test" in data and b"alice@alpha.test" in data
+    assert os.listdir(b.path("var/spool/virtmail/env")) == []
+    assert maildir(b, "fred") == []
+
+
+def test_bad_options(env):
+    a, b, vconf, gconf = setup(env)
+    for args in (["-X", "/tmp/log", "bob"], ["-bs"], ["-q"], ["-C", "x"],
+                 ["-bp"], ["-Z"], ["-f"]):
+        rc, err = inject(a, args, b"x\n", uid=a.uids["bob"])
+        assert rc == EX_USAGE, (args, rc, err)
+        assert "usage" in err, err
+    rc, err = inject(a, ["-f", "bad address@x", "bob"], b"x\n",
+                     uid=a.uids["bob"])
+    assert rc == 65, (rc, err)
+
+
+def test_no_other_domain(env):
+    a, b, vconf, gconf = setup(env)
+    start(env, vconf, gconf, [a, b])
+    before = tree(b.path("var/spool/virtmail"))
+    alice = a.uids["alice"]
+    # -d is root's: a user cannot point the injector at beta's root.
+    rc, err = inject(a, ["-d", b.root, "fred@beta.test"], b"x\n",
+                     uid=alice)
+    assert rc == EX_NOPERM, (rc, err)
+    # On the host, outside any root, it refuses to guess.
+    rc, err = inject(a, ["fred@beta.test"], b"x\n", chroot=False)
+    assert rc == EX_USAGE, (rc, err)
+    rc, err = inject(a, ["fred@beta.test"], b"x\n", uid=alice,
+                     chroot=False)
+    assert rc != 0, (rc, err)
+    # Even with alpha's drop group, beta's drop directory is closed.
+    def child():
+        os.setgroups([drop_gid(a)])
+        os.setgid(alice)
+        os.setuid(alice)
+    r = subprocess.run(["/bin/sh", "-c", "echo x > %s/m.x" %
+                        b.path("var/spool/virtmail/drop")],
+                       preexec_fn=child, stderr=subprocess.DEVNULL)
+    assert r.returncode != 0
+    assert tree(b.path("var/spool/virtmail")) == before
+    # Root may inject into a named domain; it lands in that domain only.
+    rc, err = inject(b, ["-d", b.root, "fred"], b"Subject: root\n\nx\n",
+                     chroot=False)
+    assert rc == 0, err
+    data = wait_mail(b, "fred")[0]
+    assert b"Received: from local user 0\n\tby mx.beta.test" in data, data
+    assert b"\nFrom: \"root\" <root@beta.test>\n" in data, data
+    assert maildir(a, "bob") == []
