@@ -1,0 +1,271 @@
+# virtmail — top-level GNU Makefile.
+#
+#   make              build everything into $(BUILD)/
+#   make deps         install the Debian packages the build and tests need
+#   make test         build, then run unit and end-to-end tests
+#   make check-asan   the same tests built with -fsanitize=address,undefined
+#   make run          a two-domain demo in a private network namespace
+#   make install PREFIX=/usr/local DESTDIR=
+
+PREFIX	?= /usr/local
+DESTDIR	?=
+BUILD	?= build
+CC	?= cc
+PYTHON	?= /usr/bin/python3
+
+CFLAGS	?= -O2 -g
+WARN	 = -Wall -Wextra -Wstrict-prototypes -Wmissing-prototypes \
+	   -Wmissing-declarations -Wshadow -Wpointer-arith -Wcast-qual \
+	   -Wsign-compare -Wformat=2
+ifeq ($(CI),true)
+WARN	+= -Werror
+endif
+ifneq ($(WERROR),)
+WARN	+= -Werror
+endif
+ifneq ($(SAN),)
+CFLAGS	+= -fsanitize=address,undefined -fno-omit-frame-pointer
+LDFLAGS	+= -fsanitize=address,undefined
+endif
+
+# Platform features, keyed by feature (see common/compat.h).
+HAVE_STRLCPY := $(shell printf '#include <string.h>\nint main(void){char b[2];return (int)strlcpy(b,"a",2);}\n' | \
+	$(CC) -x c - -o /dev/null 2>/dev/null && echo 1)
+FEATURES :=
+ifeq ($(HAVE_STRLCPY),1)
+FEATURES += -DHAVE_STRLCPY
+endif
+
+ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(FEATURES) -fstack-protector-strong \
+	     -D_FORTIFY_SOURCE=2 $(WARN) $(CFLAGS) -Icommon -Ismtpd -Ipop3d -MMD -MP
+
+COMMON_SRCS = \
+	common/address.c \
+	common/aliases.c \
+	common/buf.c \
+	common/compat.c \
+	common/config.c \
+	common/diag.c \
+	common/domain.c \
+	common/event.c \
+	common/fdpass.c \
+	common/fileio.c \
+	common/group.c \
+	common/line.c \
+	common/listen.c \
+	common/log.c \
+	common/passwd.c \
+	common/privdrop.c \
+	common/queue.c \
+	common/shadow.c \
+	common/xmalloc.c
+
+VIRTUALD_SRCS = \
+	contrib/virtuald/virtuald.c
+
+# Everything of virtmail-pop3d but main(), so unit tests can link it.
+POP3D_LIB_SRCS = \
+	pop3d/auth.c \
+	pop3d/login.c \
+	pop3d/mailbox.c \
+	pop3d/master.c \
+	pop3d/pop3_cmd.c \
+	pop3d/pop3_io.c \
+	pop3d/pop3_ipc.c \
+	pop3d/session.c
+
+POP3D_SRCS = \
+	pop3d/pop3d.c
+
+POP3D_UNIT_TESTS = \
+	pop3_cmd \
+	pop3_mailbox
+
+# Everything of virtmail-smtpd but main(), so unit tests can link it.
+SMTPD_LIB_SRCS = \
+	smtpd/bounce.c \
+	smtpd/conf.c \
+	smtpd/deliver_local.c \
+	smtpd/dns.c \
+	smtpd/drop.c \
+	smtpd/master.c \
+	smtpd/milter.c \
+	smtpd/mta.c \
+	smtpd/mta_session.c \
+	smtpd/pickup.c \
+	smtpd/runner.c \
+	smtpd/sendmail_msg.c \
+	smtpd/smtp_server.c \
+	smtpd/smtp_session.c \
+	smtpd/spf.c
+
+SMTPD_SRCS = \
+	smtpd/smtpd.c
+
+SENDMAIL_SRCS = \
+	smtpd/sendmail.c
+
+UNIT_TESTS = \
+	address \
+	aliases \
+	buf \
+	config \
+	domain \
+	event \
+	line \
+	log \
+	passwd \
+	privdrop \
+	queue
+
+SMTPD_UNIT_TESTS = \
+	bounce \
+	deliver \
+	mta \
+	pickup \
+	sendmail \
+	smtp_session
+
+COMMON_OBJS	= $(COMMON_SRCS:%.c=$(BUILD)/%.o)
+VIRTUALD_OBJS	= $(VIRTUALD_SRCS:%.c=$(BUILD)/%.o)
+POP3D_LIB_OBJS	= $(POP3D_LIB_SRCS:%.c=$(BUILD)/%.o)
+POP3D_OBJS	= $(POP3D_SRCS:%.c=$(BUILD)/%.o)
+POP3D_UNIT_BINS	= $(POP3D_UNIT_TESTS:%=$(BUILD)/tests/unit/test_%)
+SMTPD_LIB_OBJS	= $(SMTPD_LIB_SRCS:%.c=$(BUILD)/%.o)
+SMTPD_OBJS	= $(SMTPD_SRCS:%.c=$(BUILD)/%.o)
+SENDMAIL_OBJS	= $(SENDMAIL_SRCS:%.c=$(BUILD)/%.o)
+UNIT_BINS	= $(UNIT_TESTS:%=$(BUILD)/tests/unit/test_%)
+SMTPD_UNIT_BINS	= $(SMTPD_UNIT_TESTS:%=$(BUILD)/tests/unit/test_%)
+
+PROGRAMS = \
+	$(BUILD)/virtmail-pop3d \
+	$(BUILD)/virtmail-sendmail \
+	$(BUILD)/virtmail-smtpd \
+	$(BUILD)/virtuald
+
+LIBS	= -lcrypt -lresolv
+SMTPD_LIBS = -lspf2
+
+.PHONY: all deps test check-asan unit e2e install clean run bench fuzz
+
+all: $(PROGRAMS) $(UNIT_BINS) $(SMTPD_UNIT_BINS) $(POP3D_UNIT_BINS)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(BUILD)/libcommon.a: $(COMMON_OBJS)
+	rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/virtuald: $(VIRTUALD_OBJS) $(BUILD)/libcommon.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+$(BUILD)/libsmtpd.a: $(SMTPD_LIB_OBJS)
+	rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/virtmail-smtpd: $(SMTPD_OBJS) $(BUILD)/libsmtpd.a $(BUILD)/libcommon.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS) $(SMTPD_LIBS)
+
+# Static: it runs inside minimal domain roots without shared
+# libraries (sanitizers cannot link statically).
+ifeq ($(SAN),)
+SENDMAIL_LDFLAGS = -static
+endif
+$(BUILD)/virtmail-sendmail: $(SENDMAIL_OBJS) $(BUILD)/libsmtpd.a \
+    $(BUILD)/libcommon.a
+	$(CC) $(LDFLAGS) $(SENDMAIL_LDFLAGS) -o $@ $^
+
+$(BUILD)/libpop3d.a: $(POP3D_LIB_OBJS)
+	rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/virtmail-pop3d: $(POP3D_OBJS) $(BUILD)/libpop3d.a \
+    $(BUILD)/libsmtpd.a $(BUILD)/libcommon.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS) $(SMTPD_LIBS)
+
+$(POP3D_UNIT_BINS): $(BUILD)/tests/unit/test_%: $(BUILD)/tests/unit/test_%.o \
+    $(BUILD)/libpop3d.a $(BUILD)/libsmtpd.a $(BUILD)/libcommon.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+$(SMTPD_UNIT_BINS): $(BUILD)/tests/unit/test_%: $(BUILD)/tests/unit/test_%.o \
+    $(BUILD)/libsmtpd.a $(BUILD)/libcommon.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS) $(SMTPD_LIBS)
+
+$(UNIT_BINS): $(BUILD)/tests/unit/test_%: $(BUILD)/tests/unit/test_%.o $(BUILD)/libcommon.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+$(BUILD)/smtp_source: tests/bench/smtp_source.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< -lpthread
+
+bench: all $(BUILD)/smtp_source
+	$(PYTHON) tests/netns.py tests/bench/bench.py --build $(abspath $(BUILD))
+
+run: all
+	BUILD=$(abspath $(BUILD)) $(PYTHON) tests/netns.py contrib/demo/demo.py
+
+# libFuzzer targets over the protocol parsers (clang from Debian).
+# Each target links its own source with the common and smtpd objects,
+# built again with the fuzzer's instrumentation under build-fuzz/.
+FUZZ_CC		?= clang
+FUZZ_RUNS	?= 100000
+FUZZ_CFLAGS	 = -std=c11 -D_GNU_SOURCE $(FEATURES) -g -O1 -Icommon -Ismtpd \
+		   -fsanitize=address,undefined
+FUZZ_TARGETS = \
+	smtp_session
+
+FUZZ_BINS = $(FUZZ_TARGETS:%=build-fuzz/fuzz_%)
+
+build-fuzz/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
+
+$(FUZZ_BINS): build-fuzz/fuzz_%: build-fuzz/contrib/fuzz/fuzz_%.o \
+    $(COMMON_SRCS:%.c=build-fuzz/%.o) $(SMTPD_LIB_SRCS:%.c=build-fuzz/%.o)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $^ $(LIBS)
+
+# Run each target for FUZZ_RUNS inputs on a scratch copy of its seeds
+# (libFuzzer writes new inputs into its first corpus directory).
+fuzz: $(FUZZ_BINS)
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	    rm -rf build-fuzz/corpus/$$t; mkdir -p build-fuzz/corpus/$$t; \
+	    cp contrib/fuzz/corpus/$$t/* build-fuzz/corpus/$$t/ 2>/dev/null || :; \
+	    echo "fuzz: $$t, $(FUZZ_RUNS) runs"; \
+	    if ! build-fuzz/fuzz_$$t -runs=$(FUZZ_RUNS) -max_len=8192 \
+	        build-fuzz/corpus/$$t >build-fuzz/$$t.log 2>&1; then \
+	        cat build-fuzz/$$t.log; exit 1; fi; \
+	    tail -1 build-fuzz/$$t.log; \
+	done
+
+deps:
+	@sh tests/deps.sh
+
+test: all
+	$(PYTHON) tests/run.py --build $(BUILD)
+
+unit: all
+	$(PYTHON) tests/run.py --build $(BUILD) --unit-only
+
+e2e: all
+	$(PYTHON) tests/run.py --build $(BUILD) --e2e-only
+
+check-asan:
+	$(MAKE) BUILD=build-asan SAN=1 test
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/share/man/man8 \
+	    $(DESTDIR)$(PREFIX)/share/man/man5
+	install -m 755 $(PROGRAMS) $(DESTDIR)$(PREFIX)/sbin/
+	for f in docs/*.8; do install -m 644 $$f $(DESTDIR)$(PREFIX)/share/man/man8/; done
+	for f in docs/*.5; do [ -e "$$f" ] || continue; \
+	    install -m 644 $$f $(DESTDIR)$(PREFIX)/share/man/man5/; done
+
+clean:
+	rm -rf build build-asan build-fuzz
+
+-include $(COMMON_OBJS:.o=.d) $(VIRTUALD_OBJS:.o=.d) $(SMTPD_LIB_OBJS:.o=.d) \
+	$(SMTPD_OBJS:.o=.d) $(UNIT_BINS:=.d) $(SMTPD_UNIT_BINS:=.d) \
+	$(SENDMAIL_OBJS:.o=.d)
+-include $(POP3D_LIB_OBJS:.o=.d) $(POP3D_OBJS:.o=.d) $(POP3D_UNIT_BINS:=.d)
