@@ -196,6 +196,12 @@ $(SMTPD_UNIT_BINS): $(BUILD)/tests/unit/test_%: $(BUILD)/tests/unit/test_%.o \
 $(UNIT_BINS): $(BUILD)/tests/unit/test_%: $(BUILD)/tests/unit/test_%.o $(BUILD)/libcommon.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
+# The example milter (libmilter), used by the milter end-to-end tests.
+all: $(BUILD)/virtmail-testmilter
+$(BUILD)/virtmail-testmilter: contrib/milter-example/milter_example.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Wno-cast-qual $(LDFLAGS) -o $@ $< -lmilter -lpthread
+
 $(BUILD)/smtp_source: tests/bench/smtp_source.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< -lpthread

@@ -270,6 +270,7 @@ spf_check(SPF_server_t *srv, const struct spf_req *q, struct spf_res *a)
 	const char	*v;
 	char		 id[600];
 	int		 bad;
+	SPF_errcode_t	 err;
 
 	memset(a, 0, sizeof(*a));
 	a->id = q->id;
@@ -298,9 +299,13 @@ spf_check(SPF_server_t *srv, const struct spf_req *q, struct spf_res *a)
 		SPF_request_free(req);
 		return;
 	}
-	(void)SPF_request_query_mailfrom(req, &resp);
+	err = SPF_request_query_mailfrom(req, &resp);
 	if (resp != NULL) {
 		a->result = spf_map(SPF_response_result(resp));
+		/* A record that does not compile: RFC 7208 §4.6. */
+		if (SPF_response_result(resp) == SPF_RESULT_INVALID &&
+		    err != SPF_E_DNS_ERROR)
+			a->result = SPF_R_PERMERROR;
 		if ((v = SPF_response_get_received_spf_value(resp)) != NULL)
 			(void)snprintf(a->received, sizeof(a->received),
 			    "%s", v);
@@ -313,6 +318,13 @@ spf_check(SPF_server_t *srv, const struct spf_req *q, struct spf_res *a)
 		SPF_response_free(resp);
 	} else
 		a->result = SPF_R_TEMPERROR;
+	if (a->received[0] == '\0')
+		/* RFC 7208 §9.1, when libspf2 made none. */
+		(void)snprintf(a->received, sizeof(a->received),
+		    "%s (%s) client-ip=%s; envelope-from=\"%s\"; helo=%s; "
+		    "receiver=%s;", spf_result_name(a->result),
+		    a->comment[0] != '\0' ? a->comment : "no result",
+		    q->ip, q->sender, q->helo, q->receiver);
 	/* RFC 8601 §2.7.2: smtp.mailfrom, or smtp.helo for <>. */
 	authres_value(id, sizeof(id), q->sender[0] != '\0' ? q->sender :
 	    q->helo);

@@ -288,6 +288,9 @@ class Dns:
             a.append("--host-record=%s,%s" % (name, ",".join(addrs)))
         for name, text in self.zone["txt"]:
             a.append("--txt-record=%s,%s" % (name, text))
+        # Optional: (domain, "ADDR#PORT") forwarded elsewhere.
+        for dom, server in self.zone.get("server", []):
+            a.append("--server=/%s/%s" % (dom, server))
         return a
 
     def start(self, timeout=10):
