@@ -208,6 +208,7 @@ $(BUILD)/smtp_source: tests/bench/smtp_source.c
 
 bench: all $(BUILD)/smtp_source
 	$(PYTHON) tests/netns.py tests/bench/bench.py --build $(abspath $(BUILD))
+	$(PYTHON) tests/netns.py tests/bench/bench_pop3.py --build $(abspath $(BUILD))
 
 run: all
 	BUILD=$(abspath $(BUILD)) $(PYTHON) tests/netns.py contrib/demo/demo.py
@@ -218,19 +219,29 @@ run: all
 FUZZ_CC		?= clang
 FUZZ_RUNS	?= 100000
 FUZZ_CFLAGS	 = -std=c11 -D_GNU_SOURCE $(FEATURES) -g -O1 -Icommon -Ismtpd \
+		   -Ipop3d \
 		   -fsanitize=address,undefined
 FUZZ_TARGETS = \
+	pop3_cmd \
 	smtp_session
 
 FUZZ_BINS = $(FUZZ_TARGETS:%=build-fuzz/fuzz_%)
+
+# The pop3d parsers, without the parts that need root or libcrypt.
+POP3D_FUZZ_SRCS = \
+	pop3d/mailbox.c \
+	pop3d/pop3_cmd.c \
+	pop3d/pop3_io.c \
+	pop3d/pop3_ipc.c
 
 build-fuzz/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
 
 $(FUZZ_BINS): build-fuzz/fuzz_%: build-fuzz/contrib/fuzz/fuzz_%.o \
-    $(COMMON_SRCS:%.c=build-fuzz/%.o) $(SMTPD_LIB_SRCS:%.c=build-fuzz/%.o)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $^ $(LIBS)
+    $(COMMON_SRCS:%.c=build-fuzz/%.o) $(SMTPD_LIB_SRCS:%.c=build-fuzz/%.o) \
+    $(POP3D_FUZZ_SRCS:%.c=build-fuzz/%.o)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $^ $(LIBS) $(SMTPD_LIBS)
 
 # Run each target for FUZZ_RUNS inputs on a scratch copy of its seeds
 # (libFuzzer writes new inputs into its first corpus directory).
