@@ -737,6 +737,14 @@ ms_finish(struct milter_sess *ms)
 	ms->cur = ms->n;
 }
 
+/* Hand the answer to the session's I/O layer; touch ms no more. */
+static void
+ms_done(struct milter_sess *ms)
+{
+	ms->s->ans = ms->ans;
+	ms->done(ms->arg);
+}
+
 static int
 want_action(struct milter *m, uint32_t act)
 {
@@ -942,7 +950,7 @@ m_timeout(void *arg)
 	m_fail(m, m->st == M_CONNECTING ? "connect timeout" :
 	    "timeout waiting for a reply");
 	if (ms_advance(ms) == 0)
-		ms->done(ms->arg);
+		ms_done(ms);
 }
 
 static void
@@ -1003,7 +1011,7 @@ m_io(int fd, int events, void *arg)
 		m_events(m);
  out:
 	if (ms->what >= 0 && ms_advance(ms) == 0)
-		ms->done(ms->arg);
+		ms_done(ms);
 }
 
 /* ------------------------------------------------------------------ */
