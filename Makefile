@@ -121,6 +121,7 @@ UNIT_TESTS = \
 SMTPD_UNIT_TESTS = \
 	bounce \
 	deliver \
+	milter \
 	mta \
 	pickup \
 	sendmail \

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "compat.h"
 #include "log.h"
 #include "queue.h"
 #include "smtp_session.h"
@@ -559,6 +560,194 @@ test_queue_failure(void)
 	(void)snprintf(qdir, sizeof(qdir), "%s", saved);
 }
 
+/* The message a "250 ... queued as ID" reply names. */
+static char *
+queued_message(const char *reply)
+{
+	static char	 text[65536];
+	const char	*p = strstr(reply, "queued as ");
+	char		 path[512];
+	ssize_t		 n;
+	int		 fd;
+
+	if (p == NULL)
+		return NULL;
+	(void)snprintf(path, sizeof(path), "%s/msg/%.16s", qdir, p + 10);
+	if ((fd = open(path, O_RDONLY)) == -1)
+		return NULL;
+	n = read(fd, text, sizeof(text) - 1);
+	(void)close(fd);
+	if (n < 0)
+		return NULL;
+	text[n] = '\0';
+	return text;
+}
+
+/* Fake hooks: every question waits; the test answers by hand. */
+static int	 hook_asks[SMTP_ASK_EOM + 1];
+static int	 hook_aborts;
+
+static int
+hook_ask(void *arg, struct smtp_session *s, enum smtp_ask what,
+    const char *data, size_t len)
+{
+	(void)arg;
+	(void)s;
+	(void)data;
+	(void)len;
+	hook_asks[what]++;
+	return 1;
+}
+
+static void
+hook_abort(void *arg, struct smtp_session *s)
+{
+	(void)arg;
+	(void)s;
+	hook_aborts++;
+}
+
+/* Resume with v until the session stops asking; the last action. */
+static enum smtp_action
+answer_all(struct smtp_session *s, struct buf *in, enum smtp_verdict v)
+{
+	struct smtp_answer	 a;
+	enum smtp_action	 act;
+	int			 n = 0;
+
+	memset(&a, 0, sizeof(a));
+	a.v = v;
+	act = smtp_session_input(s, in);
+	while (act == SMTP_ACT_WAIT && n++ < 100) {
+		smtp_session_resume(s, &a);
+		act = smtp_session_input(s, in);
+	}
+	return act;
+}
+
+static void
+test_suspension(void)
+{
+	struct smtp_hooks	 h = { hook_ask, hook_abort, NULL, 1 };
+	struct smtp_session	 s;
+	struct smtp_answer	 a;
+	struct buf		 in, out;
+	enum smtp_action	 act;
+	const char		*m;
+
+	memset(hook_asks, 0, sizeof(hook_asks));
+	buf_init(&in, 0);
+	buf_init(&out, 0);
+	smtp_session_init(&s, &sd, &udb, LISTEN_SMTP, NULL, 0, &out);
+	s.queue_dir = qdir;
+	s.hooks = &h;
+	smtp_session_greet(&s);
+	CHECK(out.len == 0 && hook_asks[SMTP_ASK_CONNECT] == 1,
+	    "suspend: no greeting before the connect answer");
+	CHECK(smtp_session_input(&s, &in) == SMTP_ACT_WAIT,
+	    "suspend: input waits");
+	memset(&a, 0, sizeof(a));
+	smtp_session_resume(&s, &a);
+	CHECK(strncmp(buf_cstr(&out), "220 ", 4) == 0,
+	    "suspend: greeting after continue");
+	buf_reset(&out);
+	(void)buf_puts(&in, "EHLO c.example\r\nMAIL FROM:<a@example.org>\r\n"
+	    "RCPT TO:<bob@alpha.test>\r\n");
+	act = smtp_session_input(&s, &in);
+	CHECK(act == SMTP_ACT_WAIT && out.len == 0 && in.len > 0,
+	    "suspend: EHLO waits, pipelined commands stay unread");
+	act = answer_all(&s, &in, SMTP_V_CONTINUE);
+	CHECK(act == SMTP_ACT_CONTINUE && strstr(buf_cstr(&out),
+	    "250 2.1.5") != NULL, "suspend: HELO, MAIL, RCPT answered");
+	CHECK(hook_asks[SMTP_ASK_MAIL] == 1 && hook_asks[SMTP_ASK_RCPT] == 1,
+	    "suspend: MAIL and RCPT asked once");
+	buf_reset(&out);
+	(void)buf_puts(&in, "RCPT TO:<alice@alpha.test>\r\n");
+	act = smtp_session_input(&s, &in);
+	memset(&a, 0, sizeof(a));
+	a.v = SMTP_V_REJECT;
+	(void)strlcpy(a.reply, "550 5.7.1 no alice\r\n550 5.7.1 really",
+	    sizeof(a.reply));
+	smtp_session_resume(&s, &a);
+	CHECK(strcmp(buf_cstr(&out), "550-5.7.1 no alice\r\n"
+	    "550 5.7.1 really\r\n") == 0, "suspend: custom multi-line reply");
+	buf_reset(&out);
+	(void)buf_puts(&in, "DATA\r\nSubject: x\r\nX-A: 1\r\n\r\nbody\r\n"
+	    ".\r\n");
+	act = answer_all(&s, &in, SMTP_V_CONTINUE);
+	CHECK(hook_asks[SMTP_ASK_DATA] == 1 && hook_asks[SMTP_ASK_HEADER] ==
+	    2 && hook_asks[SMTP_ASK_EOH] == 1 && hook_asks[SMTP_ASK_BODY] ==
+	    1 && hook_asks[SMTP_ASK_EOM] == 1, "suspend: every DATA step");
+	CHECK(act == SMTP_ACT_COMMIT, "suspend: commit after EOM");
+	smtp_session_commit(&s);
+	CHECK(strstr(buf_cstr(&out), "250 2.0.0 Ok: queued") != NULL,
+	    "suspend: queued");
+	m = queued_message(buf_cstr(&out));
+	CHECK(m != NULL && strstr(m, "Subject: x\nX-A: 1\n\nbody\n") != NULL,
+	    "suspend: message stored");
+
+	/* Modifications at EOM rewrite the file before the commit. */
+	buf_reset(&out);
+	(void)buf_puts(&in, "MAIL FROM:<a@example.org>\r\n"
+	    "RCPT TO:<bob@alpha.test>\r\nDATA\r\nSubject: y\r\nX-Del: 1\r\n"
+	    "\r\nold body\r\n.\r\n");
+	act = smtp_session_input(&s, &in);
+	while (act == SMTP_ACT_WAIT) {
+		memset(&a, 0, sizeof(a));
+		if (s.pend == SMTP_PEND_STEP && s.data_done == 3) {
+			smtp_mods_add(&s.mods, SMTP_MOD_HDR_ADD, 0, "X-New",
+			    "added");
+			smtp_mods_add(&s.mods, SMTP_MOD_HDR_CHANGE, 1, "X-Del",
+			    "");
+			smtp_mods_add(&s.mods, SMTP_MOD_HDR_INSERT, 0, "X-Top",
+			    "top");
+			s.mods.body_set = 1;
+			(void)buf_puts(&s.mods.body, "new body\n");
+		}
+		smtp_session_resume(&s, &a);
+		act = smtp_session_input(&s, &in);
+	}
+	CHECK(act == SMTP_ACT_COMMIT, "mods: commit");
+	buf_reset(&out);
+	smtp_session_commit(&s);
+	m = queued_message(buf_cstr(&out));
+	CHECK(m != NULL && strstr(m, "X-Top: top\nSubject: y\nX-New: added\n"
+	    "\nnew body\n") != NULL, "mods: header and body rewritten");
+
+	/* A reject at a header is the reply at the end of data. */
+	buf_reset(&out);
+	hook_aborts = 0;
+	(void)buf_puts(&in, "MAIL FROM:<a@example.org>\r\n"
+	    "RCPT TO:<bob@alpha.test>\r\nDATA\r\nSubject: z\r\n\r\nb\r\n"
+	    ".\r\n");
+	act = answer_all(&s, &in, SMTP_V_CONTINUE);
+	CHECK(act == SMTP_ACT_COMMIT, "reject: reached commit");
+	smtp_session_commit(&s);
+	(void)buf_puts(&in, "RSET\r\n");
+	buf_reset(&out);
+	act = answer_all(&s, &in, SMTP_V_CONTINUE);
+	(void)buf_puts(&in, "MAIL FROM:<a@example.org>\r\nRSET\r\n");
+	act = answer_all(&s, &in, SMTP_V_CONTINUE);
+	CHECK(hook_aborts == 1, "abort: RSET after MAIL tells the filters");
+	buf_reset(&out);
+	(void)buf_puts(&in, "MAIL FROM:<a@example.org>\r\n"
+	    "RCPT TO:<bob@alpha.test>\r\nDATA\r\nSubject: z\r\n\r\nb\r\n"
+	    ".\r\n");
+	act = smtp_session_input(&s, &in);
+	while (act == SMTP_ACT_WAIT) {
+		memset(&a, 0, sizeof(a));
+		if (s.pend == SMTP_PEND_STEP && s.hdr_ready)
+			a.v = SMTP_V_REJECT;
+		smtp_session_resume(&s, &a);
+		act = smtp_session_input(&s, &in);
+	}
+	CHECK(strstr(buf_cstr(&out), "550 5.7.1 Message content rejected") !=
+	    NULL, "reject: 550 at the end of data");
+	smtp_session_free(&s);
+	buf_free(&in);
+	buf_free(&out);
+}
+
 int
 main(void)
 {
@@ -610,6 +799,7 @@ main(void)
 	test_big();
 	test_userdb_reload();
 	test_queue_failure();
+	test_suspension();
 
 	smtp_userdb_free(&udb);
 	clear_queue();
