@@ -568,6 +568,8 @@ int
 smtpd_domain_load(struct smtpd_domain *sd, const struct domain *vd,
     const struct smtpd_conf *c, struct diag *d)
 {
+	struct milter_conf	 mc;
+	const char		*merr;
 	struct conf		 cf;
 	struct buf		 b;
 	const struct conf_value	*v;
@@ -732,11 +734,10 @@ smtpd_domain_load(struct smtpd_domain *sd, const struct domain *vd,
 		goto oom_conf;
 	v = conf_get(&cf, "milter");
 	for (i = 0; i < n; i++) {
-		if (strncmp(list[i], "inet:", 5) != 0 &&
-		    strncmp(list[i], "unix:", 5) != 0) {
+		if (milter_conf_parse(list[i], &mc, &merr) == -1) {
+			/* Syntax: docs/virtmail.conf.5, milter.c. */
 			diag_report(d, path, v != NULL ? v->lineno : 0,
-			    "milter: \"%.80s\": use inet:HOST:PORT or "
-			    "unix:/PATH", list[i]);
+			    "milter: \"%.80s\": %s", list[i], merr);
 			continue;
 		}
 		if ((sd->milters[i] = strdup(list[i])) == NULL)
