@@ -120,6 +120,7 @@ void
 mta_submit(struct mta_job *job)
 {
 	struct mta_conn	*c;
+	size_t		 i;
 
 	c = xcalloc(1, sizeof(*c));
 	c->job = job;
@@ -128,6 +129,11 @@ mta_submit(struct mta_job *job)
 	(void)strlcpy(c->last_dsn, "4.4.1", sizeof(c->last_dsn));
 	(void)strlcpy(c->last_error, "no connection attempted",
 	    sizeof(c->last_error));
+	for (i = 0; i < job->nrcpts; i++) {
+		job->rcpts[i].status = -1;
+		job->rcpts[i].accepted = 0;
+		job->rcpts[i].dsn[0] = job->rcpts[i].reply[0] = '\0';
+	}
 	(void)strlcpy(job->relay, "none", sizeof(job->relay));
 	job->rmta[0] = '\0';
 	job->priv = c;
@@ -334,7 +340,7 @@ mta_start(struct mta_conn *c)
 	c->port = rt->port;
 	h = &c->req.res.hops[0];
 	memset(h, 0, sizeof(*h));
-	(void)snprintf(h->host, sizeof(h->host), "[%s]", rt->host);
+	(void)strlcpy(h->host, rt->host, sizeof(h->host));
 	sin = (struct sockaddr_in *)&h->ss;
 	sin6 = (struct sockaddr_in6 *)&h->ss;
 	if (inet_pton(AF_INET, rt->host, &sin->sin_addr) == 1) {
@@ -387,7 +393,12 @@ mta_relay_text(struct mta_conn *c, const struct dns_hop *h)
 		(void)strlcpy(ip, "?", sizeof(ip));
 	(void)snprintf(c->job->relay, sizeof(c->job->relay), "%s[%s]:%d",
 	    h->host, ip, c->port);
-	(void)strlcpy(c->job->rmta, h->host, sizeof(c->job->rmta));
+	/* Remote-MTA: a route names no host, only its address. */
+	if (c->routed)
+		(void)snprintf(c->job->rmta, sizeof(c->job->rmta), "[%s]",
+		    h->host);
+	else
+		(void)strlcpy(c->job->rmta, h->host, sizeof(c->job->rmta));
 }
 
 /* The connection to the current hop is over; what next? */

@@ -65,6 +65,7 @@
 #include <sys/queue.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 
 #include <ctype.h>
@@ -117,6 +118,24 @@ struct rrcpt {
 	size_t		 outstanding;
 	int		 ok, temp, perm, remote, decided;
 	char		 reason[DELIVER_REASON_MAX];
+	/* For the DSN: owed once the recipient failed for good. */
+	int		 bounce, diag_smtp;
+	char		 dsn[16];
+	char		 rmta[DNS_NAME_MAX];
+};
+
+/* A remote recipient (or remote alias target) of this pass. */
+struct rremote {
+	size_t		 rcpt;
+	char		*addr;
+};
+
+struct rctl;
+
+enum runner_admin {
+	RUNNER_ADMIN_NONE,
+	RUNNER_ADMIN_DELETE,
+	RUNNER_ADMIN_BOUNCE,
 };
 
 struct rmsg {
@@ -135,6 +154,13 @@ struct rmsg {
 	struct rtask		*tasks;
 	size_t			 ntasks, next, inflight;
 	struct rrcpt		*rs;
+	struct rremote		*remote;
+	size_t			 nremote, rjobs;	/* jobs in mta.c */
+	/* Across passes. */
+	int			 warned;	/* delay warning sent */
+	int			 flush;		/* ignore next_attempt once */
+	enum runner_admin	 admin;		/* from the control socket */
+	struct rctl		*ctl;		/* waits for the answer */
 };
 
 TAILQ_HEAD(rmsg_list, rmsg);
@@ -540,6 +566,15 @@ deliverer_main(struct smtpd_domain *sd, int rfd, pid_t runner_pid)
 
 static void	runner_kick(void);
 static void	runner_pass_finish(struct rmsg *m);
+static void	runner_remote_clear(struct rmsg *m);
+static void	runner_add_remote(struct rmsg *m, size_t i, const char *addr);
+static void	runner_remote_start(struct rmsg *m);
+static void	runner_bounce_owed(struct rmsg *m);
+static void	runner_delay_warning(struct rmsg *m);
+static void	runner_admin_delete(struct rmsg *m);
+static void	runner_admin_bounce(struct rmsg *m);
+static void	runner_ctl_answer(struct rctl *c, const char *error);
+static void	runner_ctl_init(void);
 
 static unsigned int
 runner_hash(const char *id)
@@ -613,6 +648,7 @@ runner_pass_clear(struct rmsg *m)
 	m->tasks = NULL;
 	m->rs = NULL;
 	m->ntasks = m->next = m->inflight = 0;
+	runner_remote_clear(m);
 }
 
 static void
@@ -621,6 +657,8 @@ runner_forget(struct rmsg *m)
 	struct rmsg	**pp;
 
 	runner_pass_clear(m);
+	if (m->ctl != NULL)
+		runner_ctl_answer(m->ctl, NULL);	/* it is gone */
 	for (pp = &R.hash[runner_hash(m->id)]; *pp != NULL;
 	    pp = &(*pp)->hnext) {
 		if (*pp == m) {
@@ -775,12 +813,17 @@ runner_decide(struct rmsg *m, size_t i)
 			return;		/* stays pending */
 		runner_log(m, i, r->addr, NULL, "bounced",
 		    "queue lifetime expired");
+		(void)strlcpy(rs->dsn, "4.4.7", sizeof(rs->dsn));
 		st = QUEUE_RCPT_FAILED;
 	} else if (rs->perm > 0)
 		st = QUEUE_RCPT_FAILED;
 	else
 		st = QUEUE_RCPT_DONE;
-	r->state = st;
+	/* A failure stays pending until its DSN is queued (pass end). */
+	if (st == QUEUE_RCPT_FAILED)
+		rs->bounce = 1;
+	else
+		r->state = st;
 	free(r->diag);
 	r->diag = rs->reason[0] != '\0' ? xstrdup(rs->reason) : NULL;
 	/* The last one: removing the message says it all. */
@@ -921,11 +964,7 @@ runner_target(struct runner_exp *x, const struct alias_target *t)
 			runner_expand(m, i, local, dom, x);
 			return;
 		}
-		m->rs[i].remote++;
-		if (!m->remote_logged[i])
-			runner_log(m, i, t->value, NULL, "deferred",
-			    "remote delivery not yet available");
-		m->remote_logged[i] = 1;
+		runner_add_remote(m, i, t->value);
 		return;
 	case ALIAS_COMMAND:
 	case ALIAS_FILE:
@@ -1004,11 +1043,17 @@ runner_pass_start(struct rmsg *m)
 		runner_forget(m);
 		return;
 	}
-	if (m->env.next_attempt > time(NULL)) {
+	if (m->admin == RUNNER_ADMIN_DELETE) {
+		runner_admin_delete(m);
+		return;
+	}
+	if (m->env.next_attempt > time(NULL) && !m->flush &&
+	    m->admin == RUNNER_ADMIN_NONE) {
 		runner_pass_clear(m);
 		runner_schedule(m, m->env.next_attempt);
 		return;
 	}
+	m->flush = 0;
 	if (m->nflags != m->env.nrcpts) {
 		free(m->tried);
 		free(m->remote_logged);
@@ -1017,6 +1062,10 @@ runner_pass_start(struct rmsg *m)
 		m->nflags = m->env.nrcpts;
 	}
 	m->rs = xcalloc(m->env.nrcpts + 1, sizeof(*m->rs));
+	if (m->admin == RUNNER_ADMIN_BOUNCE) {
+		runner_admin_bounce(m);
+		return;
+	}
 	runner_load_files();
 	for (i = 0; i < m->env.nrcpts; i++) {
 		if (m->env.rcpts[i].state != QUEUE_RCPT_PENDING) {
@@ -1039,19 +1088,15 @@ runner_pass_start(struct rmsg *m)
 		for (k = 0; dom[k] != '\0'; k++)
 			dom[k] = (char)tolower((unsigned char)dom[k]);
 		if (!smtpd_domain_is_local(R.sd, dom)) {
-			m->rs[i].remote++;
-			if (!m->remote_logged[i])
-				runner_log(m, i, m->env.rcpts[i].addr, NULL,
-				    "deferred",
-				    "remote delivery not yet available");
-			m->remote_logged[i] = 1;
+			runner_add_remote(m, i, m->env.rcpts[i].addr);
 			continue;
 		}
 		runner_expand(m, i, local, dom, NULL);
 	}
+	runner_remote_start(m);
 	for (i = 0; i < m->env.nrcpts; i++)
 		runner_decide(m, i);
-	if (m->ntasks == 0)
+	if (m->ntasks == 0 && m->rjobs == 0)
 		runner_pass_finish(m);
 }
 
@@ -1072,6 +1117,7 @@ runner_pass_finish(struct rmsg *m)
 	size_t		 i;
 	int		 temp = 0;
 
+	runner_bounce_owed(m);
 	if (runner_pending(&m->env) == 0) {
 		if (queue_remove(QUEUE_DIR, m->id, &err) == -1) {
 			log_warnx("%s: remove: %s", m->id, err);
@@ -1094,10 +1140,13 @@ runner_pass_finish(struct rmsg *m)
 		if (queue_env_update(QUEUE_DIR, &m->env, &err) == -1)
 			log_warnx("%s: envelope update: %s", m->id, err);
 		m->next_try = m->env.next_attempt;
+		runner_delay_warning(m);
 	} else
-		m->next_try = time(NULL) + R.retry_max;	/* remote only */
+		m->next_try = time(NULL) + R.retry_max;
 	runner_pass_clear(m);
 	runner_schedule(m, m->next_try);
+	if (m->admin != RUNNER_ADMIN_NONE || m->flush)
+		runner_move(m, RM_READY);
 }
 
 static void
@@ -1115,7 +1164,7 @@ runner_task_done(struct rtask *t, const struct deliver_res *res)
 	m->rs[t->rcpt].outstanding--;
 	m->inflight--;
 	runner_decide(m, t->rcpt);
-	if (m->inflight == 0 && m->next == m->ntasks)
+	if (m->inflight == 0 && m->next == m->ntasks && m->rjobs == 0)
 		runner_pass_finish(m);
 }
 
@@ -1304,6 +1353,483 @@ runner_on_signal(int signo, void *arg)
 	runner_maybe_exit();
 }
 
+/* ------------------------------------------------------------------ */
+/* Remote delivery (mta.c), DSNs (bounce.c), the control socket. */
+
+struct rjob {
+	struct mta_job		 job;
+	struct rmsg		*m;
+	size_t			*idx;		/* recipient of each rcpt */
+};
+
+static void
+runner_remote_clear(struct rmsg *m)
+{
+	size_t	 k;
+
+	for (k = 0; k < m->nremote; k++)
+		free(m->remote[k].addr);
+	free(m->remote);
+	m->remote = NULL;
+	m->nremote = 0;
+}
+
+static void
+runner_add_remote(struct rmsg *m, size_t i, const char *addr)
+{
+	m->remote = xreallocarray(m->remote, m->nremote + 1,
+	    sizeof(*m->remote));
+	m->remote[m->nremote].rcpt = i;
+	m->remote[m->nremote].addr = xstrdup(addr);
+	m->nremote++;
+	m->rs[i].outstanding++;
+}
+
+/* The one log line per remote delivery attempt. */
+static void
+runner_log_remote(struct rmsg *m, size_t i, const char *to,
+    const struct mta_job *job, const struct mta_rcpt *r)
+{
+	char		 cto[DELIVER_ADDR_MAX * 4], corig[DELIVER_ADDR_MAX * 4];
+	char		 crelay[sizeof(job->relay) * 4];
+	char		 creason[MTA_REPLY_MAX * 4];
+	const char	*orig = m->env.rcpts[i].addr;
+	int		 other = strcmp(to, orig) != 0;
+
+	(void)log_clean(cto, sizeof(cto), to, strlen(to));
+	(void)log_clean(corig, sizeof(corig), orig, strlen(orig));
+	(void)log_clean(crelay, sizeof(crelay), job->relay,
+	    strlen(job->relay));
+	(void)log_clean(creason, sizeof(creason), r->reply, strlen(r->reply));
+	log_info("%s delivery to=<%s>%s%s%s relay=%s status=%s delay=%llds "
+	    "dsn=%s reason=\"%s\"", m->id, cto, other ? " orig_to=<" : "",
+	    other ? corig : "", other ? ">" : "", crelay,
+	    r->status == DELIVER_OK ? "sent" : r->status == DELIVER_TEMPFAIL ?
+	    "deferred" : "bounced", runner_delay(m), r->dsn, creason);
+}
+
+static void
+runner_job_done(struct mta_job *job, void *arg)
+{
+	struct rjob		*j = arg;
+	struct rmsg		*m = j->m;
+	struct mta_rcpt		*r;
+	struct rrcpt		*rs;
+	size_t			 k;
+
+	for (k = 0; k < job->nrcpts; k++) {
+		r = &job->rcpts[k];
+		rs = &m->rs[j->idx[k]];
+		runner_log_remote(m, j->idx[k], r->addr, job, r);
+		runner_note_result(rs, (enum deliver_status)r->status,
+		    r->reply);
+		if (r->status != DELIVER_OK) {
+			(void)strlcpy(rs->dsn, r->dsn, sizeof(rs->dsn));
+			(void)strlcpy(rs->rmta, job->rmta, sizeof(rs->rmta));
+			/* A reply of the peer, or our own words? */
+			rs->diag_smtp = strlen(r->reply) >= 4 &&
+			    r->reply[0] >= '2' && r->reply[0] <= '5' &&
+			    r->reply[3] == ' ' && job->rmta[0] != '\0' &&
+			    strchr(r->reply, ':') != r->reply + 3;
+		}
+		rs->outstanding--;
+		runner_decide(m, j->idx[k]);
+	}
+	free(j->idx);
+	free(job->rcpts);
+	free(j);
+	m->rjobs--;
+	if (m->inflight == 0 && m->next == m->ntasks && m->rjobs == 0)
+		runner_pass_finish(m);
+	runner_kick();
+}
+
+/* One job per destination domain, at most MTA_RCPT_MAX rcpts each. */
+static void
+runner_remote_start(struct rmsg *m)
+{
+	struct rjob	*j;
+	unsigned char	*taken;
+	const char	*at;
+	size_t		 k, l, n;
+
+	if (m->nremote == 0)
+		return;
+	taken = xcalloc(m->nremote, 1);
+	for (k = 0; k < m->nremote; k++) {
+		if (taken[k])
+			continue;
+		j = xcalloc(1, sizeof(*j));
+		j->m = m;
+		j->job.rcpts = xcalloc(MTA_RCPT_MAX, sizeof(*j->job.rcpts));
+		j->idx = xcalloc(MTA_RCPT_MAX, sizeof(*j->idx));
+		at = strrchr(m->remote[k].addr, '@');
+		(void)strlcpy(j->job.domain, at != NULL ? at + 1 : "",
+		    sizeof(j->job.domain));
+		for (n = 0; j->job.domain[n] != '\0'; n++)
+			j->job.domain[n] = (char)tolower(
+			    (unsigned char)j->job.domain[n]);
+		for (l = k, n = 0; l < m->nremote && n < MTA_RCPT_MAX; l++) {
+			at = strrchr(m->remote[l].addr, '@');
+			if (taken[l] || at == NULL ||
+			    strcasecmp(at + 1, j->job.domain) != 0)
+				continue;
+			taken[l] = 1;
+			j->job.rcpts[n].addr = m->remote[l].addr;
+			j->idx[n++] = m->remote[l].rcpt;
+		}
+		j->job.nrcpts = n;
+		(void)strlcpy(j->job.id, m->id, sizeof(j->job.id));
+		j->job.sender = m->env.sender;
+		j->job.size = m->env.size;
+		j->job.eightbit = (m->env.flags & QUEUE_F_8BITMIME) != 0;
+		j->job.done = runner_job_done;
+		j->job.arg = j;
+		m->rjobs++;
+		mta_submit(&j->job);
+	}
+	free(taken);
+}
+
+/* Queue a DSN for the recipients in list (failed or delayed). */
+static int
+runner_dsn(struct rmsg *m, const size_t *list, size_t n, int failed)
+{
+	struct bounce_info	 bi;
+	struct bounce_rcpt	*br;
+	struct rrcpt		*rs;
+	const char		*err;
+	char			 id[QUEUE_ID_LEN + 1], cto[DELIVER_ADDR_MAX * 4];
+	size_t			 k;
+	int			 fd, r;
+
+	memset(&bi, 0, sizeof(bi));
+	bi.queue_id = m->id;
+	bi.reporting_mta = R.sd->hostname;
+	bi.from_domain = R.sd->nlocal_domains > 0 ? R.sd->local_domains[0] :
+	    R.sd->hostname;
+	bi.to = m->env.sender;
+	bi.arrival = m->env.created;
+	bi.now = time(NULL);
+	br = xcalloc(n, sizeof(*br));
+	for (k = 0; k < n; k++) {
+		rs = &m->rs[list[k]];
+		br[k].addr = m->env.rcpts[list[k]].addr;
+		br[k].orcpt = m->env.rcpts[list[k]].orcpt;
+		br[k].failed = failed;
+		if (rs->dsn[0] == '\0')
+			(void)strlcpy(rs->dsn, !failed ? "4.0.0" :
+			    strcmp(rs->reason, "no such user") == 0 ?
+			    "5.1.1" : "5.0.0", sizeof(rs->dsn));
+		br[k].status = rs->dsn;
+		br[k].rmta = rs->rmta[0] != '\0' ? rs->rmta : NULL;
+		br[k].diag = rs->reason[0] != '\0' ? rs->reason :
+		    "unknown error";
+		br[k].diag_smtp = rs->diag_smtp;
+	}
+	fd = queue_msg_open(QUEUE_DIR, m->id);
+	r = bounce_inject(QUEUE_DIR, &bi, br, n, fd, id, &err);
+	if (fd != -1)
+		(void)close(fd);
+	free(br);
+	(void)log_clean(cto, sizeof(cto), m->env.sender,
+	    strlen(m->env.sender));
+	if (r == -1)
+		log_warnx("%s dsn to=<%s> failed: %s", m->id, cto, err);
+	else
+		log_info("%s dsn %s to=<%s> id=%s nrcpt=%zu", m->id,
+		    failed ? "bounce" : "delay", cto, id, n);
+	return r;
+}
+
+/* Send the DSN owed for failed recipients, then mark them failed. */
+static void
+runner_bounce_owed(struct rmsg *m)
+{
+	const char	*err;
+	size_t		*list, n = 0, i;
+
+	list = xcalloc(m->env.nrcpts + 1, sizeof(*list));
+	for (i = 0; i < m->env.nrcpts; i++)
+		if (m->rs[i].bounce &&
+		    m->env.rcpts[i].state == QUEUE_RCPT_PENDING)
+			list[n++] = i;
+	if (n == 0) {
+		free(list);
+		return;
+	}
+	/* Never a bounce to <> (RFC 5321 §4.5.5): log and drop. */
+	if (m->env.sender[0] == '\0')
+		log_info("%s dsn dropped: null sender nrcpt=%zu", m->id, n);
+	else if (runner_dsn(m, list, n, 1) == -1) {
+		/* Keep them pending: tried again, bounced again. */
+		for (i = 0; i < n; i++) {
+			m->rs[list[i]].bounce = 0;
+			m->rs[list[i]].temp++;
+		}
+		free(list);
+		return;
+	}
+	for (i = 0; i < n; i++)
+		m->env.rcpts[list[i]].state = QUEUE_RCPT_FAILED;
+	free(list);
+	if (runner_pending(&m->env) > 0 &&
+	    queue_env_update(QUEUE_DIR, &m->env, &err) == -1)
+		log_warnx("%s: envelope update: %s", m->id, err);
+}
+
+/*
+ * delay_warning: one "delayed" DSN once a message waits that long.
+ * XXX: remembered in memory only, so a restarted runner warns again.
+ */
+static void
+runner_delay_warning(struct rmsg *m)
+{
+	size_t	*list, n = 0, i;
+
+	if (R.conf->delay_warning == 0 || m->warned ||
+	    m->env.sender[0] == '\0' ||
+	    time(NULL) - m->env.created < (time_t)R.conf->delay_warning)
+		return;
+	m->warned = 1;
+	list = xcalloc(m->env.nrcpts + 1, sizeof(*list));
+	for (i = 0; i < m->env.nrcpts; i++)
+		if (m->env.rcpts[i].state == QUEUE_RCPT_PENDING)
+			list[n++] = i;
+	if (n > 0)
+		(void)runner_dsn(m, list, n, 0);
+	free(list);
+}
+
+/*
+ * The control socket (protocol in smtpd.h).  The runner owns the
+ * queue: the admin's changes are made here, between deliveries, so
+ * the files and the runner's memory always agree.
+ */
+struct rctl {
+	int		 fd;
+	struct buf	 in;
+	struct ev_timer	 timer;
+	struct rmsg	*m;
+};
+
+static int	 runner_ctl_fd = -1;
+
+static void
+runner_ctl_answer(struct rctl *c, const char *error)
+{
+	char	 line[RUNNER_CTL_LINE_MAX + 64];
+	int	 n;
+
+	if (c->m != NULL)
+		c->m->ctl = NULL;
+	n = error == NULL ? snprintf(line, sizeof(line), "%s\n",
+	    RUNNER_CTL_OK) : snprintf(line, sizeof(line), "%s %s\n",
+	    RUNNER_CTL_ERROR, error);
+	if (n > 0 && (size_t)n < sizeof(line))
+		(void)send(c->fd, line, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
+	ev_timer_cancel(R.loop, &c->timer);
+	(void)ev_del(R.loop, c->fd);
+	(void)close(c->fd);
+	buf_free(&c->in);
+	free(c);
+}
+
+static void
+runner_admin_delete(struct rmsg *m)
+{
+	struct rctl	*c = m->ctl;
+	const char	*err;
+
+	if (queue_remove(QUEUE_DIR, m->id, &err) == -1) {
+		log_warnx("%s: remove: %s", m->id, err);
+		if (c != NULL)
+			runner_ctl_answer(c, err);
+		m->admin = RUNNER_ADMIN_NONE;
+		runner_pass_clear(m);
+		runner_schedule(m, time(NULL) + R.retry_min);
+		return;
+	}
+	log_info("%s removed by administrator", m->id);
+	runner_forget(m);	/* answers ok */
+}
+
+static void
+runner_admin_bounce(struct rmsg *m)
+{
+	struct rctl	*c = m->ctl;
+	size_t		 i;
+
+	m->admin = RUNNER_ADMIN_NONE;
+	m->ctl = NULL;
+	if (c != NULL)
+		c->m = NULL;
+	for (i = 0; i < m->env.nrcpts; i++) {
+		if (m->env.rcpts[i].state != QUEUE_RCPT_PENDING) {
+			m->rs[i].decided = 1;
+			continue;
+		}
+		runner_log(m, i, m->env.rcpts[i].addr, NULL, "bounced",
+		    "bounced by administrator");
+		runner_note_result(&m->rs[i], DELIVER_PERMFAIL,
+		    "bounced by administrator");
+		(void)strlcpy(m->rs[i].dsn, "5.0.0", sizeof(m->rs[i].dsn));
+		runner_decide(m, i);
+	}
+	runner_pass_finish(m);
+	if (c != NULL)
+		runner_ctl_answer(c, NULL);
+}
+
+static void
+runner_ctl_command(struct rctl *c, char *line)
+{
+	struct rmsg	*m, *next;
+	char		*arg;
+	char		 path[PATH_MAX];
+
+	if ((arg = strchr(line, ' ')) != NULL)
+		*arg++ = '\0';
+	if (strcmp(line, RUNNER_CTL_FLUSH) == 0 && arg == NULL) {
+		for (m = TAILQ_FIRST(&R.wait); m != NULL; m = next) {
+			next = TAILQ_NEXT(m, entry);
+			m->flush = 1;
+			runner_move(m, RM_READY);
+		}
+		TAILQ_FOREACH(m, &R.ready, entry)
+			m->flush = 1;
+		TAILQ_FOREACH(m, &R.active, entry)
+			m->flush = 1;
+		log_info("queue flush by administrator");
+		runner_ctl_answer(c, NULL);
+		runner_kick();
+		return;
+	}
+	if ((strcmp(line, RUNNER_CTL_DELETE) != 0 &&
+	    strcmp(line, RUNNER_CTL_BOUNCE) != 0) || arg == NULL) {
+		runner_ctl_answer(c, "unknown command");
+		return;
+	}
+	if (!queue_id_valid(arg)) {
+		runner_ctl_answer(c, "bad queue id");
+		return;
+	}
+	if ((m = runner_find(arg)) == NULL) {
+		/* Committed, but inotify has not told us yet? */
+		(void)snprintf(path, sizeof(path), "%s/env/%s", QUEUE_DIR, arg);
+		if (access(path, F_OK) == 0)
+			runner_note(arg, 0);
+		m = runner_find(arg);
+	}
+	if (m == NULL) {
+		runner_ctl_answer(c, "no such message");
+		return;
+	}
+	if (m->ctl != NULL) {
+		runner_ctl_answer(c, "another request for it is pending");
+		return;
+	}
+	m->admin = strcmp(line, RUNNER_CTL_DELETE) == 0 ?
+	    RUNNER_ADMIN_DELETE : RUNNER_ADMIN_BOUNCE;
+	m->ctl = c;
+	c->m = m;
+	ev_timer_cancel(R.loop, &c->timer);
+	(void)ev_del(R.loop, c->fd);
+	/* Waiting ones now; an active one when its pass ends. */
+	if (m->where == RM_WAIT)
+		runner_move(m, RM_READY);
+	if (m->where == RM_READY && R.nactive < RUNNER_ACTIVE_MAX) {
+		runner_pass_start(m);
+		return;
+	}
+	runner_kick();
+}
+
+static void
+runner_ctl_on_timeout(void *arg)
+{
+	runner_ctl_answer(arg, "timeout");
+}
+
+static void
+runner_ctl_on_read(int fd, int events, void *arg)
+{
+	struct rctl	*c = arg;
+	char		 chunk[RUNNER_CTL_LINE_MAX + 1];
+	char		*nl;
+	ssize_t		 n;
+
+	(void)events;
+	n = read(fd, chunk, sizeof(chunk));
+	if (n == -1 && (errno == EINTR || errno == EAGAIN))
+		return;
+	if (n <= 0) {
+		runner_ctl_answer(c, "no request");
+		return;
+	}
+	if (buf_append(&c->in, chunk, (size_t)n) == -1) {
+		runner_ctl_answer(c, "request too long");
+		return;
+	}
+	if ((nl = memchr(c->in.data, '\n', c->in.len)) == NULL)
+		return;
+	*nl = '\0';
+	if (nl > c->in.data && nl[-1] == '\r')
+		nl[-1] = '\0';
+	runner_ctl_command(c, c->in.data);
+}
+
+static void
+runner_ctl_on_accept(int fd, int events, void *arg)
+{
+	struct rctl	*c;
+	int		 s;
+
+	(void)events;
+	(void)arg;
+	if ((s = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) ==
+	    -1)
+		return;
+	c = xcalloc(1, sizeof(*c));
+	c->fd = s;
+	buf_init(&c->in, RUNNER_CTL_LINE_MAX);
+	if (ev_add(R.loop, s, EV_READ, runner_ctl_on_read, c) == -1) {
+		(void)close(s);
+		buf_free(&c->in);
+		free(c);
+		return;
+	}
+	ev_timer_set(R.loop, &c->timer, RUNNER_CTL_TIMEOUT * 1000,
+	    runner_ctl_on_timeout, c);
+}
+
+static void
+runner_ctl_init(void)
+{
+	struct sockaddr_un	 sun;
+	mode_t			 old;
+
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	if (strlcpy(sun.sun_path, RUNNER_CTL_SOCKET, sizeof(sun.sun_path)) >=
+	    sizeof(sun.sun_path))
+		fatalx("runner: control socket path too long");
+	if (unlink(RUNNER_CTL_SOCKET) == -1 && errno != ENOENT)
+		fatal("runner: unlink %s", RUNNER_CTL_SOCKET);
+	if ((runner_ctl_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK |
+	    SOCK_CLOEXEC, 0)) == -1)
+		fatal("runner: control socket");
+	old = umask(0177);
+	if (bind(runner_ctl_fd, (struct sockaddr *)&sun, sizeof(sun)) == -1)
+		fatal("runner: bind %s", RUNNER_CTL_SOCKET);
+	(void)umask(old);
+	if (chmod(RUNNER_CTL_SOCKET, 0600) == -1 ||
+	    listen(runner_ctl_fd, 16) == -1 ||
+	    ev_add(R.loop, runner_ctl_fd, EV_READ, runner_ctl_on_accept,
+	    NULL) == -1)
+		fatal("runner: control socket %s", RUNNER_CTL_SOCKET);
+}
+
 static void __attribute__((noreturn))
 runner_run(struct smtpd_domain *sd, const struct smtpd_conf *conf, int dfd)
 {
@@ -1333,6 +1859,8 @@ runner_run(struct smtpd_domain *sd, const struct smtpd_conf *conf, int dfd)
 	    IN_MOVED_TO | IN_CLOSE_WRITE) == -1)
 		fatal("runner: inotify on %s/env", QUEUE_DIR);
 	R.drop_wd = pickup_init(sd, R.ifd);	/* virtmail-sendmail */
+	mta_init(R.loop, sd, conf);
+	runner_ctl_init();
 	if (ev_add(R.loop, R.ifd, EV_READ, runner_on_inotify, NULL) == -1 ||
 	    ev_add(R.loop, dfd, EV_READ, runner_on_reply, NULL) == -1 ||
 	    ev_signal(R.loop, SIGTERM, runner_on_signal, NULL) == -1 ||
