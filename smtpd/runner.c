@@ -48,7 +48,9 @@
  *	the queue lifetime.  An unaliased postmaster that is no user is a
  *	permanent failure (logged).  |command, /file and :include:
  *	targets are permanent failures ("not supported").  Remote
- *	recipients and alias targets stay pending for remote delivery.
+ *	recipients and alias targets go to mta.c (remote delivery);
+ *	failures get a DSN (bounce.c); the control socket is described
+ *	in smtpd.h and docs/queue.md.
  *
  *	Exactly once: each recipient result is written to the envelope
  *	before the next decision; the deliveries themselves are
