@@ -1107,6 +1107,17 @@ cmd_mail(struct smtp_session *s, char *arg)
 	mail_done(s);
 }
 
+/* enum spf_result as text; here so that programs linking the session
+ * engine without the checker (spf.c, libspf2) still link. */
+static const char *
+session_spf_name(int r)
+{
+	static const char *names[] = { "none", "neutral", "pass", "fail",
+	    "softfail", "temperror", "permerror" };
+
+	return r >= 0 && r <= SPF_R_PERMERROR ? names[r] : "temperror";
+}
+
 /* Shorten a checker's comment for an SMTP reply line. */
 static const char *
 spf_reply_text(struct smtp_session *s, char *dst, size_t size)
@@ -1114,7 +1125,7 @@ spf_reply_text(struct smtp_session *s, char *dst, size_t size)
 	const char *c = s->spf.comment != NULL ? s->spf.comment : "";
 
 	(void)snprintf(dst, size, "%.300s", c[0] != '\0' ? c :
-	    spf_result_name(s->spf.result));
+	    session_spf_name(s->spf.result));
 	return dst;
 }
 
@@ -1128,11 +1139,11 @@ spf_done(struct smtp_session *s)
 		    "no answer from the SPF checker");
 	(void)log_clean(from, sizeof(from), s->sender, strlen(s->sender));
 	log_info("%s smtp spf result=%s from=<%s> client=%s", s->id,
-	    spf_result_name(s->spf.result), from, s->client_addr);
+	    session_spf_name(s->spf.result), from, s->client_addr);
 	if (s->sd->spf_mode == 2 && (s->spf.result == SPF_R_FAIL ||
 	    s->spf.result == SPF_R_TEMPERROR)) {
 		log_info("%s smtp refused reason=spf_%s from=<%s> client=%s",
-		    s->id, spf_result_name(s->spf.result), from,
+		    s->id, session_spf_name(s->spf.result), from,
 		    s->client_addr);
 		reply(s, s->spf.result == SPF_R_FAIL ? RPL_SPF_FAIL :
 		    RPL_SPF_TEMPERROR, spf_reply_text(s, text, sizeof(text)));
