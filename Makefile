@@ -176,7 +176,7 @@ SENDMAIL_LDFLAGS = -static
 endif
 $(BUILD)/virtmail-sendmail: $(SENDMAIL_OBJS) $(BUILD)/libsmtpd.a \
     $(BUILD)/libcommon.a
-	$(CC) $(LDFLAGS) $(SENDMAIL_LDFLAGS) -o $@ $^
+	$(CC) $(LDFLAGS) $(SENDMAIL_LDFLAGS) -o $@ $^ $(SMTPD_LIBS) -lresolv
 
 $(BUILD)/libpop3d.a: $(POP3D_LIB_OBJS)
 	rm -f $@
