@@ -105,6 +105,11 @@ SMTPD_SRCS = \
 SENDMAIL_SRCS = \
 	smtpd/sendmail.c
 
+ADMIN_SRCS = \
+	admin/admin_check.c \
+	admin/admin_queue.c \
+	admin/virtmail.c
+
 UNIT_TESTS = \
 	address \
 	aliases \
@@ -135,10 +140,12 @@ POP3D_UNIT_BINS	= $(POP3D_UNIT_TESTS:%=$(BUILD)/tests/unit/test_%)
 SMTPD_LIB_OBJS	= $(SMTPD_LIB_SRCS:%.c=$(BUILD)/%.o)
 SMTPD_OBJS	= $(SMTPD_SRCS:%.c=$(BUILD)/%.o)
 SENDMAIL_OBJS	= $(SENDMAIL_SRCS:%.c=$(BUILD)/%.o)
+ADMIN_OBJS	= $(ADMIN_SRCS:%.c=$(BUILD)/%.o)
 UNIT_BINS	= $(UNIT_TESTS:%=$(BUILD)/tests/unit/test_%)
 SMTPD_UNIT_BINS	= $(SMTPD_UNIT_TESTS:%=$(BUILD)/tests/unit/test_%)
 
 PROGRAMS = \
+	$(BUILD)/virtmail \
 	$(BUILD)/virtmail-pop3d \
 	$(BUILD)/virtmail-sendmail \
 	$(BUILD)/virtmail-smtpd \
@@ -177,6 +184,9 @@ endif
 $(BUILD)/virtmail-sendmail: $(SENDMAIL_OBJS) $(BUILD)/libsmtpd.a \
     $(BUILD)/libcommon.a
 	$(CC) $(LDFLAGS) $(SENDMAIL_LDFLAGS) -o $@ $^ $(SMTPD_LIBS) -lresolv
+
+$(BUILD)/virtmail: $(ADMIN_OBJS) $(BUILD)/libsmtpd.a $(BUILD)/libcommon.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS) $(SMTPD_LIBS)
 
 $(BUILD)/libpop3d.a: $(POP3D_LIB_OBJS)
 	rm -f $@
@@ -285,5 +295,6 @@ clean:
 
 -include $(COMMON_OBJS:.o=.d) $(VIRTUALD_OBJS:.o=.d) $(SMTPD_LIB_OBJS:.o=.d) \
 	$(SMTPD_OBJS:.o=.d) $(UNIT_BINS:=.d) $(SMTPD_UNIT_BINS:=.d) \
-	$(SENDMAIL_OBJS:.o=.d)
+	$(SENDMAIL_OBJS:.o=.d) \
+	$(ADMIN_OBJS:.o=.d)
 -include $(POP3D_LIB_OBJS:.o=.d) $(POP3D_OBJS:.o=.d) $(POP3D_UNIT_BINS:=.d)
