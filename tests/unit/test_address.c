@@ -118,7 +118,7 @@ static const struct path_case path_cases[] = {
 	{ "<\xc2\x85@x>", U, NULL, NULL, NULL },	/* C1 NEL */
 	{ "<\xc3@x>", U, NULL, NULL, NULL },		/* truncated */
 	{ "<\xe2\x82@x>", U, NULL, NULL, NULL },	/* truncated */
-	{ "<\x80@x>", U, NULL, NULL, NULL },		/* lone continuation */
+	{ "<\x80@x>", U, NULL, NULL, NULL },		/* continuation */
 	{ "<\xff@x>", U, NULL, NULL, NULL },
 	{ "<bob@x\xc3>", U, NULL, NULL, NULL },
 	{ "<bob@[192.0.2.\xc3\xa9]>", U, NULL, NULL, NULL },
@@ -373,7 +373,8 @@ test_domains(void)
 	CHECK(addr_domain_valid("b\xc3\xbc.test", ADDR_UTF8), "UTF-8 domain");
 	CHECK(addr_domain_equal("Alpha.TEST", "alpha.test"), "domain equal");
 	CHECK(!addr_domain_equal("alpha.test", "alpha.tes"), "domain differs");
-	CHECK(!addr_domain_equal("alpha.tes", "alpha.test"), "domain differs 2");
+	CHECK(!addr_domain_equal("alpha.tes", "alpha.test"),
+	    "domain differs 2");
 }
 
 struct param_case {
