@@ -24,6 +24,7 @@
  *	N  delivery attempts			required
  *	T  next attempt, decimal seconds	required
  *	Q  hold reason				optional
+ *	(TAB is allowed in H, Q and G; no other control anywhere)
  *	R  recipient address			one per recipient, >= 1
  *	O    its ORCPT				optional, after its R
  *	X    its state: 0 pending, 1 done, 2 failed	required, after O
@@ -169,7 +170,7 @@ queue_env_encode(const struct queue_env *e, struct buf *out,
 	    queue_put_num(out, 'C', (unsigned long long)e->created,
 	    &err) == -1 ||
 	    queue_put_str(out, 'S', e->sender, QUEUE_STR_STRICT, &err) == -1 ||
-	    queue_put_str(out, 'H', e->helo, QUEUE_STR_STRICT, &err) == -1 ||
+	    queue_put_str(out, 'H', e->helo, QUEUE_STR_TEXT, &err) == -1 ||
 	    queue_put_str(out, 'A', e->client_addr, QUEUE_STR_STRICT,
 	    &err) == -1)
 		goto fail;
@@ -397,8 +398,11 @@ queue_env_decode(const char *data, size_t len, struct queue_env *e,
 				sp = &e->sender;
 				break;
 			case 'H':
-				sp = &e->helo;
-				break;
+				/* A client's HELO may hold a TAB: harmless. */
+				if ((e->helo = queue_get_str(d, dlen,
+				    QUEUE_STR_TEXT, &err)) == NULL)
+					goto fail;
+				continue;
 			case 'A':
 				sp = &e->client_addr;
 				break;
