@@ -42,6 +42,7 @@ ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(FEATURES) -fstack-protector-strong \
 COMMON_SRCS = \
 	common/address.c \
 	common/aliases.c \
+	common/auth.c \
 	common/buf.c \
 	common/compat.c \
 	common/config.c \
@@ -58,6 +59,7 @@ COMMON_SRCS = \
 	common/privdrop.c \
 	common/queue.c \
 	common/shadow.c \
+	common/tls.c \
 	common/xmalloc.c
 
 VIRTUALD_SRCS = \
@@ -95,6 +97,7 @@ SMTPD_LIB_SRCS = \
 	smtpd/pickup.c \
 	smtpd/runner.c \
 	smtpd/sendmail_msg.c \
+	smtpd/smtp_auth.c \
 	smtpd/smtp_server.c \
 	smtpd/smtp_session.c \
 	smtpd/spf.c
@@ -151,7 +154,7 @@ PROGRAMS = \
 	$(BUILD)/virtmail-smtpd \
 	$(BUILD)/virtuald
 
-LIBS	= -lcrypt -lresolv
+LIBS	= -lcrypt -lresolv -lssl -lcrypto
 SMTPD_LIBS = -lspf2
 
 .PHONY: all deps test check-asan unit e2e install clean run bench fuzz

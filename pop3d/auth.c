@@ -21,11 +21,9 @@
  *	renames the rewritten mailbox into place (fixed paths, the temp
  *	file checked to be the one it created) and removes the lock.
  *
- *	auth_check(): crypt(3) runs for every attempt, against a dummy
- *	hash of the same kind when the user is unknown or locked, so
- *	timing and answer do not tell an unknown user from a wrong
- *	password; the result is compared in constant time; the password
- *	is wiped after use and never logged.
+ *	auth_check(): the check of common/auth.c (crypt(3) for every
+ *	attempt, a dummy hash for unknown users, constant-time compare);
+ *	the password is wiped after use and never logged.
  *
  * DIAGNOSTICS
  *	"ID pop3 connect peer=A local=B", "ID pop3 auth ok user=U" ...
@@ -37,7 +35,6 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
-#include <crypt.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -48,6 +45,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "auth.h"
 #include "compat.h"
 #include "diag.h"
 #include "domain.h"
@@ -58,61 +56,18 @@
 #include "privdrop.h"
 #include "shadow.h"
 
-/* Used when a domain has no usable hash at all: sha512-crypt. */
-#define AUTH_DUMMY_HASH	"$6$vmdummysaltvalu$srIWP.94cFZgKZRcdI8iWtH96OE0f" \
-			"An.kWkEk6B3xrKKoL7hcDA2WxhoybuJHdUcTZv7SVkEFIP.CQ" \
-			"uBWYdSj1"
 #define AUTH_LOCK_WAIT_MS	1000	/* a delivery holds it briefly */
 #define AUTH_LOCK_TOUCH		60	/* s; delivery calls 300 s stale */
 
-static int
-auth_usable(const char *hash)
-{
-	return hash != NULL && !shadow_hash_locked(hash) &&
-	    strcmp(hash, "x") != 0;
-}
-
-/* Constant time in the length of a; lengths are not secret. */
-static int
-auth_equal(const char *a, const char *b)
-{
-	size_t		 i, la = strlen(a), lb = strlen(b);
-	unsigned char	 d = 0;
-
-	if (la != lb)
-		return 0;
-	for (i = 0; i < la; i++)
-		d |= (unsigned char)(a[i] ^ b[i]);
-	return d == 0;
-}
-
-static void
-auth_diag(void *ctx, const char *msg)
-{
-	(void)ctx;
-	log_warnx("%s", msg);
-}
-
+/* The check itself is common/auth.c, shared with SMTP AUTH. */
 void
 auth_check(const struct smtpd_domain *sd, const char *root, const char *user,
     const char *pass, struct pop3_auth_result *res)
 {
-	struct passwd_file		 pf;
-	struct shadow_file		 sf;
-	struct diag			 d = { auth_diag, NULL, 0 };
-	const struct passwd_entry	*pw = NULL;
-	const struct shadow_entry	*sh = NULL;
-	struct crypt_data		*cd;
-	const char			*hash = NULL, *dummy = AUTH_DUMMY_HASH;
-	const char			*target, *out, *err;
-	char				 local[POP3_USER_MAX + 1], *at;
-	char				 path[PATH_MAX];
-	size_t				 i;
-	int				 valid = 1, usable, match, n;
+	char		 local[POP3_USER_MAX + 1], *at;
+	int		 valid = 1;
 
 	memset(res, 0, sizeof(res->name) + sizeof(res->ok));
-	memset(&pf, 0, sizeof(pf));
-	memset(&sf, 0, sizeof(sf));
 	if (strlcpy(local, user, sizeof(local)) >= sizeof(local))
 		valid = 0;
 	/* "bob@alpha.test": only one of this domain's own names. */
@@ -121,45 +76,8 @@ auth_check(const struct smtpd_domain *sd, const char *root, const char *user,
 		if (!smtpd_domain_is_local(sd, at + 1))
 			valid = 0;
 	}
-	if (!passwd_name_valid(local))
-		valid = 0;
-
-	n = snprintf(path, sizeof(path), "%s/etc/passwd", root);
-	if (n > 0 && (size_t)n < sizeof(path))
-		(void)passwd_load(&pf, path, &d, &err);
-	n = snprintf(path, sizeof(path), "%s/etc/shadow", root);
-	if (n > 0 && (size_t)n < sizeof(path))
-		(void)shadow_load(&sf, path, &d, &err);
-	if (valid && (pw = passwd_find(&pf, local)) != NULL) {
-		sh = shadow_find(&sf, local);
-		hash = sh != NULL ? sh->hash : pw->passwd;
-	}
-	usable = auth_usable(hash);
-	/* The dummy costs what a real hash of this domain costs. */
-	for (i = 0; i < sf.n; i++)
-		if (auth_usable(sf.entries[i].hash) &&
-		    sf.entries[i].hash[0] == '$') {
-			dummy = sf.entries[i].hash;
-			break;
-		}
-	target = usable ? hash : dummy;
-
-	if ((cd = calloc(1, sizeof(*cd))) == NULL) {
-		match = 0;
-		usable = 0;
-	} else {
-		out = crypt_rn(pass, target, cd, sizeof(*cd));
-		match = out != NULL && out[0] != '*' && auth_equal(out, target);
-		explicit_bzero(cd, sizeof(*cd));
-		free(cd);
-	}
-	res->ok = valid && pw != NULL && usable && match && pw->uid != 0 &&
-	    !(sh != NULL && shadow_expired(sh, (long)(time(NULL) / 86400)));
-	if (res->ok)
-		(void)strlcpy(res->name, local, sizeof(res->name));
+	res->ok = auth_password_check(root, local, valid, pass, res->name);
 	explicit_bzero(local, sizeof(local));
-	passwd_free(&pf);
-	shadow_free(&sf);
 }
 
 static void

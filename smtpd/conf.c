@@ -51,6 +51,7 @@
 #include "diag.h"
 #include "domain.h"
 #include "smtpd.h"
+#include "tls.h"
 
 #define CONF_DOMAIN_FILE_MAX	(1024 * 1024)
 #define CONF_MAILNAME_MAX	(64 * 1024)
@@ -103,6 +104,7 @@ static const struct conf_key conf_global_keys[] = {
 	{ "pop3_max_sessions_per_ip", CONF_INT, "20", 1, 1000000 },
 	{ "pop3_port", CONF_INT, "110", 0, 65535 },
 	{ "pop3_timeout", CONF_DURATION, "10m", 1, 86400 },
+	{ "pop3s_port", CONF_INT, "995", 0, 65535 },
 	{ "queue_lifetime", CONF_DURATION, "5d", 60, 365 * 86400 },
 	{ "retry_max", CONF_DURATION, "1h", 1, 7 * 86400 },
 	{ "retry_min", CONF_DURATION, "5m", 1, 7 * 86400 },
@@ -118,6 +120,9 @@ static const struct conf_key conf_global_keys[] = {
 
 /* A domain's etc/virtmail.conf; sorted by name.  Limits override. */
 static const struct conf_key conf_domain_keys[] = {
+	{ "allow_plaintext_auth", CONF_BOOL, "no", 0, 0 },
+	{ "auth_delay", CONF_DURATION, "2s", 0, 60 },
+	{ "auth_max_failures", CONF_INT, "3", 1, 100 },
 	{ "domains", CONF_LIST, NULL, 0, 0 },
 	{ "hostname", CONF_STR, NULL, 0, 0 },
 	{ CONF_LIMIT_LINE_MAX(NULL) },
@@ -129,17 +134,22 @@ static const struct conf_key conf_domain_keys[] = {
 	{ CONF_LIMIT_SESSIONS(NULL) },
 	{ CONF_LIMIT_PER_IP(NULL) },
 	{ "milter", CONF_MULTI, NULL, 0, 0 },
+	{ "received_auth_user", CONF_BOOL, "no", 0, 0 },
 	{ "relay_from", CONF_LIST, NULL, 0, 0 },
 	{ "route", CONF_MULTI, NULL, 0, 0 },
 	{ "run_as", CONF_STR, NULL, 0, 0 },
+	{ "sender_login_match", CONF_BOOL, "yes", 0, 0 },
 	{ "spf", CONF_STR, "off", 0, 0 },
 	{ CONF_LIMIT_TEXT_LINE(NULL) },
 	{ CONF_LIMIT_T_CMD(NULL) },
 	{ CONF_LIMIT_T_DATA(NULL) },
 	{ CONF_LIMIT_T_BLOCK(NULL) },
 	{ CONF_LIMIT_T_SESSION(NULL) },
+	{ "tls_ca_file", CONF_STR, NULL, 0, 0 },
 	{ "tls_cert", CONF_STR, NULL, 0, 0 },
 	{ "tls_key", CONF_STR, NULL, 0, 0 },
+	{ "tls_pair", CONF_MULTI, NULL, 0, 0 },
+	{ "tls_policy", CONF_MULTI, NULL, 0, 0 },
 };
 
 #define NKEYS(t)	(sizeof(t) / sizeof((t)[0]))
@@ -150,6 +160,8 @@ static int	conf_hostname_valid(const char *);
 static int	conf_netmask_parse(const char *, struct netmask *);
 static int	conf_route_parse(const char *, struct route *);
 static int	conf_path_inside(const char *);
+static int	conf_tls(struct smtpd_domain *, const struct conf *,
+		    const char *, struct diag *);
 static int	conf_read_in_root(const char *, const char *, size_t,
 		    struct buf *, const char **);
 static char	*conf_lower(const char *);
@@ -253,6 +265,7 @@ smtpd_conf_load_pop3(struct pop3_conf *p, const char *path, struct diag *d)
 	    "pop3_max_auth_failures");
 	lvl = conf_str(&cf, "log_level");
 	p->verbose = lvl != NULL && strcmp(lvl, "debug") == 0;
+	p->port_tls = (int)conf_int(&cf, "pop3s_port");
 	conf_free(&cf);
 	return rv;
 }
@@ -694,6 +707,8 @@ smtpd_domain_load(struct smtpd_domain *sd, const struct domain *vd,
 		diag_report(d, path, conf_get(&cf, conf_isset(&cf, "tls_cert") ?
 		    "tls_cert" : "tls_key")->lineno,
 		    "tls_cert and tls_key go together");
+	if (conf_tls(sd, &cf, path, d) == -1)
+		goto oom_conf;
 
 	list = conf_list(&cf, "relay_from", &n);
 	if (n > 0 && (sd->relay_from = calloc(n, sizeof(*sd->relay_from))) ==
@@ -759,6 +774,117 @@ smtpd_domain_load(struct smtpd_domain *sd, const struct domain *vd,
 	return -1;
 }
 
+/*
+ * The TLS and AUTH keys of a domain: certificate pairs (tls_cert and
+ * tls_key first, then each "tls_pair CERT KEY"), the CA file, the
+ * client's per-destination policies, and the AUTH settings.  -1 only
+ * when out of memory; problems are reported through d.
+ */
+static int
+conf_tls(struct smtpd_domain *sd, const struct conf *cf, const char *path,
+    struct diag *d)
+{
+	static const char *levels[] = { "none", "may", "encrypt", "verify" };
+	const struct conf_value	*v;
+	char * const		*list;
+	char			 a[PATH_MAX], b[PATH_MAX], extra;
+	const char		*s;
+	size_t			 i, k, n;
+	int			 line;
+
+	sd->auth_fd = -1;
+	sd->allow_plaintext_auth = conf_bool(cf, "allow_plaintext_auth");
+	sd->sender_login_match = conf_bool(cf, "sender_login_match");
+	sd->received_auth = conf_bool(cf, "received_auth_user");
+	sd->auth_delay = (unsigned int)conf_int(cf, "auth_delay");
+	sd->auth_failures_max = (unsigned int)conf_int(cf,
+	    "auth_max_failures");
+
+	list = conf_list(cf, "tls_pair", &n);
+	v = conf_get(cf, "tls_pair");
+	line = v != NULL ? v->lineno : 0;
+	if ((sd->tls_pairs = calloc(n + 1, sizeof(*sd->tls_pairs))) == NULL)
+		return -1;
+	if (sd->tls_cert != NULL && sd->tls_key != NULL) {
+		if ((sd->tls_pairs[0].cert = strdup(sd->tls_cert)) == NULL ||
+		    (sd->tls_pairs[0].key = strdup(sd->tls_key)) == NULL)
+			return -1;
+		sd->ntls_pairs = 1;
+	}
+	for (i = 0; i < n; i++) {
+		/* XXX paths with blanks are not supported here. */
+		if (sscanf(list[i], "%4095s %4095s %c", a, b, &extra) != 2 ||
+		    !conf_path_inside(a) || !conf_path_inside(b)) {
+			diag_report(d, path, line, "tls_pair: \"%.80s\": use "
+			    "CERT KEY, absolute paths inside the domain root",
+			    list[i]);
+			continue;
+		}
+		k = sd->ntls_pairs;
+		if ((sd->tls_pairs[k].cert = strdup(a)) == NULL ||
+		    (sd->tls_pairs[k].key = strdup(b)) == NULL)
+			return -1;
+		sd->ntls_pairs++;
+	}
+	if (sd->ntls_pairs > TLS_PAIRS_MAX)
+		diag_report(d, path, line, "tls_pair: at most %d pairs",
+		    TLS_PAIRS_MAX);
+
+	if ((s = conf_str(cf, "tls_ca_file")) != NULL) {
+		if (!conf_path_inside(s))
+			diag_report(d, path, conf_get(cf, "tls_ca_file")->lineno,
+			    "tls_ca_file: must be an absolute path inside the "
+			    "domain root");
+		else if ((sd->tls_ca_file = strdup(s)) == NULL)
+			return -1;
+	}
+
+	list = conf_list(cf, "tls_policy", &n);
+	v = conf_get(cf, "tls_policy");
+	line = v != NULL ? v->lineno : 0;
+	if (n > 0 && (sd->tls_policies = calloc(n,
+	    sizeof(*sd->tls_policies))) == NULL)
+		return -1;
+	for (i = 0; i < n; i++) {
+		if (sscanf(list[i], "%255s %15s %c", a, b, &extra) != 2 ||
+		    (strcmp(a, "*") != 0 && !conf_hostname_valid(a))) {
+			k = 4;
+		} else
+			for (k = 0; k < 4; k++)
+				if (strcmp(b, levels[k]) == 0)
+					break;
+		if (k == 4) {
+			diag_report(d, path, line, "tls_policy: \"%.80s\": "
+			    "use DOMAIN none|may|encrypt|verify", list[i]);
+			continue;
+		}
+		if (k == TLS_POLICY_VERIFY && sd->tls_ca_file == NULL)
+			diag_report(d, path, line, "tls_policy %s verify: "
+			    "needs tls_ca_file", a);
+		if ((sd->tls_policies[sd->ntls_policies].domain =
+		    conf_lower(a)) == NULL)
+			return -1;
+		sd->tls_policies[sd->ntls_policies++].level =
+		    (enum tls_policy_level)k;
+	}
+	return 0;
+}
+
+enum tls_policy_level
+smtpd_tls_policy(const struct smtpd_domain *sd, const char *domain)
+{
+	enum tls_policy_level	 any = TLS_POLICY_MAY;
+	size_t			 i;
+
+	for (i = 0; i < sd->ntls_policies; i++) {
+		if (strcasecmp(sd->tls_policies[i].domain, domain) == 0)
+			return sd->tls_policies[i].level;
+		if (strcmp(sd->tls_policies[i].domain, "*") == 0)
+			any = sd->tls_policies[i].level;
+	}
+	return any;
+}
+
 void
 smtpd_domain_free(struct smtpd_domain *sd)
 {
@@ -781,6 +907,15 @@ smtpd_domain_free(struct smtpd_domain *sd)
 	free(sd->routes);
 	free(sd->tls_cert);
 	free(sd->tls_key);
+	for (i = 0; i < sd->ntls_pairs; i++) {
+		free((char *)(uintptr_t)sd->tls_pairs[i].cert);
+		free((char *)(uintptr_t)sd->tls_pairs[i].key);
+	}
+	free(sd->tls_pairs);
+	for (i = 0; i < sd->ntls_policies; i++)
+		free(sd->tls_policies[i].domain);
+	free(sd->tls_policies);
+	free(sd->tls_ca_file);
 	if (sd->milters != NULL)
 		for (i = 0; sd->milters[i] != NULL; i++)
 			free(sd->milters[i]);

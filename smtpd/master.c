@@ -48,6 +48,7 @@
 #include "listen.h"
 #include "log.h"
 #include "privdrop.h"
+#include "tls.h"
 #include "smtpd.h"
 #include "xmalloc.h"
 
@@ -102,7 +103,7 @@ struct master {
 	struct ev_loop		*loop;
 	struct mdomain		*domains;
 	struct mdomain		*retired;	/* stopping; freed once reaped */
-	struct mlisten		 any[4];	/* wildcard listeners */
+	struct mlisten		 any[6];	/* wildcard listeners */
 	size_t			 nany;
 	struct domain_table	 lookup;	/* shallow copies, for lookups */
 	struct mdomain		**lookup_md;
@@ -192,8 +193,16 @@ master_ident(struct mdomain *md, const struct smtpd_conf *c)
 		    sd->routes[i].host, sd->routes[i].port);
 	for (i = 0; sd->milters != NULL && sd->milters[i] != NULL; i++)
 		r |= buf_printf(b, "milter %s\n", sd->milters[i]);
-	r |= buf_printf(b, "tls %s %s\n", sd->tls_cert ? sd->tls_cert : "-",
-	    sd->tls_key ? sd->tls_key : "-");
+	for (i = 0; i < sd->ntls_pairs; i++)
+		r |= buf_printf(b, "tls %s %s\n", sd->tls_pairs[i].cert,
+		    sd->tls_pairs[i].key);
+	r |= buf_printf(b, "auth %d %d %d %u %u ca %s\n",
+	    sd->allow_plaintext_auth, sd->sender_login_match,
+	    sd->received_auth, sd->auth_delay, sd->auth_failures_max,
+	    sd->tls_ca_file != NULL ? sd->tls_ca_file : "-");
+	for (i = 0; i < sd->ntls_policies; i++)
+		r |= buf_printf(b, "tls_policy %s %d\n",
+		    sd->tls_policies[i].domain, (int)sd->tls_policies[i].level);
 	r |= buf_printf(b, "limits %zu %zu %llu %u %u %u %u %u %u %u %u %u\n",
 	    l->line_max, l->text_line_max,
 	    (unsigned long long)l->message_size_max, l->rcpt_max,
@@ -247,6 +256,10 @@ master_domain_load(const struct domain *vd, const struct smtpd_conf *c,
 	}
 	if (smtpd_domain_load(&md->sd, &md->vd, c, d) == -1)
 		goto fail;
+	/* Keys are read here, as root, never by the domain's processes. */
+	if (md->sd.ntls_pairs > 0 && (md->sd.tls = tls_server_load(md->vd.dir,
+	    md->sd.tls_pairs, md->sd.ntls_pairs, d)) == NULL)
+		goto fail;
 	if (priv_lookup_user(md->vd.dir, md->sd.run_as, &md->user,
 	    &err) == -1) {
 		n = snprintf(path, sizeof(path), "%s/%s", md->vd.dir,
@@ -284,6 +297,8 @@ master_domain_free(struct mdomain *md)
 		ev_timer_cancel(m.loop, &md->worker.restart);
 		ev_timer_cancel(m.loop, &md->runner.restart);
 	}
+	tls_server_free(md->sd.tls);
+	md->sd.tls = NULL;
 	smtpd_domain_free(&md->sd);
 	buf_free(&md->ident);
 	free(md->vd.dir);
@@ -340,9 +355,9 @@ master_check(const struct smtpd_opts *o)
 		    SMTPD_NAME);
 		return 1;
 	}
-	(void)printf("listen %s smtp_port %d submission_port %d\n",
-	    c.listen_any ? "any" : "per-address", c.port_smtp,
-	    c.port_submission);
+	(void)printf("listen %s smtp_port %d submission_port %d "
+	    "smtps_port %d\n", c.listen_any ? "any" : "per-address",
+	    c.port_smtp, c.port_submission, c.port_smtps);
 	for (md = list; md != NULL; md = next) {
 		next = md->next;
 		(void)printf("domain %s\n\tdir %s\n\taddresses", md->sd.name,
@@ -358,6 +373,13 @@ master_check(const struct smtpd_opts *o)
 		(void)printf("\n\trun_as %s (uid %lu, gid %lu)\n",
 		    md->sd.run_as, (unsigned long)md->user.uid,
 		    (unsigned long)md->user.gid);
+		if (md->sd.tls == NULL)
+			(void)printf("\ttls none (no STARTTLS, no port %d)\n",
+			    c.port_smtps);
+		for (i = 0; md->sd.tls != NULL &&
+		    tls_server_subject(md->sd.tls, i)[0] != '\0'; i++)
+			(void)printf("\ttls certificate %s\n",
+			    tls_server_subject(md->sd.tls, i));
 		master_domain_free(md);
 	}
 	if (d.count > 0) {
@@ -459,8 +481,9 @@ master_bind_domain(struct mdomain *md, struct mdomain *old)
 	struct mdomain		*o;
 	const char		*err;
 	size_t			 i, j, k;
-	int			 p, ports[2];
-	enum listener_kind	 kinds[2] = { LISTEN_SMTP, LISTEN_SUBMISSION };
+	int			 p, ports[3];
+	enum listener_kind	 kinds[3] = { LISTEN_SMTP, LISTEN_SUBMISSION,
+				    LISTEN_SMTPS };
 
 	if (m.conf.listen_any) {
 		/* SEQPACKET: one connection per message, never merged. */
@@ -474,9 +497,11 @@ master_bind_domain(struct mdomain *md, struct mdomain *old)
 	}
 	ports[0] = m.conf.port_smtp;
 	ports[1] = m.conf.port_submission;
-	md->ls = xcalloc(md->vd.naddrs * 2 + 1, sizeof(*md->ls));
+	/* Implicit TLS only for a domain with a certificate. */
+	ports[2] = md->sd.tls != NULL ? m.conf.port_smtps : 0;
+	md->ls = xcalloc(md->vd.naddrs * 3 + 1, sizeof(*md->ls));
 	for (i = 0; i < md->vd.naddrs; i++) {
-		for (p = 0; p < 2; p++) {
+		for (p = 0; p < 3; p++) {
 			if (ports[p] == 0)
 				continue;
 			memset(&l, 0, sizeof(l));
@@ -516,12 +541,14 @@ master_bind_any(void)
 {
 	struct mlisten		*l;
 	const char		*err;
-	int			 fam, p, ports[2];
-	enum listener_kind	 kinds[2] = { LISTEN_SMTP, LISTEN_SUBMISSION };
+	int			 fam, p, ports[3];
+	enum listener_kind	 kinds[3] = { LISTEN_SMTP, LISTEN_SUBMISSION,
+				    LISTEN_SMTPS };
 
 	ports[0] = m.conf.port_smtp;
 	ports[1] = m.conf.port_submission;
-	for (p = 0; p < 2; p++) {
+	ports[2] = m.conf.port_smtps;
+	for (p = 0; p < 3; p++) {
 		if (ports[p] == 0)
 			continue;
 		for (fam = 0; fam < 2; fam++) {
@@ -678,6 +705,13 @@ master_child(struct mchild *ch)
 	/* The account is read afresh: etc/passwd may have changed. */
 	if (priv_lookup_user(md->vd.dir, md->sd.run_as, &u, &err) == -1)
 		fatalx("worker: %s", err);
+	/* The AUTH service stays root in the root (smtp_auth.c). */
+	fds = xcalloc(md->nls + 2, sizeof(*fds));
+	for (i = 0; i < md->nls; i++)
+		fds[i] = md->ls[i].fd;
+	fds[md->nls] = md->pass[1];
+	md->sd.auth_fd = smtp_auth_start(&md->sd, fds, md->nls + 1);
+	free(fds);
 	if (priv_enter_root(md->vd.dir, &u, &err) == -1)
 		fatalx("worker: %s", err);
 	explicit_bzero(&u, sizeof(u));

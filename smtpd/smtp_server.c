@@ -35,6 +35,22 @@
  *	grows past SMTP_SERVER_IN_MAX, and a client that does not read its
  *	replies is not read from either once SMTP_OUT_HIGH bytes wait.
  *	From the master it trusts only what struct smtpd_pass says.
+ *
+ * TLS AND AUTH
+ *	TLS lives here, below the session engine, which only ever sees
+ *	plaintext: non-blocking SSL_read/SSL_write, with OpenSSL's
+ *	WANT_READ/WANT_WRITE turned into the events the loop waits for.
+ *	After the 220 to STARTTLS is written, every byte of input already
+ *	read is thrown away before the handshake starts (RFC 3207 §6,
+ *	the CVE-2011-0411 class): bytes the client pipelined after
+ *	STARTTLS either were in that buffer or reach OpenSSL as a broken
+ *	ClientHello.  Port 465 handshakes before the greeting (RFC 8314).
+ *	A handshake must finish within SMTP_TLS_HANDSHAKE_MS, and its
+ *	failure ends that session only.  The server contexts come from the
+ *	master (common/tls.c); this process never opens a key file.  AUTH
+ *	credentials go to the domain's auth service (smtp_auth.c) and are
+ *	wiped here once sent; a failure is answered only after the
+ *	domain's auth_delay.
  */
 #include <sys/socket.h>
 #include <sys/types.h>
@@ -42,6 +58,7 @@
 #include <netinet/in.h>
 
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -52,6 +69,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
 #include "buf.h"
 #include "compat.h"
 #include "event.h"
@@ -60,6 +80,7 @@
 #include "queue.h"
 #include "smtp_session.h"
 #include "smtpd.h"
+#include "tls.h"
 #include "xmalloc.h"
 
 #define SMTP_SERVER_READ	16384
@@ -69,6 +90,7 @@
 #define SMTP_SERVER_ACCEPT_MAX	64	/* accepts per wakeup */
 #define SMTP_COMMIT_THREADS	32	/* commits (fsyncs) in flight */
 #define SMTP_COMMIT_STACK	(256 * 1024)
+#define SMTP_TLS_HANDSHAKE_MS	30000	/* a stalled handshake ends here */
 
 /* Used when a timeout in struct smtpd_limits is 0 (seconds). */
 #define SMTP_DEF_TIMEOUT_CMD	300	/* RFC 5321 §4.5.3.2.7 */
@@ -101,6 +123,17 @@ struct conn {
 	struct smtp_hooks	 hooks;
 	struct milter_sess	*milter;
 	uint32_t		 spf_id;	/* 0: no SPF check out */
+	/* TLS: ssl set once the handshake starts. */
+	SSL			*ssl;
+	int			 tls_hs;	/* handshake under way */
+	int			 tls_hs_events;	/* what it waits for */
+	int			 rd_want_w;	/* SSL_read wants writable */
+	int			 wr_want_r;	/* SSL_write wants readable */
+	struct ev_timer		 kick;		/* SSL_pending data left */
+	/* AUTH: the question out to the auth service. */
+	uint32_t		 auth_id;
+	struct ev_timer		 auth_timer;	/* delays a failure */
+	struct smtp_answer	 auth_ans;
 };
 
 /*
@@ -138,6 +171,8 @@ struct server {
 	struct spf_client	*spf;		/* NULL with spf off */
 	struct milter_conf	*mconf;
 	size_t			 nmconf;
+	int			 auth_fd;	/* the auth service; -1 none */
+	uint32_t		 auth_seq;
 };
 
 static int	conn_run(struct conn *);
@@ -182,6 +217,15 @@ conn_close(struct conn *c)
 	c->s.hooks = NULL;
 	smtp_session_free(&c->s);
 	ev_timer_cancel(srv->loop, &c->timer);
+	ev_timer_cancel(srv->loop, &c->kick);
+	ev_timer_cancel(srv->loop, &c->auth_timer);
+	if (c->ssl != NULL) {
+		if (!c->tls_hs)
+			(void)SSL_shutdown(c->ssl);	/* best effort */
+		SSL_free(c->ssl);
+		ERR_clear_error();
+		c->ssl = NULL;
+	}
 	(void)ev_del(srv->loop, c->rfd);
 	if (close(c->rfd) == -1)
 		log_warn("close");
@@ -212,6 +256,8 @@ conn_deadline(const struct conn *c)
 
 	if (c->closing)
 		return c->close_by;
+	if (c->tls_hs)
+		return c->activity + SMTP_TLS_HANDSHAKE_MS;
 	if (c->s.state == SMTP_STATE_DATA)
 		d = c->activity + lim(l->timeout_data_block,
 		    SMTP_DEF_TIMEOUT_BLOCK) * 1000ULL;
@@ -274,6 +320,12 @@ conn_timer_cb(void *arg)
 		conn_close(c);
 		return;
 	}
+	if (c->tls_hs) {
+		log_info("%s smtp tls handshake timeout client=%s", c->s.id,
+		    c->s.client_addr);
+		conn_close(c);
+		return;
+	}
 	smtp_session_timeout(&c->s);
 	(void)conn_run(c);
 }
@@ -296,8 +348,16 @@ conn_events(struct conn *c)
 	int	 r, w;
 
 	r = !c->closing && !c->eof && c->in.len < SMTP_SERVER_IN_MAX &&
-	    c->out.len <= SMTP_OUT_HIGH;
+	    c->out.len <= SMTP_OUT_HIGH && !c->s.tls_start;
 	w = c->out.len > 0;
+	if (c->ssl != NULL) {
+		r = r || c->wr_want_r;
+		w = w || c->rd_want_w;
+		if (c->tls_hs) {
+			r = (c->tls_hs_events & EV_READ) != 0;
+			w = (c->tls_hs_events & EV_WRITE) != 0;
+		}
+	}
 	if (c->rfd == c->wfd) {
 		if (ev_mod(c->srv->loop, c->rfd,
 		    (r ? EV_READ : 0) | (w ? EV_WRITE : 0)) == -1)
@@ -309,6 +369,61 @@ conn_events(struct conn *c)
 		log_warn("ev_mod");
 }
 
+/* SSL_write; bytes, -2 to wait, -1 on error. */
+static ssize_t
+conn_tls_write(struct conn *c)
+{
+	int	 n, e;
+
+	c->wr_want_r = 0;
+	ERR_clear_error();
+	n = SSL_write(c->ssl, c->out.data, c->out.len > INT32_MAX ?
+	    INT32_MAX : (int)c->out.len);
+	if (n > 0)
+		return n;
+	switch ((e = SSL_get_error(c->ssl, n))) {
+	case SSL_ERROR_WANT_WRITE:
+		return -2;
+	case SSL_ERROR_WANT_READ:
+		c->wr_want_r = 1;
+		return -2;
+	default:
+		log_debug("%s tls write: error %d %s", c->s.id, e,
+		    tls_error());
+		return -1;
+	}
+}
+
+/* SSL_read; bytes, 0 at the end, -2 to wait, -1 on error. */
+static ssize_t
+conn_tls_read(struct conn *c, char *dst, size_t room)
+{
+	int	 n, e;
+
+	c->rd_want_w = 0;
+	ERR_clear_error();
+	n = SSL_read(c->ssl, dst, room > INT32_MAX ? INT32_MAX : (int)room);
+	if (n > 0)
+		return n;
+	switch ((e = SSL_get_error(c->ssl, n))) {
+	case SSL_ERROR_WANT_READ:
+		return -2;
+	case SSL_ERROR_WANT_WRITE:
+		c->rd_want_w = 1;
+		return -2;
+	case SSL_ERROR_ZERO_RETURN:
+		return 0;
+	case SSL_ERROR_SYSCALL:
+		if (ERR_peek_error() == 0)
+			return 0;	/* the peer closed without close_notify */
+		/* FALLTHROUGH */
+	default:
+		log_debug("%s tls read: error %d %s", c->s.id, e,
+		    tls_error());
+		return -1;
+	}
+}
+
 /* Write what can be written; -1 when the connection was closed. */
 static int
 conn_flush(struct conn *c)
@@ -316,6 +431,16 @@ conn_flush(struct conn *c)
 	ssize_t	 n;
 
 	while (c->out.len > 0) {
+		if (c->ssl != NULL) {
+			if ((n = conn_tls_write(c)) == -2)
+				return 0;
+			if (n == -1) {
+				conn_close(c);
+				return -1;
+			}
+			buf_consume(&c->out, (size_t)n);
+			continue;
+		}
 		n = write(c->wfd, c->out.data, c->out.len);
 		if (n == -1) {
 			if (errno == EINTR)
@@ -595,6 +720,9 @@ conn_feed(struct conn *c)
 		conn_set_closing(c);
 }
 
+static int	conn_tls_start(struct conn *);
+static void	conn_kick_cb(void *);
+
 /* Feed, write, repeat while that makes progress; -1 when closed. */
 static int
 conn_run(struct conn *c)
@@ -615,8 +743,18 @@ conn_run(struct conn *c)
 		    c->out.len > 0)
 			break;
 	}
+	if (c->s.tls_start && c->ssl == NULL && c->out.len == 0 &&
+	    !c->closing) {
+		/* RFC 3207 §6: nothing read in the clear survives. */
+		buf_reset(&c->in);
+		return conn_tls_start(c);
+	}
 	conn_events(c);
 	conn_timer_update(c);
+	/* Decrypted bytes OpenSSL holds wake no epoll: come back for them. */
+	if (c->ssl != NULL && !c->tls_hs && SSL_pending(c->ssl) > 0 &&
+	    !c->eof && !c->closing && c->in.len < SMTP_SERVER_IN_MAX)
+		ev_timer_set(c->srv->loop, &c->kick, 0, conn_kick_cb, c);
 	return 0;
 }
 
@@ -636,7 +774,18 @@ conn_read(struct conn *c)
 		conn_close(c);
 		return;
 	}
-	n = read(c->rfd, c->in.data + c->in.len, room);
+	if (c->ssl != NULL) {
+		n = conn_tls_read(c, c->in.data + c->in.len, room);
+		if (n == -2) {
+			conn_events(c);
+			return;
+		}
+		if (n == -1) {
+			conn_close(c);
+			return;
+		}
+	} else
+		n = read(c->rfd, c->in.data + c->in.len, room);
 	if (n == -1) {
 		if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)
 			return;
@@ -655,10 +804,93 @@ conn_read(struct conn *c)
 }
 
 static void
+conn_kick_cb(void *arg)
+{
+	conn_read(arg);
+}
+
+/* Drive the handshake; on success the session starts over (RFC 3207).
+ * -1 when the connection was closed. */
+static int
+conn_handshake(struct conn *c)
+{
+	int	 r, e;
+
+	ERR_clear_error();
+	if ((r = SSL_do_handshake(c->ssl)) == 1) {
+		c->tls_hs = 0;
+		c->tls_hs_events = 0;
+		c->activity = ev_now_ms();
+		c->armed = 0;
+		log_info("%s smtp tls client=%s version=%s cipher=%s sni=%s",
+		    c->s.id, c->s.client_addr, tls_version(c->ssl),
+		    tls_cipher(c->ssl), SSL_get_servername(c->ssl,
+		    TLSEXT_NAMETYPE_host_name) != NULL ? "yes" : "no");
+		smtp_session_tls(&c->s, tls_version(c->ssl),
+		    tls_cipher(c->ssl), tls_cipher_bits(c->ssl));
+		if (c->s.state == SMTP_STATE_GREETING) {
+			if (c->srv->stopping)
+				smtp_session_shutdown(&c->s);
+			else
+				smtp_session_greet(&c->s);
+		}
+		return conn_run(c);
+	}
+	switch ((e = SSL_get_error(c->ssl, r))) {
+	case SSL_ERROR_WANT_READ:
+		c->tls_hs_events = EV_READ;
+		break;
+	case SSL_ERROR_WANT_WRITE:
+		c->tls_hs_events = EV_WRITE;
+		break;
+	default:
+		log_info("%s smtp tls handshake failed client=%s error=%s",
+		    c->s.id, c->s.client_addr, e == SSL_ERROR_SYSCALL &&
+		    ERR_peek_error() == 0 ? "connection closed" :
+		    tls_error());
+		conn_close(c);
+		return -1;
+	}
+	conn_events(c);
+	conn_timer_update(c);
+	return 0;
+}
+
+/* Start the handshake; -1 when the connection was closed. */
+static int
+conn_tls_start(struct conn *c)
+{
+	if ((c->ssl = tls_server_ssl(c->srv->sd->tls, c->rfd)) == NULL) {
+		log_warnx("%s smtp tls: cannot start: %s", c->s.id,
+		    tls_error());
+		conn_close(c);
+		return -1;
+	}
+	c->tls_hs = 1;
+	c->activity = ev_now_ms();
+	c->armed = 0;
+	ev_timer_cancel(c->srv->loop, &c->timer);
+	return conn_handshake(c);
+}
+
+static void
 conn_io_cb(int fd, int events, void *arg)
 {
 	struct conn	*c = arg;
 
+	if (c->ssl != NULL) {
+		(void)fd;
+		(void)events;
+		if (c->tls_hs) {
+			(void)conn_handshake(c);
+			return;
+		}
+		/* Either direction may be what OpenSSL was waiting for. */
+		if (conn_run(c) == -1)
+			return;
+		conn_read(c);
+		return;
+	}
 	if (fd == c->wfd && (events & (EV_WRITE | EV_ERROR))) {
 		if (conn_run(c) == -1)
 			return;
@@ -681,6 +913,110 @@ server_count_ip(const struct server *srv, const char *ip)
 	return n;
 }
 
+/* AUTH: send user and password to the auth service; 1 when asked. */
+static int
+conn_auth_ask(struct conn *c, const char *data, size_t len)
+{
+	struct server		*srv = c->srv;
+	struct smtp_auth_req	 r;
+	char			 msg[SMTP_AUTH_MSG_MAX];
+	size_t			 ul, n;
+	int			 ok = 0;
+
+	if (srv->auth_fd == -1 || (ul = strnlen(data, len)) >= len)
+		return 0;
+	memset(&r, 0, sizeof(r));
+	if (++srv->auth_seq == 0)
+		srv->auth_seq = 1;
+	r.id = srv->auth_seq;
+	if (strlcpy(r.ip, c->s.client_addr, sizeof(r.ip)) < sizeof(r.ip) &&
+	    strlcpy(r.user, data, sizeof(r.user)) < sizeof(r.user) &&
+	    strlcpy(r.pass, data + ul + 1, sizeof(r.pass)) < sizeof(r.pass) &&
+	    smtp_auth_req_encode(&r, msg, sizeof(msg), &n) == 0 &&
+	    send(srv->auth_fd, msg, n, MSG_NOSIGNAL | MSG_DONTWAIT) ==
+	    (ssize_t)n)
+		ok = 1;
+	explicit_bzero(&r, sizeof(r));
+	explicit_bzero(msg, sizeof(msg));
+	if (!ok)
+		return 0;
+	c->auth_id = srv->auth_seq;
+	return 1;
+}
+
+static void
+conn_auth_timer_cb(void *arg)
+{
+	struct conn		*c = arg;
+	struct smtp_answer	 a = c->auth_ans;
+
+	smtp_session_resume(&c->s, &a);
+	(void)conn_run(c);
+}
+
+/* An answer from the auth service: "ID OK name", "ID FAIL", "ID TEMP". */
+static void
+server_auth_cb(int fd, int events, void *arg)
+{
+	struct server	*srv = arg;
+	struct conn	*c;
+	char		 msg[128], *sp, *what, *name;
+	unsigned long	 id;
+	ssize_t		 n;
+
+	(void)events;
+	n = recv(fd, msg, sizeof(msg) - 1, MSG_DONTWAIT);
+	if (n == -1 && (errno == EINTR || errno == EAGAIN))
+		return;
+	if (n <= 0) {
+		log_warnx("smtp auth service gone; AUTH fails temporarily");
+		(void)ev_del(srv->loop, fd);
+		(void)close(fd);
+		srv->auth_fd = -1;
+		for (c = srv->conns; c != NULL; c = c->next)
+			if (c->auth_id != 0) {
+				c->auth_id = 0;
+				memset(&c->auth_ans, 0, sizeof(c->auth_ans));
+				c->auth_ans.v = SMTP_V_TEMPFAIL;
+				ev_timer_set(srv->loop, &c->auth_timer, 0,
+				    conn_auth_timer_cb, c);
+			}
+		return;
+	}
+	msg[n] = '\0';
+	if ((sp = strchr(msg, ' ')) == NULL)
+		return;
+	*sp = '\0';
+	what = sp + 1;
+	if ((name = strchr(what, ' ')) != NULL)
+		*name++ = '\0';
+	errno = 0;
+	id = strtoul(msg, NULL, 10);
+	for (c = srv->conns; c != NULL; c = c->next)
+		if (c->auth_id != 0 && c->auth_id == id)
+			break;
+	if (c == NULL)
+		return;		/* the session is gone */
+	c->auth_id = 0;
+	memset(&c->auth_ans, 0, sizeof(c->auth_ans));
+	if (strcmp(what, "OK") == 0 && name != NULL) {
+		c->auth_ans.v = SMTP_V_ACCEPT;
+		(void)strlcpy(c->auth_ans.reply, name,
+		    sizeof(c->auth_ans.reply));
+		conn_auth_timer_cb(c);
+		return;
+	}
+	if (strcmp(what, "FAIL") == 0) {
+		/* The same delay for every failure, known user or not. */
+		c->auth_ans.v = SMTP_V_REJECT;
+		ev_timer_set(srv->loop, &c->auth_timer,
+		    srv->sd->auth_delay * 1000ULL, conn_auth_timer_cb, c);
+		return;
+	}
+	c->auth_ans.v = SMTP_V_TEMPFAIL;
+	conn_auth_timer_cb(c);
+}
+
 /* The session asks: an SPF check, or a milter step. */
 static int
 conn_ask(void *arg, struct smtp_session *s, enum smtp_ask what,
@@ -689,6 +1025,8 @@ conn_ask(void *arg, struct smtp_session *s, enum smtp_ask what,
 	struct conn	*c = arg;
 	struct spf_req	 q;
 
+	if (what == SMTP_ASK_AUTH)
+		return conn_auth_ask(c, data, len);
 	if (what == SMTP_ASK_SPF) {
 		memset(&q, 0, sizeof(q));
 		(void)strlcpy(q.ip, s->client_addr, sizeof(q.ip));
@@ -764,16 +1102,16 @@ conn_new(struct server *srv, int rfd, int wfd, enum listener_kind kind)
 	smtp_session_init(&c->s, srv->sd, &srv->udb, kind,
 	    sslen > 0 ? (struct sockaddr *)&ss : NULL, sslen, &c->out);
 	c->start = c->activity = ev_now_ms();
-	if (srv->spf != NULL || srv->nmconf > 0) {
-		c->hooks.ask = conn_ask;
-		c->hooks.abort = conn_abort;
-		c->hooks.arg = c;
-		c->hooks.milters = srv->nmconf > 0;
-		c->s.hooks = &c->hooks;
-		if (srv->nmconf > 0)
-			c->milter = milter_sess_new(srv->loop, srv->mconf,
-			    srv->nmconf, &c->s, conn_milter_done, c);
-	}
+	/* Always: AUTH asks through the hooks too. */
+	c->hooks.ask = conn_ask;
+	c->hooks.abort = conn_abort;
+	c->hooks.arg = c;
+	c->hooks.milters = srv->nmconf > 0;
+	c->s.hooks = &c->hooks;
+	if (srv->nmconf > 0)
+		c->milter = milter_sess_new(srv->loop, srv->mconf,
+		    srv->nmconf, &c->s, conn_milter_done, c);
+	c->s.tls_available = srv->sd->tls != NULL && kind != LISTEN_SMTPS;
 
 	if (srv->nconns >= lim(l->sessions_max, SMTP_DEF_SESSIONS) ||
 	    server_count_ip(srv, c->s.client_addr) >=
@@ -799,6 +1137,19 @@ conn_new(struct server *srv, int rfd, int wfd, enum listener_kind kind)
 	if (!refuse)
 		log_info("%s smtp connect client=%s", c->s.id,
 		    c->s.client_addr);
+	if (kind == LISTEN_SMTPS && (refuse || srv->sd->tls == NULL)) {
+		/* No plaintext reply on a TLS port. */
+		if (srv->sd->tls == NULL)
+			log_warnx("%s smtp smtps connection but no "
+			    "certificate configured", c->s.id);
+		conn_close(c);
+		return;
+	}
+	if (kind == LISTEN_SMTPS) {
+		/* RFC 8314 §3.3: the greeting comes after the handshake. */
+		(void)conn_tls_start(c);
+		return;
+	}
 	if (refuse) {
 		smtp_session_refuse(&c->s);
 		conn_set_closing(c);
@@ -811,6 +1162,39 @@ conn_new(struct server *srv, int rfd, int wfd, enum listener_kind kind)
 }
 
 static void	server_listen(struct server *, int);
+
+/*
+ * Each session holds a descriptor: raise the soft RLIMIT_NOFILE to fit
+ * max_sessions of them, the commit threads' queue files and a margin.
+ * Only the hard limit (set by whoever starts the master) bounds it;
+ * below it we log how many sessions can be served.
+ */
+static void
+server_raise_nofile(const struct smtpd_limits *l)
+{
+	struct rlimit	 rl;
+	rlim_t		 want;
+
+	want = (rlim_t)lim(l->sessions_max, SMTP_DEF_SESSIONS) +
+	    2 * SMTP_COMMIT_THREADS + 64;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == -1) {
+		log_warn("getrlimit");
+		return;
+	}
+	if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur >= want)
+		return;
+	if (rl.rlim_cur == RLIM_INFINITY)
+		return;
+	if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < want) {
+		log_warnx("max_sessions needs %llu descriptors, the hard "
+		    "limit is %llu", (unsigned long long)want,
+		    (unsigned long long)rl.rlim_max);
+		want = rl.rlim_max;
+	}
+	rl.rlim_cur = want;
+	if (setrlimit(RLIMIT_NOFILE, &rl) == -1)
+		log_warn("setrlimit RLIMIT_NOFILE");
+}
 
 static void
 server_resume_cb(void *arg)
@@ -1028,6 +1412,7 @@ smtp_server_run(struct smtpd_domain *sd, const int *listen_fds,
 	srv.kinds = kinds;
 	srv.nlisten = nlisten;
 	srv.master_fd = master_fd;
+	srv.auth_fd = sd->auth_fd;
 	smtp_userdb_init(&srv.udb);
 	if (signal(SIGPIPE, SIG_IGN) == SIG_ERR)
 		fatal("signal");
@@ -1041,6 +1426,7 @@ smtp_server_run(struct smtpd_domain *sd, const int *listen_fds,
 		fatal("ev_signal");
 	server_filters(&srv);
 	commit_pool_start(&srv);
+	server_raise_nofile(&sd->limits);
 	for (i = 0; i < nlisten; i++) {
 		if (set_nonblock(listen_fds[i]) == -1)
 			fatal("O_NONBLOCK");
@@ -1048,6 +1434,9 @@ smtp_server_run(struct smtpd_domain *sd, const int *listen_fds,
 		    &srv) == -1)
 			fatal("ev_add listener");
 	}
+	if (srv.auth_fd > 0 && ev_add(srv.loop, srv.auth_fd, EV_READ,
+	    server_auth_cb, &srv) == -1)
+		fatal("ev_add auth");
 	if (master_fd != -1) {
 		if (set_nonblock(master_fd) == -1)
 			fatal("O_NONBLOCK");

@@ -115,6 +115,20 @@ enum smtp_reply {
 	RPL_SPF_FAIL,
 	RPL_SPF_TEMPERROR,
 	RPL_HEADER_BIG,
+	RPL_TLS_READY,
+	RPL_TLS_ACTIVE,
+	RPL_TLS_UNAVAILABLE,
+	RPL_AUTH_OK,
+	RPL_AUTH_FAILED,
+	RPL_AUTH_TEMP,
+	RPL_AUTH_ENCRYPT,
+	RPL_AUTH_MECH,
+	RPL_AUTH_CANCEL,
+	RPL_AUTH_DECODE,
+	RPL_AUTH_ALREADY,
+	RPL_AUTH_SEQ,
+	RPL_AUTH_TOO_MANY,
+	RPL_SENDER_LOGIN,
 };
 
 struct smtp_reply_text {
@@ -238,13 +252,55 @@ static const struct smtp_reply_text smtp_replies[] = {
 	    { 451, "4.7.24", "SPF check temporarily failed:" },
 	[RPL_HEADER_BIG] =
 	    { 552, "5.3.4", "Message header too big to filter" },
+	/* RFC 3207 §4 */
+	[RPL_TLS_READY] =
+	    { 220, "2.0.0", "Ready to start TLS" },
+	[RPL_TLS_ACTIVE] =
+	    { 503, "5.5.1", "TLS already active" },
+	[RPL_TLS_UNAVAILABLE] =
+	    { 454, "4.7.0", "TLS not available" },
+	/* RFC 4954 §4, §6 */
+	[RPL_AUTH_OK] =
+	    { 235, "2.7.0", "Authentication successful" },
+	[RPL_AUTH_FAILED] =
+	    { 535, "5.7.8", "Authentication credentials invalid" },
+	[RPL_AUTH_TEMP] =
+	    { 454, "4.7.0", "Temporary authentication failure" },
+	[RPL_AUTH_ENCRYPT] =
+	    { 538, "5.7.11", "Encryption required for requested "
+		"authentication mechanism" },
+	[RPL_AUTH_MECH] =
+	    { 504, "5.5.4", "Unrecognized authentication type" },
+	[RPL_AUTH_CANCEL] =
+	    { 501, "5.0.0", "Authentication cancelled" },
+	[RPL_AUTH_DECODE] =
+	    { 501, "5.5.2", "Cannot decode response" },
+	[RPL_AUTH_ALREADY] =
+	    { 503, "5.5.1", "Already authenticated" },
+	[RPL_AUTH_SEQ] =
+	    { 503, "5.5.1", "AUTH not allowed now" },
+	[RPL_AUTH_TOO_MANY] =
+	    { 421, "4.7.0", "Too many authentication failures" },
+	[RPL_SENDER_LOGIN] =
+	    { 553, "5.7.1", "Sender address not owned by the authenticated "
+		"user" },
 };
+
+/* The SASL exchange under way (s->auth_step). */
+#define SMTP_AUTH_NONE		0
+#define SMTP_AUTH_PLAIN		1	/* 334 sent, waiting for PLAIN */
+#define SMTP_AUTH_LOGIN_USER	2	/* 334 "Username:" sent */
+#define SMTP_AUTH_LOGIN_PASS	3	/* 334 "Password:" sent */
 
 struct smtp_cmd {
 	const char	*name;
 	void		(*fn)(struct smtp_session *, char *);
 };
 
+static void	cmd_auth(struct smtp_session *, char *);
+static int	auth_offered(const struct smtp_session *);
+static void	auth_clear(struct smtp_session *);
+static void	auth_response(struct smtp_session *, char *, size_t);
 static void	cmd_data(struct smtp_session *, char *);
 static void	cmd_ehlo(struct smtp_session *, char *);
 static void	cmd_expn(struct smtp_session *, char *);
@@ -255,11 +311,12 @@ static void	cmd_noop(struct smtp_session *, char *);
 static void	cmd_quit(struct smtp_session *, char *);
 static void	cmd_rcpt(struct smtp_session *, char *);
 static void	cmd_rset(struct smtp_session *, char *);
+static void	cmd_starttls(struct smtp_session *, char *);
 static void	cmd_vrfy(struct smtp_session *, char *);
 
 /* Sorted by name for bsearch. */
 static const struct smtp_cmd smtp_cmds[] = {
-	{ "AUTH",	cmd_expn },	/* hook: comes with the TLS issue */
+	{ "AUTH",	cmd_auth },
 	{ "DATA",	cmd_data },
 	{ "EHLO",	cmd_ehlo },
 	{ "EXPN",	cmd_expn },
@@ -270,7 +327,7 @@ static const struct smtp_cmd smtp_cmds[] = {
 	{ "QUIT",	cmd_quit },
 	{ "RCPT",	cmd_rcpt },
 	{ "RSET",	cmd_rset },
-	{ "STARTTLS",	cmd_expn },	/* hook: comes with the TLS issue */
+	{ "STARTTLS",	cmd_starttls },
 	{ "TURN",	cmd_expn },
 	{ "VRFY",	cmd_vrfy },
 };
@@ -599,6 +656,7 @@ static void	spf_done(struct smtp_session *);
 static void	mail_done(struct smtp_session *);
 static void	rcpt_done(struct smtp_session *);
 static void	data_cmd_done(struct smtp_session *);
+static void	auth_done(struct smtp_session *);
 
 void
 smtp_session_resume(struct smtp_session *s, const struct smtp_answer *a)
@@ -628,6 +686,9 @@ smtp_session_resume(struct smtp_session *s, const struct smtp_answer *a)
 		break;
 	case SMTP_PEND_DATA:
 		data_cmd_done(s);
+		break;
+	case SMTP_PEND_AUTH:
+		auth_done(s);
 		break;
 	case SMTP_PEND_STEP:
 	case SMTP_PEND_NONE:
@@ -739,6 +800,7 @@ smtp_session_free(struct smtp_session *s)
 	buf_free(&s->mods.body);
 	free(s->auth_user);
 	s->auth_user = NULL;
+	auth_clear(s);
 }
 
 /* ------------------------------------------------------------------ */
@@ -954,9 +1016,11 @@ helo_done(struct smtp_session *s)
 	    (unsigned long long)limit_size(s));
 	r |= buf_puts(s->out, "250-8BITMIME\r\n");
 	r |= buf_puts(s->out, "250-ENHANCEDSTATUSCODES\r\n");
-	/* Hooks for the TLS issue: STARTTLS, then AUTH only under TLS. */
+	/* RFC 3207; RFC 4954: AUTH only under TLS unless allowed. */
 	if (s->tls_available && !s->tls)
 		r |= buf_puts(s->out, "250-STARTTLS\r\n");
+	if (!s->authenticated && auth_offered(s))
+		r |= buf_puts(s->out, "250-AUTH PLAIN LOGIN\r\n");
 	r |= buf_puts(s->out, "250 SMTPUTF8\r\n");
 	if (r != 0)
 		s->state = SMTP_STATE_QUIT;
@@ -982,6 +1046,357 @@ cmd_ehlo(struct smtp_session *s, char *arg)
 	if (ask(s, SMTP_ASK_HELO, SMTP_PEND_HELO, NULL, 0))
 		return;
 	helo_done(s);
+}
+
+/* ------------------------------------------------------------------ */
+/* STARTTLS (RFC 3207) and AUTH (RFC 4954). */
+
+static void
+cmd_starttls(struct smtp_session *s, char *arg)
+{
+	if (arg != NULL) {
+		reply(s, RPL_SYNTAX_NOARG, NULL);
+		return;
+	}
+	if (s->tls) {
+		reply(s, RPL_TLS_ACTIVE, NULL);
+		return;
+	}
+	if (!s->tls_available) {
+		reply(s, RPL_TLS_UNAVAILABLE, NULL);
+		return;
+	}
+	if (smtp_session_busy(s)) {
+		reply(s, RPL_SEQ_NESTED, NULL);
+		return;
+	}
+	reply(s, RPL_TLS_READY, NULL);
+	s->tls_start = 1;
+}
+
+void
+smtp_session_tls(struct smtp_session *s, const char *version,
+    const char *cipher, int bits)
+{
+	/* RFC 3207 §4.2: discard any knowledge obtained from the client. */
+	transaction_reset(s);
+	auth_clear(s);
+	s->tls = 1;
+	s->tls_start = 0;
+	s->tls_available = 0;
+	s->esmtp = 0;
+	s->helo[0] = '\0';
+	line_reader_init(&s->lr, limit_line(s) - 2);
+	if (s->state != SMTP_STATE_GREETING && s->state != SMTP_STATE_QUIT)
+		s->state = SMTP_STATE_INIT;
+	(void)snprintf(s->tls_info, sizeof(s->tls_info),
+	    "using %.16s with cipher %.64s (%d/%d bits)", version, cipher,
+	    bits, bits);
+	text_clean(s->tls_info);
+}
+
+/* Whether AUTH may be offered and used now. */
+static int
+auth_offered(const struct smtp_session *s)
+{
+	return s->tls || s->sd->allow_plaintext_auth;
+}
+
+static void
+auth_clear(struct smtp_session *s)
+{
+	if (s->auth_login != NULL) {
+		explicit_bzero(s->auth_login, strlen(s->auth_login));
+		free(s->auth_login);
+		s->auth_login = NULL;
+	}
+	s->auth_step = SMTP_AUTH_NONE;
+}
+
+static int
+b64_value(unsigned char c)
+{
+	if (c >= 'A' && c <= 'Z')
+		return c - 'A';
+	if (c >= 'a' && c <= 'z')
+		return c - 'a' + 26;
+	if (c >= '0' && c <= '9')
+		return c - '0' + 52;
+	if (c == '+')
+		return 62;
+	if (c == '/')
+		return 63;
+	return -1;
+}
+
+/* Strict base64 (RFC 4648 §4, padding required); length or -1. */
+static ssize_t
+b64_decode(const char *src, size_t len, unsigned char *dst, size_t size)
+{
+	size_t	 i, n = 0;
+	int	 v[4], k, pad;
+
+	if (len % 4 != 0)
+		return -1;
+	for (i = 0; i < len; i += 4) {
+		pad = 0;
+		for (k = 0; k < 4; k++) {
+			if (src[i + k] == '=' && i + 4 == len && k >= 2) {
+				v[k] = 0;
+				pad++;
+				continue;
+			}
+			if (pad > 0 ||
+			    (v[k] = b64_value((unsigned char)src[i + k])) < 0)
+				return -1;
+		}
+		if (n + 3 - (size_t)pad > size)
+			return -1;
+		dst[n++] = (unsigned char)(v[0] << 2 | v[1] >> 4);
+		if (pad < 2)
+			dst[n++] = (unsigned char)((v[1] & 15) << 4 | v[2] >> 2);
+		if (pad < 1)
+			dst[n++] = (unsigned char)((v[2] & 3) << 6 | v[3]);
+	}
+	return (ssize_t)n;
+}
+
+static void
+b64_put(struct smtp_session *s, const char *prefix, const char *text)
+{
+	static const char tab[] =
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	const unsigned char *p = (const unsigned char *)text;
+	size_t	 n = strlen(text), i;
+	char	 out[64];
+	size_t	 o = 0;
+
+	for (i = 0; i < n && o + 4 < sizeof(out); i += 3) {
+		unsigned int v = (unsigned int)p[i] << 16;
+
+		if (i + 1 < n)
+			v |= (unsigned int)p[i + 1] << 8;
+		if (i + 2 < n)
+			v |= p[i + 2];
+		out[o++] = tab[v >> 18 & 63];
+		out[o++] = tab[v >> 12 & 63];
+		out[o++] = i + 1 < n ? tab[v >> 6 & 63] : '=';
+		out[o++] = i + 2 < n ? tab[v & 63] : '=';
+	}
+	out[o] = '\0';
+	if (buf_printf(s->out, "%s%s\r\n", prefix, out) == -1)
+		s->state = SMTP_STATE_QUIT;
+}
+
+/* Send user and password (user NUL password) out for checking. */
+static void
+auth_check(struct smtp_session *s, const char *user, const char *pass)
+{
+	char	*data;
+	size_t	 ul = strlen(user), pl = strlen(pass);
+
+	auth_clear(s);
+	if (ul == 0 || ul > 256 || pl > 512 || s->hooks == NULL) {
+		s->ans.v = ul == 0 || ul > 256 || pl > 512 ? SMTP_V_REJECT :
+		    SMTP_V_TEMPFAIL;
+		s->ans.reply[0] = '\0';
+		auth_done(s);
+		return;
+	}
+	data = xmalloc(ul + pl + 2);
+	memcpy(data, user, ul + 1);
+	memcpy(data + ul + 1, pass, pl + 1);
+	if (!ask(s, SMTP_ASK_AUTH, SMTP_PEND_AUTH, data, ul + pl + 1)) {
+		/* Nobody to ask: a temporary failure. */
+		s->ans.v = SMTP_V_TEMPFAIL;
+		auth_done(s);
+	}
+	explicit_bzero(data, ul + pl + 2);
+	free(data);
+}
+
+/* RFC 4616: [authzid] NUL authcid NUL passwd; authzid empty or the same. */
+static void
+auth_plain(struct smtp_session *s, const char *b64, size_t len)
+{
+	unsigned char	 buf[1024];
+	const char	*authz, *user, *pass;
+	ssize_t		 n;
+	size_t		 l1, l2;
+
+	n = b64_decode(b64, len, buf, sizeof(buf) - 1);
+	if (n < 0) {
+		auth_clear(s);
+		reply(s, RPL_AUTH_DECODE, NULL);
+		return;
+	}
+	buf[n] = '\0';
+	authz = (const char *)buf;
+	l1 = strlen(authz);
+	if ((size_t)n < l1 + 2) {
+		explicit_bzero(buf, sizeof(buf));
+		auth_clear(s);
+		reply(s, RPL_AUTH_DECODE, NULL);
+		return;
+	}
+	user = authz + l1 + 1;
+	l2 = strlen(user);
+	if ((size_t)n < l1 + l2 + 2 || l1 + l2 + 2 + strlen(user + l2 + 1) !=
+	    (size_t)n || (l1 > 0 && strcmp(authz, user) != 0)) {
+		explicit_bzero(buf, sizeof(buf));
+		s->ans.v = SMTP_V_REJECT;
+		auth_clear(s);
+		auth_done(s);
+		return;
+	}
+	pass = user + l2 + 1;
+	auth_check(s, user, pass);
+	explicit_bzero(buf, sizeof(buf));
+}
+
+/* A line of the SASL exchange (RFC 4954 §4). */
+static void
+auth_response(struct smtp_session *s, char *line, size_t len)
+{
+	unsigned char	 buf[600];
+	ssize_t		 n;
+
+	if (len == 1 && line[0] == '*') {
+		auth_clear(s);
+		reply(s, RPL_AUTH_CANCEL, NULL);
+		return;
+	}
+	switch (s->auth_step) {
+	case SMTP_AUTH_PLAIN:
+		auth_plain(s, line, len);
+		return;
+	case SMTP_AUTH_LOGIN_USER:
+		n = b64_decode(line, len, buf, sizeof(buf) - 1);
+		if (n <= 0 || memchr(buf, '\0', (size_t)n) != NULL) {
+			auth_clear(s);
+			reply(s, RPL_AUTH_DECODE, NULL);
+			return;
+		}
+		buf[n] = '\0';
+		s->auth_login = xstrdup((char *)buf);
+		s->auth_step = SMTP_AUTH_LOGIN_PASS;
+		b64_put(s, "334 ", "Password:");
+		return;
+	case SMTP_AUTH_LOGIN_PASS:
+		n = b64_decode(line, len, buf, sizeof(buf) - 1);
+		if (n < 0 || memchr(buf, '\0', (size_t)n) != NULL) {
+			explicit_bzero(buf, sizeof(buf));
+			auth_clear(s);
+			reply(s, RPL_AUTH_DECODE, NULL);
+			return;
+		}
+		buf[n] = '\0';
+		{
+			char	*user = s->auth_login;
+
+			s->auth_login = NULL;
+			auth_check(s, user, (char *)buf);
+			explicit_bzero(user, strlen(user));
+			free(user);
+		}
+		explicit_bzero(buf, sizeof(buf));
+		return;
+	}
+	auth_clear(s);
+}
+
+static void
+cmd_auth(struct smtp_session *s, char *arg)
+{
+	char	*mech, *ir = NULL;
+
+	if (s->state == SMTP_STATE_INIT || !s->esmtp) {
+		reply(s, RPL_SEQ_HELO, NULL);
+		return;
+	}
+	if (s->authenticated) {
+		reply(s, RPL_AUTH_ALREADY, NULL);
+		return;
+	}
+	if (smtp_session_busy(s)) {
+		reply(s, RPL_AUTH_SEQ, NULL);
+		return;
+	}
+	if (arg == NULL) {
+		reply(s, RPL_AUTH_MECH, NULL);
+		return;
+	}
+	mech = arg;
+	if ((ir = strchr(arg, ' ')) != NULL) {
+		*ir++ = '\0';
+		while (*ir == ' ')
+			ir++;
+	}
+	if (strcasecmp(mech, "PLAIN") != 0 && strcasecmp(mech, "LOGIN") != 0) {
+		reply(s, RPL_AUTH_MECH, NULL);
+		return;
+	}
+	if (!auth_offered(s)) {
+		reply(s, RPL_AUTH_ENCRYPT, NULL);
+		return;
+	}
+	if (strcasecmp(mech, "PLAIN") == 0) {
+		if (ir == NULL || *ir == '\0') {
+			s->auth_step = SMTP_AUTH_PLAIN;
+			if (buf_puts(s->out, "334 \r\n") == -1)
+				s->state = SMTP_STATE_QUIT;
+			return;
+		}
+		/* RFC 4954 §4: "=" is an empty initial response. */
+		s->auth_step = SMTP_AUTH_PLAIN;
+		auth_plain(s, ir, strcmp(ir, "=") == 0 ? 0 : strlen(ir));
+		explicit_bzero(ir, strlen(ir));
+		return;
+	}
+	if (ir != NULL && *ir != '\0') {
+		/* RFC 4954 §4: LOGIN with the user name as initial response. */
+		s->auth_step = SMTP_AUTH_LOGIN_USER;
+		auth_response(s, ir, strlen(ir));
+		return;
+	}
+	s->auth_step = SMTP_AUTH_LOGIN_USER;
+	b64_put(s, "334 ", "Username:");
+}
+
+static void
+auth_done(struct smtp_session *s)
+{
+	switch (s->ans.v) {
+	case SMTP_V_ACCEPT:
+		if (s->ans.reply[0] == '\0' || s->authenticated) {
+			reply(s, RPL_AUTH_TEMP, NULL);
+			return;
+		}
+		free(s->auth_user);
+		s->auth_user = xstrdup(s->ans.reply);
+		text_clean(s->auth_user);
+		s->authenticated = 1;
+		log_info("%s smtp auth user=%s client=%s", s->id,
+		    s->auth_user, s->client_addr);
+		reply(s, RPL_AUTH_OK, NULL);
+		return;
+	case SMTP_V_TEMPFAIL:
+		reply(s, RPL_AUTH_TEMP, NULL);
+		return;
+	default:
+		s->auth_failures++;
+		log_info("%s smtp auth failed client=%s failures=%u", s->id,
+		    s->client_addr, s->auth_failures);
+		if (s->auth_failures >= (s->sd->auth_failures_max != 0 ?
+		    s->sd->auth_failures_max : 3)) {
+			reply(s, RPL_AUTH_TOO_MANY, NULL);
+			transaction_reset(s);
+			s->state = SMTP_STATE_QUIT;
+			return;
+		}
+		reply(s, RPL_AUTH_FAILED, NULL);
+		return;
+	}
 }
 
 /* Decimal SIZE= value; -1 when malformed. */
@@ -1080,8 +1495,17 @@ cmd_mail(struct smtp_session *s, char *arg)
 		reply(s, RPL_SIZE_TOO_BIG, NULL);
 		return;
 	}
-	if (s->kind == LISTEN_SUBMISSION && !s->authenticated) {
+	if ((s->kind == LISTEN_SUBMISSION || s->kind == LISTEN_SMTPS) &&
+	    !s->authenticated) {
 		reply(s, RPL_AUTH_REQUIRED, NULL);
+		return;
+	}
+	/* An authenticated user sends as an address of its own domain. */
+	if (s->authenticated && s->sd->sender_login_match &&
+	    !addr_is_null(&a) && !smtpd_domain_is_local(s->sd, a.domain)) {
+		log_info("%s smtp refused reason=sender_login_mismatch "
+		    "user=%s client=%s", s->id, s->auth_user, s->client_addr);
+		reply(s, RPL_SENDER_LOGIN, NULL);
 		return;
 	}
 	if (addr_format(&a, sender, sizeof(sender)) == -1) {
@@ -1336,6 +1760,12 @@ received_write(struct smtp_session *s)
 	if (s->client_addr[0] != '\0')
 		r |= buf_printf(&b, " (%s [%s])", s->client_name,
 		    s->client_addr);
+	/* RFC 3848 names; Postfix-style comments for TLS and the user. */
+	if (s->tls && s->tls_info[0] != '\0')
+		r |= buf_printf(&b, "\n\t(%s)", s->tls_info);
+	if (s->authenticated && s->sd->received_auth && s->auth_user != NULL)
+		r |= buf_printf(&b, "\n\t(Authenticated sender: %s)",
+		    s->auth_user);
 	r |= buf_printf(&b, "\n\tby %s (virtmail) with %s id %s",
 	    session_hostname(s), received_protocol(s), s->w.id);
 	if (s->nrcpts == 1)
@@ -2185,6 +2615,9 @@ smtp_session_input(struct smtp_session *s, struct buf *in)
 			return SMTP_ACT_COMMIT;
 		if (s->state == SMTP_STATE_GREETING)
 			return SMTP_ACT_CONTINUE;
+		/* Nothing after STARTTLS is read in the clear (RFC 3207 §6). */
+		if (s->tls_start)
+			return SMTP_ACT_STARTTLS;
 		if (s->errors > limit_errors(s)) {
 			log_info("%s smtp too many errors client=%s", s->id,
 			    s->client_addr);
@@ -2220,8 +2653,23 @@ smtp_session_input(struct smtp_session *s, struct buf *in)
 		copy = xmalloc(line.len + 1);
 		memcpy(copy, line.data, line.len);
 		copy[line.len] = '\0';
-		buf_consume(in, line.consumed);
-		session_command(s, copy, line.len);
+		if (s->auth_step != SMTP_AUTH_NONE) {
+			/* A SASL response: it may hold a password. */
+			explicit_bzero(in->data, line.consumed);
+			buf_consume(in, line.consumed);
+			auth_response(s, copy, line.len);
+			explicit_bzero(copy, line.len);
+		} else if (line.len >= 4 &&
+		    strncasecmp(line.data, "AUTH", 4) == 0) {
+			/* An initial response may hold a password. */
+			explicit_bzero(in->data, line.consumed);
+			buf_consume(in, line.consumed);
+			session_command(s, copy, line.len);
+			explicit_bzero(copy, line.len);
+		} else {
+			buf_consume(in, line.consumed);
+			session_command(s, copy, line.len);
+		}
 		free(copy);
 	}
 }

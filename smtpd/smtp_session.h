@@ -60,6 +60,7 @@ enum smtp_pend {
 	SMTP_PEND_RCPT,
 	SMTP_PEND_DATA,
 	SMTP_PEND_STEP,		/* a step inside DATA */
+	SMTP_PEND_AUTH,		/* AUTH credentials out for checking */
 };
 
 /* What the I/O layer does after smtp_session_input(). */
@@ -68,6 +69,10 @@ enum smtp_action {
 	SMTP_ACT_CLOSE,		/* write the output, then close */
 	SMTP_ACT_COMMIT,	/* smtp_session_commit(), then input again */
 	SMTP_ACT_WAIT,		/* a question is out: smtp_session_resume() */
+	/* Write the output (the 220 to STARTTLS), throw away every byte
+	 * of input left (RFC 3207 §6), start the TLS handshake, then
+	 * smtp_session_tls(). */
+	SMTP_ACT_STARTTLS,
 };
 
 /*
@@ -89,6 +94,9 @@ enum smtp_ask {
 	SMTP_ASK_EOH,
 	SMTP_ASK_BODY,		/* data, len: body bytes, LF line ends */
 	SMTP_ASK_EOM,		/* modifications go to s->mods */
+	/* data: "user\0password" (len bytes); answer ACCEPT with the
+	 * canonical user name in reply, REJECT or TEMPFAIL.  Wipe data. */
+	SMTP_ASK_AUTH,
 };
 
 enum smtp_verdict {
@@ -210,6 +218,11 @@ struct smtp_session {
 	int			 tls_available;	/* hook: advertise STARTTLS */
 	int			 authenticated;	/* hook: AUTH done */
 	char			*auth_user;
+	int			 tls_start;	/* 220 to STARTTLS sent */
+	char			 tls_info[128];	/* for Received: */
+	int			 auth_step;	/* SASL exchange: SMTP_AUTH_* */
+	unsigned int		 auth_failures;
+	char			*auth_login;	/* LOGIN: the user name */
 	char			 helo[SMTP_HELO_MAX + 1];
 	unsigned int		 errors;
 	unsigned int		 nmessages;
@@ -309,6 +322,15 @@ void	smtp_mods_add(struct smtp_mods *m, enum smtp_mod_type type,
 void	smtp_mods_free(struct smtp_mods *m);
 /* Free everything the session owns (not out, not udb). */
 void	smtp_session_free(struct smtp_session *s);
+
+/*
+ * The TLS handshake is done (after SMTP_ACT_STARTTLS, or before the
+ * greeting on an implicit-TLS port): forget everything the client said
+ * before it (RFC 3207 §4.2: EHLO again) and note version and cipher
+ * for Received:.
+ */
+void	smtp_session_tls(struct smtp_session *s, const char *version,
+	    const char *cipher, int bits);
 
 /* Set up a user database with default paths. */
 void	smtp_userdb_init(struct smtp_userdb *u);

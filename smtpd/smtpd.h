@@ -68,6 +68,22 @@ struct smtpd_limits {
 	unsigned int	 received_max;		/* Received: lines, else loop */
 };
 
+/* tls_policy DOMAIN none|may|encrypt|verify (client side). */
+enum tls_policy_level {
+	TLS_POLICY_NONE,
+	TLS_POLICY_MAY,
+	TLS_POLICY_ENCRYPT,
+	TLS_POLICY_VERIFY,
+};
+
+struct tls_policy {
+	char			*domain;	/* lower case; "*" for any */
+	enum tls_policy_level	 level;
+};
+
+struct tls_pair;
+struct tls_server;
+
 /* One domain, as loaded by the master from virtual.conf and the
  * domain's own etc/virtmail.conf. */
 struct smtpd_domain {
@@ -86,6 +102,19 @@ struct smtpd_domain {
 	int			 spf_mode;	/* 0 off, 1 tag, 2 reject */
 	char			**milters;	/* raw lines, NULL-ended */
 	struct smtpd_limits	 limits;
+	/* TLS and AUTH (smtp_auth.c, common/tls.c). */
+	struct tls_pair		*tls_pairs;	/* tls_cert/tls_key first */
+	size_t			 ntls_pairs;
+	struct tls_server	*tls;		/* loaded by the master */
+	int			 allow_plaintext_auth;
+	int			 sender_login_match;
+	int			 received_auth;	/* name the user in Received: */
+	unsigned int		 auth_delay;	/* s after a failed AUTH */
+	unsigned int		 auth_failures_max; /* per session */
+	int			 auth_fd;	/* worker: the auth service */
+	struct tls_policy	*tls_policies;
+	size_t			 ntls_policies;
+	char			*tls_ca_file;	/* inside the root */
 };
 
 /* Global settings from virtmail.conf. */
@@ -124,9 +153,45 @@ struct pop3_conf {
 	unsigned int		 auth_delay;	/* s after a failed login */
 	unsigned int		 auth_failures_max;
 	int			 verbose;
+	int			 port_tls;	/* pop3s_port; 0 off */
 };
 int	smtpd_conf_load_pop3(struct pop3_conf *p, const char *path,
 	    struct diag *d);
+
+/* conf.c, for the TLS issue: the policy for a destination domain. */
+enum tls_policy_level smtpd_tls_policy(const struct smtpd_domain *sd,
+	    const char *domain);
+
+/*
+ * smtp_auth.c — the domain's SMTP AUTH service: a root process
+ * chrooted into the domain's root that only answers "check user U
+ * password P" from the worker, over a SOCK_SEQPACKET socketpair.
+ * Request: "AUTH1" NUL id NUL client-ip NUL user NUL password NUL, one
+ * datagram of at most SMTP_AUTH_MSG_MAX bytes, every field bounded.
+ * Answer: "id OK name", "id FAIL" or "id TEMP".  See docs/SECURITY.md.
+ */
+#define SMTP_AUTH_MSG_MAX	1024
+#define SMTP_AUTH_USER_MAX	256
+#define SMTP_AUTH_PASS_MAX	512
+#define SMTP_AUTH_IP_FAILS	10	/* failures per client IP ... */
+#define SMTP_AUTH_IP_WINDOW	600	/* ... in this many seconds */
+
+struct smtp_auth_req {
+	uint32_t	 id;
+	char		 ip[64];
+	char		 user[SMTP_AUTH_USER_MAX + 1];
+	char		 pass[SMTP_AUTH_PASS_MAX + 1];
+};
+
+int	smtp_auth_req_encode(const struct smtp_auth_req *r, char *dst,
+	    size_t size, size_t *len_r);
+/* Decode exactly; 0, or -1 when malformed. */
+int	smtp_auth_req_decode(const char *src, size_t len,
+	    struct smtp_auth_req *r);
+/* In the worker's child, still root: fork the service; the worker's
+ * end of the socketpair, or -1. */
+int	smtp_auth_start(const struct smtpd_domain *sd, const int *close_fds,
+	    size_t nclose);
 
 /* smtp_server.c — runs in the worker, already chrooted and unprivileged. */
 /*
