@@ -12,7 +12,9 @@ dnsmasq-base
 fetchmail
 iproute2
 libcrypt-dev
+libio-socket-ssl-perl
 libmilter-dev
+libnet-ssleay-perl
 libspf2-dev
 libssl-dev
 mpop
