@@ -133,6 +133,7 @@ SMTPD_UNIT_TESTS = \
 	mta \
 	pickup \
 	sendmail \
+	smtp_auth \
 	smtp_session
 
 COMMON_OBJS	= $(COMMON_SRCS:%.c=$(BUILD)/%.o)
