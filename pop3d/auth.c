@@ -15,6 +15,14 @@
  *	to exit, then becomes the user (priv_drop: setgroups, setresgid,
  *	setresuid, checked) before the mailbox is opened.
  *
+ *	TLS: when the domain has a certificate, the contexts (keys in
+ *	memory, from the master) go to the login process, which does
+ *	every handshake; this process frees its own copy right after
+ *	that fork (OpenSSL wipes private key material when freeing), so
+ *	the user's session, forked from here or become from here, holds
+ *	no key.  Over TLS the session talks to the login process through
+ *	a socketpair, never to the client's socket (login.c).
+ *
  *	For an mbox only, a root parent stays behind the user's session:
  *	it holds the dotlock in the root-owned spool (the user cannot
  *	create or remove files there), refreshes it, and at the end
@@ -55,6 +63,7 @@
 #include "pop3d.h"
 #include "privdrop.h"
 #include "shadow.h"
+#include "tls.h"
 
 #define AUTH_LOCK_WAIT_MS	1000	/* a delivery holds it briefly */
 #define AUTH_LOCK_TOUCH		60	/* s; delivery calls 300 s stale */
@@ -137,7 +146,7 @@ auth_dotlock(const char *user)
  */
 static void
 auth_mbox_session(const char *id, const struct priv_user *u,
-    struct pop3_session_args *sa)
+    struct pop3_session_args *sa, pid_t proxy)
 {
 	char		 mbox[PATH_MAX], lock[PATH_MAX], tmp[PATH_MAX];
 	struct stat	 a, b;
@@ -206,12 +215,16 @@ auth_mbox_session(const char *id, const struct priv_user *u,
 		(void)unlink(tmp);
 	(void)close(tmpfd);
 	(void)unlink(lock);
+	/* The TLS proxy ends once the session's socket has closed. */
+	if (proxy > 0)
+		while (waitpid(proxy, &status, 0) == -1 && errno == EINTR)
+			;
 	_exit(0);
 }
 
 void
-auth_session_main(const struct smtpd_domain *sd, const struct pop3_conf *pc,
-    int fd, const struct sockaddr_storage *peer)
+auth_session_main(struct smtpd_domain *sd, const struct pop3_conf *pc,
+    int fd, const struct sockaddr_storage *peer, int tls_implicit)
 {
 	struct pop3_login_args	 la;
 	struct pop3_session_args sa;
@@ -225,8 +238,8 @@ auth_session_main(const struct smtpd_domain *sd, const struct pop3_conf *pc,
 	char			 id[16], pa[64], lo[64], path[PATH_MAX], ans;
 	unsigned int		 rnd = 0;
 	ssize_t			 n;
-	pid_t			 lpid;
-	int			 sp[2], status, r;
+	pid_t			 lpid, proxy = -1;
+	int			 sp[2], pp[2] = { -1, -1 }, status, r;
 
 	log_set_domain(sd->name);
 	log_set_procname(POP3D_NAME "[session]");
@@ -244,6 +257,8 @@ auth_session_main(const struct smtpd_domain *sd, const struct pop3_conf *pc,
 	if (req == NULL || msg == NULL ||
 	    priv_lookup_user(sd->vd->dir, sd->run_as, &runas, &err) == -1 ||
 	    socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) == -1 ||
+	    (sd->tls != NULL && socketpair(AF_UNIX, SOCK_STREAM |
+	    SOCK_CLOEXEC, 0, pp) == -1) ||
 	    priv_enter_root(sd->vd->dir, NULL, &err) == -1) {
 		log_warnx("%s pop3 cannot start the session", id);
 		auth_refuse(fd, "-ERR [SYS/TEMP] service not available\r\n");
@@ -258,12 +273,18 @@ auth_session_main(const struct smtpd_domain *sd, const struct pop3_conf *pc,
 	la.timeout = pc->timeout;
 	la.auth_delay = pc->auth_delay;
 	la.failures_max = pc->auth_failures_max;
+	la.tls = sd->tls;
+	la.tls_implicit = tls_implicit;
+	la.allow_plaintext_auth = sd->allow_plaintext_auth;
+	la.proxy_fd = pp[1];
 	if ((lpid = fork()) == -1) {
 		auth_refuse(fd, "-ERR [SYS/TEMP] service busy\r\n");
 		_exit(1);
 	}
 	if (lpid == 0) {
 		(void)close(sp[0]);
+		if (pp[0] != -1)
+			(void)close(pp[0]);
 		if (priv_drop(&runas, &err) == -1)
 			fatalx("%s pop3 login: %s", id, err);
 		(void)prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -271,6 +292,11 @@ auth_session_main(const struct smtpd_domain *sd, const struct pop3_conf *pc,
 		_exit(login_run(&la));
 	}
 	(void)close(sp[1]);
+	if (pp[1] != -1)
+		(void)close(pp[1]);
+	/* Only the login process does TLS: no key stays here. */
+	tls_server_free(sd->tls);
+	sd->tls = NULL;
 
 	for (;;) {
 		do {
@@ -311,11 +337,27 @@ auth_session_main(const struct smtpd_domain *sd, const struct pop3_conf *pc,
 		if (ans == POP3_AUTH_OK)
 			break;
 	}
-	/* The login process exits without another byte to the client. */
-	while (waitpid(lpid, &status, 0) == -1 && errno == EINTR)
-		;
+	/*
+	 * In the clear the login process exits without another byte to
+	 * the client.  Over TLS it says POP3_AUTH_PROXY and stays; the
+	 * session then reads and writes the socketpair, not the client.
+	 */
+	do {
+		n = recv(sp[0], &ans, 1, 0);
+	} while (n == -1 && errno == EINTR);
+	if (n == 1 && ans == POP3_AUTH_PROXY && pp[0] != -1) {
+		proxy = lpid;
+		(void)close(fd);
+		fd = pp[0];
+	} else {
+		while (waitpid(lpid, &status, 0) == -1 && errno == EINTR)
+			;
+		if (pp[0] != -1)
+			(void)close(pp[0]);
+	}
 	(void)close(sp[0]);
-	log_info("%s pop3 auth ok user=%s", id, u.name);
+	log_info("%s pop3 auth ok user=%s%s", id, u.name,
+	    proxy != -1 ? " tls=yes" : "");
 
 	memset(&sa, 0, sizeof(sa));
 	sa.id = id;
@@ -327,7 +369,7 @@ auth_session_main(const struct smtpd_domain *sd, const struct pop3_conf *pc,
 	sa.uid = u.uid;
 	sa.mbox_tmpfd = -1;
 	if (sd->mailbox_mbox)
-		auth_mbox_session(id, &u, &sa);
+		auth_mbox_session(id, &u, &sa, proxy);
 	r = snprintf(path, sizeof(path), "%s/Maildir", u.home);
 	if (r < 0 || (size_t)r >= sizeof(path)) {
 		auth_refuse(fd, "-ERR [SYS/PERM] home directory too long\r\n");
@@ -336,5 +378,11 @@ auth_session_main(const struct smtpd_domain *sd, const struct pop3_conf *pc,
 	sa.mailbox = path;
 	if (priv_drop(&u, &err) == -1)
 		fatalx("%s pop3 %s", id, err);
-	_exit(session_run(&sa));
+	r = session_run(&sa);
+	/* Let the TLS proxy flush the last reply (it is our child). */
+	(void)close(fd);
+	if (proxy != -1)
+		while (waitpid(proxy, &status, 0) == -1 && errno == EINTR)
+			;
+	_exit(r);
 }

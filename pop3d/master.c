@@ -1,8 +1,9 @@
 /*
  * master.c — virtmail-pop3d's root master: loads the configuration,
- * binds pop3_port on each domain's addresses (or the wildcard, then
- * getsockname() per connection), accepts, enforces the session limits
- * and forks one session per connection (auth.c).  Also -t and -i.
+ * binds pop3_port, and pop3s_port (implicit TLS, RFC 8314) for domains
+ * with a certificate, on each domain's addresses (or the wildcard,
+ * then getsockname() per connection), accepts, enforces the session
+ * limits and forks one session per connection (auth.c).  Also -t, -i.
  *
  * SECURITY
  *	Runs as root, outside any chroot, and never reads a byte from the
@@ -10,6 +11,9 @@
  *	counts sessions per client address, and forks.  The session child
  *	closes every listener and chroots before anything else (auth.c).
  *	A domain whose configuration is broken is logged and skipped.
+ *	Each domain's certificates and keys are loaded here, as root, from
+ *	the same tls_cert/tls_key/tls_pair keys virtmail-smtpd reads
+ *	(common/tls.c); a bad certificate keeps the domain from starting.
  *
  * DIAGNOSTICS
  *	"starting: N domains", "no service for this address local=A",
@@ -37,6 +41,7 @@
 #include "log.h"
 #include "pop3d.h"
 #include "privdrop.h"
+#include "tls.h"
 #include "xmalloc.h"
 
 #define PM_ACCEPT_BURST		64
@@ -51,6 +56,7 @@ struct pdomain;
 
 struct plisten {
 	int			 fd;
+	int			 tls;		/* pop3s_port */
 	struct pdomain		*md;		/* NULL: wildcard */
 	struct sockaddr_storage	 ss;
 	socklen_t		 sslen;
@@ -75,7 +81,7 @@ static struct {
 	struct pop3_conf	 pc;
 	struct ev_loop		*loop;
 	struct pdomain		*domains;
-	struct plisten		 any[2];
+	struct plisten		 any[4];
 	size_t			 nany;
 	struct domain_table	 lookup;
 	struct pdomain		**lookup_md;
@@ -112,6 +118,8 @@ pm_domain_free(struct pdomain *md)
 			(void)close(md->ls[i].fd);
 		}
 	free(md->ls);
+	tls_server_free(md->sd.tls);
+	md->sd.tls = NULL;
 	smtpd_domain_free(&md->sd);
 	free(md->vd.dir);
 	free(md->vd.name);
@@ -141,6 +149,10 @@ pm_domain_load(const struct domain *vd, const struct smtpd_conf *c,
 		goto fail;
 	}
 	if (smtpd_domain_load(&md->sd, &md->vd, c, d) == -1)
+		goto fail;
+	/* Keys are read here, as root, never by the session processes. */
+	if (md->sd.ntls_pairs > 0 && (md->sd.tls = tls_server_load(md->vd.dir,
+	    md->sd.tls_pairs, md->sd.ntls_pairs, d)) == NULL)
 		goto fail;
 	if (priv_lookup_user(md->vd.dir, md->sd.run_as, &u, &err) == -1) {
 		diag_report(d, md->vd.dir, 0, "run_as %s: %s", md->sd.run_as,
@@ -196,8 +208,8 @@ pop3_master_check(const struct pop3d_opts *o)
 		    POP3D_NAME);
 		return 1;
 	}
-	(void)printf("listen %s pop3_port %d\n", pc.listen_any ? "any" :
-	    "per-address", pc.port);
+	(void)printf("listen %s pop3_port %d pop3s_port %d\n",
+	    pc.listen_any ? "any" : "per-address", pc.port, pc.port_tls);
 	(void)printf("limits sessions %u per_ip %u timeout %us "
 	    "auth_failures %u auth_delay %us\n", pc.sessions_max,
 	    pc.sessions_per_ip_max, pc.timeout, pc.auth_failures_max,
@@ -211,6 +223,13 @@ pop3_master_check(const struct pop3d_opts *o)
 		(void)printf("\n\thostname %s\n\tmailbox %s\n\trun_as %s\n",
 		    md->sd.hostname, md->sd.mailbox_mbox ? "mbox" :
 		    "maildir", md->sd.run_as);
+		if (md->sd.tls == NULL)
+			(void)printf("\ttls none (no STLS, no port %d)\n",
+			    pc.port_tls);
+		for (i = 0; md->sd.tls != NULL &&
+		    tls_server_subject(md->sd.tls, i)[0] != '\0'; i++)
+			(void)printf("\ttls certificate %s\n",
+			    tls_server_subject(md->sd.tls, i));
 		pm_domain_free(md);
 	}
 	if (d.count > 0) {
@@ -220,6 +239,16 @@ pop3_master_check(const struct pop3d_opts *o)
 	}
 	(void)printf("configuration OK\n");
 	return fflush(stdout) == EOF ? 1 : 0;
+}
+
+static int
+pm_port(const struct sockaddr_storage *ss)
+{
+	if (ss->ss_family == AF_INET)
+		return ntohs(((const struct sockaddr_in *)ss)->sin_port);
+	if (ss->ss_family == AF_INET6)
+		return ntohs(((const struct sockaddr_in6 *)ss)->sin6_port);
+	return 0;
 }
 
 int
@@ -235,6 +264,7 @@ pop3_master_inetd(const struct pop3d_opts *o)
 	const struct domain	*vd;
 	const char		*err;
 	char			 a[64];
+	int			 tls;
 
 	if (getsockname(0, (struct sockaddr *)&ss, &sslen) == -1) {
 		log_warn("inetd: getsockname on fd 0 (not a socket?)");
@@ -263,7 +293,14 @@ pop3_master_inetd(const struct pop3d_opts *o)
 		listen_inetd_linger();
 		return EX_CONFIG;
 	}
-	auth_session_main(&md->sd, &pc, 0, &peer);
+	/* The port says whether the client starts with a ClientHello. */
+	tls = pc.port_tls != 0 && pm_port(&ss) == pc.port_tls;
+	if (tls && md->sd.tls == NULL) {
+		log_warnx("inetd: %s has no certificate for port %d",
+		    md->sd.name, pc.port_tls);
+		return EX_CONFIG;
+	}
+	auth_session_main(&md->sd, &pc, 0, &peer, tls);
 }
 
 static int
@@ -274,7 +311,8 @@ pm_ss_equal(const struct plisten *a, const struct plisten *b)
 
 static void	pm_accept(int, int, void *);
 
-/* Listeners for md, taking over equal ones from old (a reload). */
+/* Listeners for md, taking over equal ones from old (a reload):
+ * pop3_port, and pop3s_port when the domain has a certificate. */
 static void
 pm_bind_domain(struct pdomain *md, struct pdomain *old)
 {
@@ -282,36 +320,43 @@ pm_bind_domain(struct pdomain *md, struct pdomain *old)
 	struct pdomain	*o;
 	const char	*err;
 	size_t		 i, k;
+	int		 p, port;
 
-	if (pm.pc.listen_any || pm.pc.port == 0)
+	if (pm.pc.listen_any)
 		return;
-	md->ls = xcalloc(md->vd.naddrs + 1, sizeof(*md->ls));
-	for (i = 0; i < md->vd.naddrs; i++) {
-		memset(&l, 0, sizeof(l));
-		l.fd = -1;
-		l.md = md;
-		domain_addr_sockaddr(&md->vd.addrs[i], pm.pc.port, &l.ss,
-		    &l.sslen);
-		for (o = old; o != NULL && l.fd == -1; o = o->next)
-			for (k = 0; k < o->nls; k++)
-				if (o->ls[k].fd != -1 &&
-				    pm_ss_equal(&o->ls[k], &l)) {
-					l.fd = o->ls[k].fd;
-					(void)ev_del(pm.loop, l.fd);
-					o->ls[k].fd = -1;
-					break;
-				}
-		if (l.fd == -1 && (l.fd = listen_bind(&l.ss, l.sslen,
-		    &err)) == -1) {
-			log_warn("%s: %s %s port %d", md->sd.name, err,
-			    md->vd.addrs[i].text, pm.pc.port);
+	md->ls = xcalloc(2 * md->vd.naddrs + 1, sizeof(*md->ls));
+	for (p = 0; p < 2; p++) {
+		port = p == 0 ? pm.pc.port : pm.pc.port_tls;
+		if (port == 0 || (p == 1 && md->sd.tls == NULL))
 			continue;
+		for (i = 0; i < md->vd.naddrs; i++) {
+			memset(&l, 0, sizeof(l));
+			l.fd = -1;
+			l.md = md;
+			l.tls = p == 1;
+			domain_addr_sockaddr(&md->vd.addrs[i], port, &l.ss,
+			    &l.sslen);
+			for (o = old; o != NULL && l.fd == -1; o = o->next)
+				for (k = 0; k < o->nls; k++)
+					if (o->ls[k].fd != -1 &&
+					    pm_ss_equal(&o->ls[k], &l)) {
+						l.fd = o->ls[k].fd;
+						(void)ev_del(pm.loop, l.fd);
+						o->ls[k].fd = -1;
+						break;
+					}
+			if (l.fd == -1 && (l.fd = listen_bind(&l.ss, l.sslen,
+			    &err)) == -1) {
+				log_warn("%s: %s %s port %d", md->sd.name, err,
+				    md->vd.addrs[i].text, port);
+				continue;
+			}
+			md->ls[md->nls] = l;
+			if (ev_add(pm.loop, l.fd, EV_READ, pm_accept,
+			    &md->ls[md->nls]) == -1)
+				fatal("ev_add");
+			md->nls++;
 		}
-		md->ls[md->nls] = l;
-		if (ev_add(pm.loop, l.fd, EV_READ, pm_accept,
-		    &md->ls[md->nls]) == -1)
-			fatal("ev_add");
-		md->nls++;
 	}
 	if (md->nls == 0)
 		log_warnx("%s: no listening socket", md->sd.name);
@@ -413,6 +458,13 @@ pm_accept(int fd, int events, void *arg)
 				continue;
 			}
 		}
+		if (l->tls && md->sd.tls == NULL) {
+			/* No plaintext reply on a TLS port. */
+			log_info("%s: no certificate for port %d local "
+			    "address", md->sd.name, pm.pc.port_tls);
+			(void)close(cfd);
+			continue;
+		}
 		pm_addr_key(&peer, key);
 		for (i = 0, same = 0; i < pm.nsess; i++)
 			same += memcmp(pm.sess[i].addr, key, 16) == 0;
@@ -439,7 +491,8 @@ pm_accept(int fd, int events, void *arg)
 			/* Closes epoll and signalfd, restores the mask. */
 			ev_loop_free(pm.loop);
 			pm.loop = NULL;
-			auth_session_main(&md->sd, &pm.pc, cfd, &peer);
+			auth_session_main(&md->sd, &pm.pc, cfd, &peer,
+			    l->tls);
 		}
 		(void)close(cfd);
 		if (pm.nsess == pm.capsess) {
@@ -506,10 +559,12 @@ pm_sighup(int signo, void *arg)
 		log_warnx("reload: errors; configuration unchanged");
 		return;
 	}
-	if (pc.port != pm.pc.port || pc.listen_any != pm.pc.listen_any) {
-		log_warnx("reload: pop3_port and listen_any change only on "
-		    "restart");
+	if (pc.port != pm.pc.port || pc.port_tls != pm.pc.port_tls ||
+	    pc.listen_any != pm.pc.listen_any) {
+		log_warnx("reload: pop3_port, pop3s_port and listen_any "
+		    "change only on restart");
 		pc.port = pm.pc.port;
+		pc.port_tls = pm.pc.port_tls;
 		pc.listen_any = pm.pc.listen_any;
 	}
 	pm.sc = sc;
@@ -555,35 +610,34 @@ pop3_master_run(const struct pop3d_opts *o)
 	    ev_signal(pm.loop, SIGINT, pm_sigterm, NULL) == -1 ||
 	    ev_signal(pm.loop, SIGHUP, pm_sighup, NULL) == -1)
 		fatal("ev_signal");
-	if (pm.pc.listen_any && pm.pc.port != 0) {
-		for (fam = 0; fam < 2; fam++) {
-			struct plisten *l = &pm.any[pm.nany];
+	for (fam = 0; pm.pc.listen_any && fam < 4; fam++) {
+		struct plisten *l = &pm.any[pm.nany];
+		int port = fam < 2 ? pm.pc.port : pm.pc.port_tls;
 
-			listen_any_sockaddr(fam == 0 ? AF_INET : AF_INET6,
-			    pm.pc.port, &l->ss, &l->sslen);
-			if ((l->fd = listen_bind(&l->ss, l->sslen, &err)) ==
-			    -1) {
-				log_warn("%s wildcard port %d", err,
-				    pm.pc.port);
-				if (fam == 0)
-					fatalx("cannot listen on the wildcard "
-					    "address");
-				continue;
-			}
-			if (ev_add(pm.loop, l->fd, EV_READ, pm_accept, l) ==
-			    -1)
-				fatal("ev_add");
-			pm.nany++;
+		if (port == 0)
+			continue;
+		l->tls = fam >= 2;
+		listen_any_sockaddr(fam % 2 == 0 ? AF_INET : AF_INET6, port,
+		    &l->ss, &l->sslen);
+		if ((l->fd = listen_bind(&l->ss, l->sslen, &err)) == -1) {
+			log_warn("%s wildcard port %d", err, port);
+			if (fam % 2 == 0)
+				fatalx("cannot listen on the wildcard "
+				    "address");
+			continue;
 		}
+		if (ev_add(pm.loop, l->fd, EV_READ, pm_accept, l) == -1)
+			fatal("ev_add");
+		pm.nany++;
 	}
 	for (md = pm.domains; md != NULL; md = md->next) {
 		pm_bind_domain(md, NULL);
 		n++;
 	}
 	pm_lookup_rebuild();
-	log_info("starting: %d domain%s, %s, port %d", n, n == 1 ? "" : "s",
-	    pm.pc.listen_any ? "wildcard listeners" : "per-address listeners",
-	    pm.pc.port);
+	log_info("starting: %d domain%s, %s, port %d, tls port %d", n,
+	    n == 1 ? "" : "s", pm.pc.listen_any ? "wildcard listeners" :
+	    "per-address listeners", pm.pc.port, pm.pc.port_tls);
 	if (ev_loop_run(pm.loop) == -1)
 		log_warn("event loop");
 	while ((md = pm.domains) != NULL) {

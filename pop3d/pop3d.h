@@ -41,6 +41,10 @@
 #define POP3_IMPLEMENTATION	"virtmail"
 #define POP3_MBOX_DIR		"/var/spool/mail"
 #define POP3_EXIT_COMMIT	10	/* session: "rename the new mbox" */
+#define POP3_TLS_HANDSHAKE	30	/* s: a stalled handshake ends here */
+#define POP3_PROXY_BUF		16384	/* TLS proxy: bytes held each way */
+#define POP3_AUTH_PROXY		'P'	/* login → auth after POP3_AUTH_OK:
+					   "I stay on as the TLS proxy" */
 
 /* ---- pop3_cmd.c: the command parser (pure; unit tested, fuzzed) ---- */
 
@@ -115,6 +119,8 @@ enum pop3_io_status {
 	POP3_IO_ERROR,
 };
 
+struct ssl_st;
+
 struct pop3_io {
 	int			 fd;
 	unsigned int		 timeout;	/* s, idle */
@@ -122,6 +128,7 @@ struct pop3_io {
 	struct line_reader	 lr;
 	struct line		 line;		/* the last LINE */
 	int			 pending;	/* line not yet consumed */
+	struct ssl_st		*ssl;		/* set once TLS is up */
 };
 
 void	pop3_io_init(struct pop3_io *io, int fd, unsigned int timeout);
@@ -137,6 +144,18 @@ int	pop3_io_printf(struct pop3_io *io, const char *fmt, ...)
 int	pop3_io_flush(struct pop3_io *io);
 /* Flush if POP3_OUT_FLUSH bytes wait; 0 or -1. */
 int	pop3_io_maybe_flush(struct pop3_io *io);
+/*
+ * Forget every byte of input read so far (RFC 2595 §4, the
+ * CVE-2011-0411 class: nothing pipelined in the clear survives STLS).
+ */
+void	pop3_io_discard_input(struct pop3_io *io);
+/*
+ * Run the server handshake of ssl on io->fd within POP3_TLS_HANDSHAKE
+ * seconds; from then on io reads and writes through ssl.  0, or -1
+ * with *error_r (io->ssl stays NULL; the caller frees ssl).
+ */
+int	pop3_io_tls_accept(struct pop3_io *io, struct ssl_st *ssl,
+	    const char **error_r);
 
 /* ---- mailbox.c: Maildir and mbox, as the user ---- */
 
@@ -230,6 +249,8 @@ int	session_run(const struct pop3_session_args *a);
 
 /* ---- login.c: AUTHORIZATION, as the domain's run_as account ---- */
 
+struct tls_server;
+
 struct pop3_login_args {
 	const char	*id;
 	const char	*hostname;
@@ -238,9 +259,19 @@ struct pop3_login_args {
 	unsigned int	 timeout;
 	unsigned int	 auth_delay;	/* s */
 	unsigned int	 failures_max;
+	/* TLS: NULL when the domain has no certificate. */
+	struct tls_server *tls;
+	int		 tls_implicit;	/* port 995: handshake first */
+	int		 allow_plaintext_auth;
+	int		 proxy_fd;	/* stream to the session; -1 none */
 };
 
-/* Run AUTHORIZATION; returns the exit status (0 after POP3_AUTH_OK). */
+/*
+ * Run AUTHORIZATION; returns the exit status (0 after POP3_AUTH_OK).
+ * Over TLS, after POP3_AUTH_OK, it tells the auth process
+ * POP3_AUTH_PROXY and stays on as the session's TLS proxy: bytes
+ * between the TLS connection and proxy_fd, until either side ends.
+ */
 int	login_run(const struct pop3_login_args *a);
 /* The CAPA reply body lines (RFC 2449 §5), for either state. */
 int	login_capa(struct pop3_io *io, int authorized);
@@ -267,9 +298,10 @@ void	auth_check(const struct smtpd_domain *sd, const char *root,
  * chrooted): login process, password check, then the session as the
  * user.  Never returns.
  */
-void	auth_session_main(const struct smtpd_domain *sd,
+void	auth_session_main(struct smtpd_domain *sd,
 	    const struct pop3_conf *pc, int fd,
-	    const struct sockaddr_storage *peer) __attribute__((noreturn));
+	    const struct sockaddr_storage *peer, int tls_implicit)
+	    __attribute__((noreturn));
 
 /* ---- master.c ---- */
 
