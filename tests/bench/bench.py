@@ -67,6 +67,22 @@ def worker_pid(log_path):
     return int(m[-1]) if m else None
 
 
+def cpu_times(pids):
+    """{pid: (name, seconds)}: own plus reaped children's CPU time."""
+    hz = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for pid in pids:
+        try:
+            with open("/proc/%d/stat" % pid) as f:
+                st = f.read()
+        except OSError:
+            continue
+        name = st[st.index("(") + 1:st.rindex(")")]
+        f = st[st.rindex(")") + 2:].split()
+        out[pid] = (name, sum(int(x) for x in f[11:15]) / hz)
+    return out
+
+
 def count_new(maildir):
     return len(os.listdir(os.path.join(maildir, "new")))
 
@@ -98,6 +114,8 @@ def main():
                     help="messages per 100 KiB run")
     ap.add_argument("--idle", type=int, default=1000,
                     help="idle connections (0: skip)")
+    ap.add_argument("--cpu", action="store_true",
+                    help="print CPU seconds per daemon process per run")
     ap.add_argument("--only", default="",
                     help="comma-separated SIZE:CONC runs, e.g. 1024:10")
     a = ap.parse_args()
@@ -133,19 +151,26 @@ def main():
                     for r in a.only.split(",")]
         for size, conc in runs:
             count = a.small if size <= 10240 else a.large
-            if True:
-                sent, failed, acc, dlv = one_run(source, maildir, size,
-                                                 conc, count)
-                print("%-8s %5d %8d %10.0f %12.0f %14d%s" % (
-                    "%d KiB" % (size // 1024), conc, sent, acc, dlv,
-                    POSTFIX.get((size, conc), 0),
-                    "  (%d failed)" % failed if failed else ""),
-                    flush=True)
-                # Keep the Maildir from growing without bound.
-                shutil.rmtree(os.path.join(maildir, "new"))
-                os.mkdir(os.path.join(maildir, "new"), 0o700)
-                os.chown(os.path.join(maildir, "new"), alpha.uids["bob"],
-                         alpha.uids["bob"])
+            cpu0 = cpu_times(daemon_pids(proc.pid))
+            sent, failed, acc, dlv = one_run(source, maildir, size,
+                                             conc, count)
+            cpu1 = cpu_times(daemon_pids(proc.pid))
+            print("%-8s %5d %8d %10.0f %12.0f %14d%s" % (
+                "%d KiB" % (size // 1024), conc, sent, acc, dlv,
+                POSTFIX.get((size, conc), 0),
+                "  (%d failed)" % failed if failed else ""),
+                flush=True)
+            if a.cpu:
+                wpid = worker_pid(log_path)
+                print("   cpu s: " + ", ".join(
+                    "%s%d %.2f" % ("worker " if pid == wpid else "",
+                                   pid, t - cpu0.get(pid, (n, 0))[1])
+                    for pid, (n, t) in sorted(cpu1.items())))
+            # Keep the Maildir from growing without bound.
+            shutil.rmtree(os.path.join(maildir, "new"))
+            os.mkdir(os.path.join(maildir, "new"), 0o700)
+            os.chown(os.path.join(maildir, "new"), alpha.uids["bob"],
+                     alpha.uids["bob"])
 
         if a.idle == 0:
             return 0

@@ -11,6 +11,7 @@
  * connections, reads each banner, holds them for -w seconds and prints
  * "idle=N open=N".  Test tool only: it trusts its peer.
  */
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/types.h>
@@ -226,10 +227,20 @@ static int
 idle_run(long count, long seconds)
 {
 	struct reader	*rs;
+	struct rlimit	 rl;
 	long		 i, open = 0;
 
 	if ((rs = calloc((size_t)count, sizeof(*rs))) == NULL)
 		return 1;
+	/* One descriptor per connection: up to the hard limit. */
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 &&
+	    rl.rlim_cur < (rlim_t)count + 16) {
+		rl.rlim_cur = (rlim_t)count + 16;
+		if (rl.rlim_max != RLIM_INFINITY && rl.rlim_cur > rl.rlim_max)
+			rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) == -1)
+			perror("setrlimit");
+	}
 	for (i = 0; i < count; i++) {
 		if ((rs[i].fd = conn_open()) == -1)
 			break;
