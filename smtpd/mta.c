@@ -31,6 +31,20 @@
  *	resolver threads; sockets are non-blocking in the runner's event
  *	loop, with a timeout per step (MTA_TIMEOUT_*).
  *
+ * TLS
+ *	STARTTLS when the peer offers it (RFC 3207), per destination
+ *	tls_policy (smtpd_tls_policy()): "none" never, "may" (default)
+ *	when offered, "encrypt" defers unless the session is encrypted,
+ *	"verify" also needs the peer's certificate to chain to
+ *	tls_ca_file and to carry the MX host name (SSL_set1_host; with a
+ *	route, the destination domain).  The name goes out as SNI.  Under
+ *	"may" a failed handshake is retried once in the clear on the same
+ *	address, as Postfix does.  The handshake and the records run
+ *	non-blocking in the runner's event loop.  Each session logs its
+ *	outcome: "ID smtp relay=R tls=TLSv1.3/CIPHER verified",
+ *	"... unverified" or "tls=none".  The CA file is read once, in
+ *	mta_init(), inside the chroot.
+ *
  * FAILURES
  *	A connection that fails before any recipient got an answer
  *	(refused, unreachable, timeout, a greeting or HELO refusal) moves
@@ -51,11 +65,16 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 
 #include "buf.h"
 #include "compat.h"
@@ -63,7 +82,10 @@
 #include "log.h"
 #include "queue.h"
 #include "smtpd.h"
+#include "tls.h"
 #include "xmalloc.h"
+
+#define MTA_CA_MAX	(1024 * 1024)	/* tls_ca_file bytes */
 
 struct mta_conn {
 	TAILQ_ENTRY(mta_conn)	 entry;
@@ -80,6 +102,13 @@ struct mta_conn {
 	char			 last_error[MTA_REPLY_MAX];
 	int			 last_status;	/* for the last error */
 	char			 last_dsn[16];
+	/* STARTTLS */
+	SSL			*ssl;
+	int			 tls_hs;	/* handshake under way */
+	int			 tls_policy;	/* enum tls_policy_level */
+	size_t			 notls_cur;	/* cur of a retry in the clear */
+	int			 want_write;	/* SSL_read wants writable */
+	char			 tls_desc[128];	/* for the log; "" no session */
 };
 
 TAILQ_HEAD(mta_conn_list, mta_conn);
@@ -91,10 +120,55 @@ static struct {
 	struct mta_conn_list		 waiting, running;
 	size_t				 nrunning;
 	struct ev_timer			 kick;
+	SSL_CTX				*tls_ctx;	/* NULL: no TLS */
+	int				 tls_ca;	/* CA file loaded */
 } M;
 
 static void	mta_next_hop(struct mta_conn *c);
 static void	mta_dispatch(void *arg);
+
+/*
+ * The client context, with tls_ca_file (a path inside the root; we are
+ * chrooted there) as the only trust anchors.  Failures are logged:
+ * "may" then goes in the clear, "encrypt" and "verify" defer.
+ */
+static void
+mta_tls_init(void)
+{
+	struct buf	 ca;
+	const char	*err = NULL;
+	char		 chunk[8192];
+	ssize_t		 n;
+	int		 fd = -1;
+
+	buf_init(&ca, MTA_CA_MAX);
+	if (M.sd->tls_ca_file != NULL) {
+		if ((fd = open(M.sd->tls_ca_file, O_RDONLY | O_CLOEXEC)) ==
+		    -1)
+			err = strerror(errno);
+		while (fd != -1 && (n = read(fd, chunk, sizeof(chunk))) != 0) {
+			if (n == -1 && errno == EINTR)
+				continue;
+			if (n == -1 || buf_append(&ca, chunk, (size_t)n) == -1) {
+				err = n == -1 ? strerror(errno) : "too large";
+				break;
+			}
+		}
+		if (fd != -1)
+			(void)close(fd);
+		if (err != NULL) {
+			log_warnx("mta: tls_ca_file %s: %s; no certificate "
+			    "can be verified", M.sd->tls_ca_file, err);
+			buf_reset(&ca);
+		}
+	}
+	M.tls_ctx = tls_client_ctx(ca.len > 0 ? ca.data : NULL, ca.len,
+	    &err);
+	if (M.tls_ctx == NULL)
+		log_warnx("mta: no TLS client context: %s", err);
+	M.tls_ca = M.tls_ctx != NULL && ca.len > 0;
+	buf_free(&ca);
+}
 
 void
 mta_init(struct ev_loop *loop, const struct smtpd_domain *sd,
@@ -108,6 +182,9 @@ mta_init(struct ev_loop *loop, const struct smtpd_domain *sd,
 	TAILQ_INIT(&M.running);
 	if (dns_async_init(loop) == -1)
 		fatal("mta: resolver threads");
+	/* OpenSSL writes with write(2): a gone peer is an error. */
+	(void)signal(SIGPIPE, SIG_IGN);
+	mta_tls_init();
 }
 
 size_t
@@ -171,11 +248,28 @@ mta_fill(struct mta_job *job, int status, const char *dsn, const char *text)
 }
 
 static void
+mta_tls_free(struct mta_conn *c)
+{
+	if (c->ssl == NULL)
+		return;
+	if (!c->tls_hs)
+		(void)SSL_shutdown(c->ssl);	/* best effort */
+	SSL_free(c->ssl);
+	c->ssl = NULL;
+	c->tls_hs = 0;
+	c->want_write = 0;
+}
+
+static void
 mta_finish(struct mta_conn *c)
 {
 	struct mta_job	*job = c->job;
 
 	ev_timer_cancel(M.loop, &c->timer);
+	if (c->tls_desc[0] != '\0')
+		log_info("%s smtp relay=%s tls=%s", job->id, job->relay,
+		    c->tls_desc);
+	mta_tls_free(c);
 	if (c->fd != -1) {
 		(void)ev_del(M.loop, c->fd);
 		(void)close(c->fd);
@@ -405,12 +499,21 @@ mta_relay_text(struct mta_conn *c, const struct dns_hop *h)
 static void
 mta_hop_failed(struct mta_conn *c, const char *why)
 {
-	char	 text[MTA_REPLY_MAX];
+	char	 text[MTA_REPLY_MAX], dsn[16] = "4.4.1";
 
 	(void)snprintf(text, sizeof(text), "%s: %s", c->job->relay, why);
 	log_info("%s smtp relay=%s failed: %s", c->job->id, c->job->relay,
 	    why);
+	/* TLS required but not to be had (4.7.4) says so in the DSN. */
+	if (c->in_session && c->s.fail_status == DELIVER_TEMPFAIL &&
+	    strncmp(c->s.fail_dsn, "4.7.", 4) == 0)
+		(void)strlcpy(dsn, c->s.fail_dsn, sizeof(dsn));
 	ev_timer_cancel(M.loop, &c->timer);
+	if (c->tls_desc[0] != '\0')
+		log_info("%s smtp relay=%s tls=%s", c->job->id, c->job->relay,
+		    c->tls_desc);
+	c->tls_desc[0] = '\0';
+	mta_tls_free(c);
 	if (c->fd != -1) {
 		(void)ev_del(M.loop, c->fd);
 		(void)close(c->fd);
@@ -425,7 +528,7 @@ mta_hop_failed(struct mta_conn *c, const char *why)
 		c->in_session = 0;
 	}
 	c->last_status = DELIVER_TEMPFAIL;
-	(void)strlcpy(c->last_dsn, "4.4.1", sizeof(c->last_dsn));
+	(void)strlcpy(c->last_dsn, dsn, sizeof(c->last_dsn));
 	(void)strlcpy(c->last_error, text, sizeof(c->last_error));
 	mta_next_hop(c);
 }
@@ -548,6 +651,12 @@ mta_connected(struct mta_conn *c)
 	    c->job->rcpts, c->job->nrcpts, c->job->size, c->job->eightbit,
 	    c->msgfd);
 	c->in_session = 1;
+	c->tls_policy = smtpd_tls_policy(M.sd, c->job->domain);
+	/* "may" without a context, or the retry after a failed handshake. */
+	c->s.tls_policy = c->cur == c->notls_cur ||
+	    (c->tls_policy == TLS_POLICY_MAY && M.tls_ctx == NULL) ?
+	    TLS_POLICY_NONE : c->tls_policy;
+	(void)strlcpy(c->tls_desc, "none", sizeof(c->tls_desc));
 	if (ev_mod(M.loop, c->fd, EV_READ) == -1)
 		fatal("mta: event mod");
 	mta_arm(c);
@@ -572,6 +681,189 @@ mta_broken(struct mta_conn *c, const char *why)
 	mta_session_end(c);
 }
 
+/* read or SSL_read: bytes, 0 at the end, -2 to wait, -1 (errno). */
+static ssize_t
+mta_read(struct mta_conn *c, char *dst, size_t len)
+{
+	ssize_t	 n;
+	int	 r, e;
+
+	if (c->ssl == NULL) {
+		n = read(c->fd, dst, len);
+		if (n == -1 && (errno == EINTR || errno == EAGAIN))
+			return -2;
+		return n;
+	}
+	ERR_clear_error();
+	if ((r = SSL_read(c->ssl, dst, (int)len)) > 0)
+		return r;
+	switch ((e = SSL_get_error(c->ssl, r))) {
+	case SSL_ERROR_WANT_READ:
+		return -2;
+	case SSL_ERROR_WANT_WRITE:
+		c->want_write = 1;
+		return -2;
+	case SSL_ERROR_ZERO_RETURN:
+		return 0;
+	default:
+		errno = EPROTO;
+		return -1;
+	}
+}
+
+/* send or SSL_write: bytes, -2 to wait, -1 (errno). */
+static ssize_t
+mta_write(struct mta_conn *c, const char *src, size_t len)
+{
+	ssize_t	 n;
+	int	 r;
+
+	if (c->ssl == NULL) {
+		n = send(c->fd, src, len, MSG_NOSIGNAL);
+		if (n == -1 && (errno == EINTR || errno == EAGAIN))
+			return -2;
+		return n;
+	}
+	ERR_clear_error();
+	if ((r = SSL_write(c->ssl, src, len > INT32_MAX ? INT32_MAX :
+	    (int)len)) > 0)
+		return r;
+	switch (SSL_get_error(c->ssl, r)) {
+	case SSL_ERROR_WANT_READ:
+		return -2;	/* EV_READ is always on */
+	case SSL_ERROR_WANT_WRITE:
+		return -2;
+	default:
+		errno = EPIPE;
+		return -1;
+	}
+}
+
+/* Write what the session has; 0, or -1 when the connection is over. */
+static int
+mta_flush(struct mta_conn *c)
+{
+	ssize_t	 n;
+
+	while (c->s.out.len > 0) {
+		if ((n = mta_write(c, c->s.out.data, c->s.out.len)) == -2)
+			break;
+		if (n == -1) {
+			mta_broken(c, strerror(errno));
+			return -1;
+		}
+		buf_consume(&c->s.out, (size_t)n);
+		if (c->s.out.len == 0 && mta_session_pump(&c->s) == -1) {
+			mta_session_end(c);
+			return -1;
+		}
+		mta_arm(c);
+	}
+	if (ev_mod(M.loop, c->fd, c->s.out.len > 0 || c->want_write ?
+	    EV_READ | EV_WRITE : EV_READ) == -1)
+		fatal("mta: event mod");
+	return 0;
+}
+
+/* The handshake failed: under "may" once more in the clear. */
+static void
+mta_tls_failed(struct mta_conn *c, const char *why)
+{
+	char	 text[MTA_REPLY_MAX];
+
+	(void)snprintf(text, sizeof(text), "TLS handshake failed: %s", why);
+	if (c->s.tls_policy == TLS_POLICY_MAY && c->notls_cur != c->cur) {
+		c->notls_cur = c->cur;
+		c->cur--;
+	}
+	c->tls_desc[0] = '\0';
+	mta_hop_failed(c, text);
+}
+
+static void
+mta_tls_handshake(struct mta_conn *c)
+{
+	long	 vr;
+	int	 r, e, verified;
+
+	ERR_clear_error();
+	if ((r = SSL_connect(c->ssl)) != 1) {
+		e = SSL_get_error(c->ssl, r);
+		if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+			if (ev_mod(M.loop, c->fd, e == SSL_ERROR_WANT_READ ?
+			    EV_READ : EV_WRITE) == -1)
+				fatal("mta: event mod");
+			return;
+		}
+		vr = c->s.tls_policy == TLS_POLICY_VERIFY ?
+		    SSL_get_verify_result(c->ssl) : X509_V_OK;
+		mta_tls_failed(c, vr != X509_V_OK ?
+		    X509_verify_cert_error_string(vr) :
+		    e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0 ?
+		    "connection closed" : tls_error());
+		return;
+	}
+	c->tls_hs = 0;
+	verified = M.tls_ca && SSL_get0_peer_certificate(c->ssl) != NULL &&
+	    SSL_get_verify_result(c->ssl) == X509_V_OK;
+	(void)snprintf(c->tls_desc, sizeof(c->tls_desc), "%s/%s %s",
+	    tls_version(c->ssl), tls_cipher(c->ssl), verified ? "verified" :
+	    "unverified");
+	if (mta_session_tls_started(&c->s) == -1) {
+		mta_session_abort(&c->s, "output buffer full");
+		mta_session_end(c);
+		return;
+	}
+	mta_arm(c);
+	(void)mta_flush(c);
+}
+
+/* The name the certificate must carry: the MX host, or with a route
+ * (an address) the destination domain. */
+static const char *
+mta_tls_name(struct mta_conn *c)
+{
+	if (c->routed || c->cur == 0)
+		return c->job->domain;
+	return c->req.res.hops[c->cur - 1].host;
+}
+
+/* 220 to STARTTLS: wrap the connection. */
+static void
+mta_tls_start(struct mta_conn *c)
+{
+	const char	*name = mta_tls_name(c);
+
+	if (M.tls_ctx == NULL || (c->ssl = SSL_new(M.tls_ctx)) == NULL ||
+	    SSL_set_fd(c->ssl, c->fd) != 1) {
+		mta_tls_failed(c, M.tls_ctx == NULL ? "no TLS context" :
+		    tls_error());
+		return;
+	}
+	SSL_set_connect_state(c->ssl);
+	(void)SSL_set_options(c->ssl, SSL_OP_IGNORE_UNEXPECTED_EOF);
+	/* RFC 6066 §3: no IP literals in SNI. */
+	if (strchr(name, ':') == NULL && strspn(name, "0123456789.") !=
+	    strlen(name))
+		(void)SSL_set_tlsext_host_name(c->ssl, name);
+	if (SSL_set1_host(c->ssl, name) != 1) {
+		mta_tls_failed(c, "bad host name");
+		return;
+	}
+	if (c->s.tls_policy == TLS_POLICY_VERIFY) {
+		if (!M.tls_ca) {
+			mta_tls_failed(c, "tls_policy verify without a usable "
+			    "tls_ca_file");
+			return;
+		}
+		SSL_set_verify(c->ssl, SSL_VERIFY_PEER, NULL);
+	} else
+		SSL_set_verify(c->ssl, SSL_VERIFY_NONE, NULL);
+	c->tls_hs = 1;
+	mta_arm(c);
+	mta_tls_handshake(c);
+}
+
 static void
 mta_on_io(int fd, int events, void *arg)
 {
@@ -579,14 +871,20 @@ mta_on_io(int fd, int events, void *arg)
 	char		 chunk[4096];
 	ssize_t		 n;
 
+	(void)fd;
 	if (!c->in_session) {
 		mta_connected(c);
 		return;
 	}
-	if (events & (EV_READ | EV_ERROR)) {
-		n = read(fd, chunk, sizeof(chunk));
-		if (n == -1 && (errno == EINTR || errno == EAGAIN))
-			return;
+	if (c->tls_hs) {
+		mta_tls_handshake(c);
+		return;
+	}
+	c->want_write = 0;
+	/* With TLS, either event may be what OpenSSL waited for. */
+	while (c->ssl != NULL || (events & (EV_READ | EV_ERROR))) {
+		if ((n = mta_read(c, chunk, sizeof(chunk))) == -2)
+			break;
 		if (n <= 0) {
 			mta_broken(c, n == 0 ? "connection closed by the "
 			    "server" : strerror(errno));
@@ -597,25 +895,12 @@ mta_on_io(int fd, int events, void *arg)
 			return;
 		}
 		mta_arm(c);
-	}
-	while (c->s.out.len > 0) {
-		n = send(fd, c->s.out.data, c->s.out.len, MSG_NOSIGNAL);
-		if (n == -1 && errno == EINTR)
-			continue;
-		if (n == -1 && errno == EAGAIN)
+		if (c->s.tls_start) {
+			mta_tls_start(c);
+			return;
+		}
+		if (c->ssl == NULL)
 			break;
-		if (n == -1) {
-			mta_broken(c, strerror(errno));
-			return;
-		}
-		buf_consume(&c->s.out, (size_t)n);
-		if (c->s.out.len == 0 && mta_session_pump(&c->s) == -1) {
-			mta_session_end(c);
-			return;
-		}
-		mta_arm(c);
 	}
-	if (ev_mod(M.loop, fd, c->s.out.len > 0 ? EV_READ | EV_WRITE :
-	    EV_READ) == -1)
-		fatal("mta: event mod");
+	(void)mta_flush(c);
 }

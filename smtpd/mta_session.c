@@ -21,11 +21,17 @@
  *	XXX: an 8-bit message to a peer without 8BITMIME is sent as is
  *	(as Postfix does by default) rather than converted.
  *
- * STARTTLS HOOK
- *	After the EHLO reply, mta_session_after_ehlo() is the one place
- *	where a session would send STARTTLS (state MTA_STARTTLS) when
- *	the peer offers it; on 220 the caller wraps the connection and
- *	the session restarts at MTA_EHLO, forgetting the extensions.
+ * STARTTLS (RFC 3207)
+ *	After the EHLO reply, mta_session_after_ehlo() sends STARTTLS
+ *	when the peer offers it and s->tls_policy is not "none".  On 220
+ *	the session sets tls_start, drops whatever the server sent after
+ *	that reply (bytes read in the clear must not count as replies
+ *	inside TLS), and waits; the caller runs the handshake and calls
+ *	mta_session_tls_started(), which forgets the extensions and says
+ *	EHLO again (§4.2).  A refused STARTTLS, or no STARTTLS at all,
+ *	continues in the clear under "may" and ends the session with a
+ *	4.7.4 temporary failure under "encrypt" and "verify" (the caller
+ *	then tries the next host, and defers when none is left).
  */
 
 #include <sys/types.h>
@@ -247,11 +253,43 @@ mta_ehlo_line(struct mta_session *s, const char *kw)
 	}
 }
 
-/* Where STARTTLS would go (see the file comment). */
+/* TLS was required and cannot be had: a temporary failure for all. */
+static int
+mta_tls_required(struct mta_session *s, const char *why)
+{
+	s->fail_status = DELIVER_TEMPFAIL;
+	(void)strlcpy(s->fail_dsn, "4.7.4", sizeof(s->fail_dsn));
+	(void)snprintf(s->fail_reply, sizeof(s->fail_reply), "TLS is "
+	    "required (tls_policy) but %s", why);
+	return mta_quit(s);
+}
+
+/* After EHLO or HELO: STARTTLS first, when wanted and offered. */
 static int
 mta_session_after_ehlo(struct mta_session *s)
 {
+	if (!s->tls && s->tls_policy != TLS_POLICY_NONE && s->starttls) {
+		s->state = MTA_STARTTLS;
+		return mta_send(s, "STARTTLS");
+	}
+	if (!s->tls && s->tls_policy >= TLS_POLICY_ENCRYPT)
+		return mta_tls_required(s, "the server does not offer "
+		    "STARTTLS");
 	return mta_send_mail(s);
+}
+
+int
+mta_session_tls_started(struct mta_session *s)
+{
+	/* RFC 3207 §4.2: everything learnt before TLS is forgotten. */
+	s->tls = 1;
+	s->tls_start = 0;
+	s->esmtp = s->pipelining = s->ext_8bitmime = s->starttls = 0;
+	s->size_max = 0;
+	buf_reset(&s->in);
+	buf_reset(&s->reply);
+	s->state = MTA_EHLO;
+	return mta_send(s, "EHLO %s", s->helo);
 }
 
 /* A complete reply: code and its text (lines joined by " / "). */
@@ -276,9 +314,15 @@ mta_reply(struct mta_session *s, int code, const char *reply)
 	case MTA_HELO:
 		if (code / 100 != 2)
 			goto session_fail;
-		return mta_send_mail(s);
+		return mta_session_after_ehlo(s);
 	case MTA_STARTTLS:
-		goto session_fail;	/* not offered yet */
+		if (code == 220) {
+			s->tls_start = 1;
+			return 0;
+		}
+		if (s->tls_policy >= TLS_POLICY_ENCRYPT)
+			return mta_tls_required(s, "STARTTLS was refused");
+		return mta_send_mail(s);
 	case MTA_MAIL:
 		if (code / 100 != 2) {
 			/* The sender is refused: every rcpt shares it. */
@@ -402,6 +446,11 @@ mta_session_input(struct mta_session *s, const char *data, size_t len)
 			if (!s->done)
 				mta_session_abort(s, "output buffer full");
 			return -1;
+		}
+		if (s->tls_start) {
+			/* Nothing read in the clear survives (RFC 3207). */
+			buf_reset(&s->in);
+			return 0;
 		}
 	}
 	if (s->in.len > MTA_LINE_MAX + 2) {

@@ -422,6 +422,10 @@ struct mta_session {
 	char			 fail_reply[MTA_REPLY_MAX];
 	int			 done;		/* MTA_DONE reached */
 	int			 reached_data;	/* '.' sent: duplicate risk */
+	/* STARTTLS (RFC 3207); mta.c sets tls_policy before the banner. */
+	int			 tls_policy;	/* enum tls_policy_level */
+	int			 tls;		/* the connection is encrypted */
+	int			 tls_start;	/* 220 to STARTTLS: wrap it now */
 };
 
 void	mta_session_init(struct mta_session *s, const char *helo,
@@ -439,6 +443,10 @@ void	mta_session_abort(struct mta_session *s, const char *why);
  * (RFC 5321 §4.5.2); *bol tracks the start of a line. */
 int	mta_body_encode(struct buf *out, const char *data, size_t len,
 	    int *bol);
+
+/* mta_session.c, STARTTLS: after the caller's handshake succeeded,
+ * forget the extensions and say EHLO again (RFC 3207 §4.2). */
+int	mta_session_tls_started(struct mta_session *s);
 
 /*
  * mta.c — remote delivery in the runner: next hops, source address,
