@@ -220,10 +220,79 @@ test_mx_sort(void)
 	CHECK(b1first && b2first, "equal preferences shuffled");
 }
 
+/* STARTTLS (RFC 3207): when it is sent, what a refusal means per
+ * policy, and that replies read in the clear after 220 are dropped. */
+static void
+test_starttls(void)
+{
+	struct mta_session	 s;
+	struct mta_rcpt		 r[1];
+	int			 fd;
+
+	memset(r, 0, sizeof(r));
+	r[0].addr = "a@b.test";
+	fd = msgfile("x\n");
+
+	mta_session_init(&s, "h.test", "s@a.test", r, 1, 2, 0, fd);
+	s.tls_policy = TLS_POLICY_MAY;
+	(void)feed(&s, "220 hi\r\n");
+	(void)sent(&s);
+	(void)feed(&s, "250-x\r\n250-PIPELINING\r\n250 STARTTLS\r\n");
+	CHECK_SENT(&s, "STARTTLS\r\n", "may: STARTTLS when offered");
+	/* An injected reply after 220, in the same packet. */
+	CHECK(feed(&s, "220 go ahead\r\n250 injected\r\n") == 0 &&
+	    s.tls_start && s.in.len == 0, "220: wrap now, rest dropped");
+	CHECK(mta_session_tls_started(&s) == 0 && s.tls &&
+	    !s.pipelining && !s.starttls && s.state == MTA_EHLO,
+	    "extensions forgotten");
+	CHECK_SENT(&s, "EHLO h.test\r\n", "EHLO again");
+	(void)feed(&s, "250-x\r\n250 STARTTLS\r\n");
+	CHECK_SENT(&s, "MAIL FROM:<s@a.test>\r\n", "no second STARTTLS");
+	mta_session_free(&s);
+
+	mta_session_init(&s, "h.test", "s@a.test", r, 1, 2, 0, fd);
+	s.tls_policy = TLS_POLICY_MAY;
+	(void)feed(&s, "220 hi\r\n");
+	(void)feed(&s, "250-x\r\n250 STARTTLS\r\n");
+	(void)sent(&s);
+	(void)feed(&s, "454 4.7.0 not now\r\n");
+	CHECK_SENT(&s, "MAIL FROM:<s@a.test>\r\n", "may: refused, clear");
+	mta_session_free(&s);
+
+	mta_session_init(&s, "h.test", "s@a.test", r, 1, 2, 0, fd);
+	s.tls_policy = TLS_POLICY_ENCRYPT;
+	(void)feed(&s, "220 hi\r\n");
+	(void)sent(&s);
+	(void)feed(&s, "250-x\r\n250 SIZE 100\r\n");
+	CHECK_SENT(&s, "QUIT\r\n", "encrypt: not offered, QUIT");
+	CHECK(s.fail_status == DELIVER_TEMPFAIL &&
+	    strcmp(s.fail_dsn, "4.7.4") == 0 && r[0].status == -1,
+	    "encrypt: a temporary session failure");
+	mta_session_free(&s);
+
+	mta_session_init(&s, "h.test", "s@a.test", r, 1, 2, 0, fd);
+	s.tls_policy = TLS_POLICY_VERIFY;
+	(void)feed(&s, "220 hi\r\n");
+	(void)feed(&s, "500 what\r\n");
+	(void)sent(&s);
+	(void)feed(&s, "250 hello\r\n");
+	CHECK_SENT(&s, "QUIT\r\n", "verify: HELO only, QUIT");
+	CHECK(s.fail_status == DELIVER_TEMPFAIL, "verify: deferred");
+	mta_session_free(&s);
+
+	mta_session_init(&s, "h.test", "s@a.test", r, 1, 2, 0, fd);
+	(void)feed(&s, "220 hi\r\n");
+	(void)feed(&s, "250-x\r\n250 STARTTLS\r\n");
+	CHECK(strstr(sent(&s), "STARTTLS") == NULL, "none: never");
+	mta_session_free(&s);
+	(void)close(fd);
+}
+
 int
 main(void)
 {
 	test_pipelined();
+	test_starttls();
 	test_helo_fallback();
 	test_size_and_abort();
 	test_encode();
