@@ -9,8 +9,9 @@
  *		 domain; never reads the network.  Checks the password the
  *		 login process sends up against the domain's shadow, then
  *		 becomes the user (auth.c)
- *	login	 chrooted, the domain's run_as account: speaks POP3 until
- *		 the client has authenticated (login.c)
+ *	login	 chrooted, the domain's run_as account: does TLS (STLS,
+ *		 995) and speaks POP3 until the client has authenticated;
+ *		 over TLS it then stays as the session's TLS proxy (login.c)
  *	session  the user's uid/gid from the domain's passwd: opens the
  *		 mailbox and serves TRANSACTION and UPDATE (session.c,
  *		 mailbox.c)
