@@ -223,7 +223,7 @@ pickup_file(const struct smtpd_domain *sd, int dfd, const char *name)
 	struct stat	 st;
 	struct buf	 b;
 	const char	*err = NULL;
-	char		 chunk[65536], id[QUEUE_ID_LEN + 1];
+	char		 chunk[65536], id[QUEUE_ID_LEN + 1], ebuf[128];
 	uint64_t	 max;
 	ssize_t		 n;
 	long		 owner = -1;
@@ -239,7 +239,9 @@ pickup_file(const struct smtpd_domain *sd, int dfd, const char *name)
 			buf_free(&b);
 			return;		/* already taken */
 		}
-		err = "cannot open";
+		(void)snprintf(ebuf, sizeof(ebuf), "cannot open: %s",
+		    strerror(errno));
+		err = ebuf;
 		goto out;
 	}
 	if (fstat(fd, &st) == -1) {

@@ -252,3 +252,52 @@ def test_no_other_domain(env):
     assert b"Received: from local user 0\n\tby mx.beta.test" in data, data
     assert b"\nFrom: \"root\" <root@beta.test>\n" in data, data
     assert maildir(a, "bob") == []
+
+
+def test_pickup_refuses_hostile_files(env):
+    a, b, vconf, gconf = setup(env)
+    p = start(env, vconf, gconf, [a, b])
+    drop = a.path("var/spool/virtmail/drop")
+    alice, gid = a.uids["alice"], drop_gid(a)
+
+    def plant(name, data, uid=alice, group=gid, links=1, age=0):
+        path = os.path.join(drop, name)
+        with open(path, "wb") as f:
+            f.write(data)
+        os.chown(path, uid, group)
+        os.chmod(path, 0o640)
+        for i in range(1, links):
+            os.link(path, a.path("var/spool/virtmail/tmp/link%d" % i))
+        if age:
+            t = time.time() - age
+            os.utime(path, (t, t))
+        return path
+
+    good = b"VMDROP 1\nS alice@alpha.test\nR bob@alpha.test\n\nSubject: ok\n\n"
+    plant("t." + "1" * 32, good, age=7200)
+    plant("m." + "2" * 32, b"garbage\n")
+    plant("m." + "3" * 32, good, group=alice)
+    plant("m." + "4" * 32, good, links=2)
+    os.symlink(a.path("etc/passwd"), os.path.join(drop, "m." + "5" * 32))
+    plant("m." + "6" * 32, b"VMDROP 1\nS alice@alpha.test\nR bob@alpha.test"
+          b"\r\n\nx\n")
+    plant("m." + "7" * 32, good + b"a\0b\n")
+    plant("m." + "8" * 32, good + b"fine\n")
+    for reason in ("2" * 32 + r" uid=%d: not a drop file" % alice,
+                   "3" * 32 + r" .*cannot open: Permission denied",
+                   "4" * 32 + r" .*more than one link",
+                   "5" * 32 + r" .*cannot open: Too many levels",
+                   "6" * 32 + r" .*bad recipient address",
+                   "7" * 32 + r" .*NUL bytes",
+                   r"removed stale t\.1{32} uid=%d" % alice):
+        env.wait_for_log(p, reason)
+    data = wait_mail(a, "bob")[0]
+    assert data.endswith(b"\n\nfine\n"), data
+    deadline = time.monotonic() + 5
+    while os.listdir(drop):
+        assert time.monotonic() < deadline, os.listdir(drop)
+        time.sleep(0.05)
+    time.sleep(0.5)
+    assert len(maildir(a, "bob")) == 1
+    # The linked file of the runner's own queue is untouched.
+    assert os.path.exists(a.path("var/spool/virtmail/tmp/link1"))
