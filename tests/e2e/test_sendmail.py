@@ -142,7 +142,10 @@ def test_local_delivery(env):
     assert b"\nDate: " in h and b"\nMessage-ID: <" in h, data
     assert data.endswith(b"\n\nfirst line\n"), data  # "." ended it
     env.wait_for_log(p, r"[0-9a-f]{16} pickup uid=%d " % a.uids["alice"])
-    assert os.listdir(a.path("var/spool/virtmail/drop")) == []
+    deadline = time.monotonic() + 5
+    while os.listdir(a.path("var/spool/virtmail/drop")):
+        assert time.monotonic() < deadline, "drop file not removed"
+        time.sleep(0.05)
 
     # -i: a lone "." is text; an existing header is kept as it is.
     rc, err = inject(a, ["-i", "bob@alpha.test"],
@@ -261,7 +264,9 @@ def test_pickup_refuses_hostile_files(env):
     alice, gid = a.uids["alice"], drop_gid(a)
 
     def plant(name, data, uid=alice, group=gid, links=1, age=0):
-        path = os.path.join(drop, name)
+        # Made complete elsewhere, then renamed in: the runner never
+        # sees it half set up.
+        path = a.path("var/spool/virtmail/tmp/plant-" + name)
         with open(path, "wb") as f:
             f.write(data)
         os.chown(path, uid, group)
@@ -271,7 +276,7 @@ def test_pickup_refuses_hostile_files(env):
         if age:
             t = time.time() - age
             os.utime(path, (t, t))
-        return path
+        os.rename(path, os.path.join(drop, name))
 
     good = b"VMDROP 1\nS alice@alpha.test\nR bob@alpha.test\n\nSubject: ok\n\n"
     plant("t." + "1" * 32, good, age=7200)
