@@ -44,6 +44,7 @@ COMMON_SRCS = \
 	common/aliases.c \
 	common/auth.c \
 	common/buf.c \
+	common/colonfile.c \
 	common/compat.c \
 	common/config.c \
 	common/diag.c \

@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "buf.h"
+#include "colonfile.h"
 #include "compat.h"
 #include "diag.h"
 #include "fileio.h"
@@ -27,58 +28,6 @@
 
 #define GROUP_FIELDS		4
 #define GROUP_ID_MAX		4294967294LL	/* (gid_t)-1 means "none" */
-
-struct group_field {
-	const char	*p;
-	size_t		 len;
-};
-
-static size_t
-group_split(const char *s, size_t len, struct group_field *f, size_t max)
-{
-	const char	*c;
-	size_t		 n = 0;
-
-	for (;;) {
-		c = memchr(s, ':', len);
-		if (n < max) {
-			f[n].p = s;
-			f[n].len = c != NULL ? (size_t)(c - s) : len;
-		}
-		n++;
-		if (c == NULL)
-			return n;
-		len -= c - s + 1;
-		s = c + 1;
-	}
-}
-
-static int
-group_id_parse(const struct group_field *f, long long *id_r,
-    const char **why_r)
-{
-	char	buf[24];
-	size_t	i;
-
-	if (f->len == 0) {
-		*why_r = "empty";
-		return -1;
-	}
-	for (i = 0; i < f->len; i++) {
-		if (f->p[i] < '0' || f->p[i] > '9') {
-			*why_r = "invalid";
-			return -1;
-		}
-	}
-	if (f->len >= sizeof(buf)) {
-		*why_r = "too large";
-		return -1;
-	}
-	memcpy(buf, f->p, f->len);
-	buf[f->len] = '\0';
-	*id_r = strtonum(buf, 0, GROUP_ID_MAX, why_r);
-	return *why_r == NULL ? 0 : -1;
-}
 
 static void
 group_entry_free(struct group_entry *e)
@@ -98,7 +47,7 @@ group_entry_free(struct group_entry *e)
  * an error rather than silently dropped.
  */
 static int
-group_members_parse(struct group_entry *e, const struct group_field *f,
+group_members_parse(struct group_entry *e, const struct colon_field *f,
     const char *file, int lineno, struct diag *d)
 {
 	const char	*s, *c;
@@ -143,29 +92,29 @@ group_members_parse(struct group_entry *e, const struct group_field *f,
 	return 0;
 }
 
+/* What the line walk carries for group_parse_line. */
+struct group_walk {
+	struct group_file	*f;
+	size_t			 cap;
+};
+
 static int
-group_parse_line(struct group_file *gf, size_t *cap, const char *file,
-    int lineno, const char *s, size_t len, struct diag *d)
+group_parse_line(void *ctx, const char *file, int lineno, const char *s,
+    size_t len, struct diag *d)
 {
-	struct group_field	 f[GROUP_FIELDS];
+	struct group_walk	*w = ctx;
+	struct group_file	*gf = w->f;
+	size_t			*cap = &w->cap;
+	struct colon_field	 f[GROUP_FIELDS];
 	struct group_entry	 e, *ne;
 	const char		*why;
 	long long		 gid;
-	size_t			 i, n, ncap;
+	size_t			 n, ncap;
 	int			 r;
 
-	for (i = 0; i < len; i++) {
-		if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f) {
-			diag_report(d, file, lineno,
-			    "control character 0x%02x", (unsigned char)s[i]);
-			return 0;
-		}
-	}
-	for (i = 0; i < len && (s[i] == ' ' || s[i] == '\t'); i++)
-		;
-	if (i == len || s[i] == '#')
+	if (colon_skip_line(file, lineno, s, len, d))
 		return 0;
-	if ((n = group_split(s, len, f, GROUP_FIELDS)) != GROUP_FIELDS) {
+	if ((n = colon_split(s, len, f, GROUP_FIELDS)) != GROUP_FIELDS) {
 		diag_report(d, file, lineno,
 		    "expected %d fields, found %zu", GROUP_FIELDS, n);
 		return 0;
@@ -182,7 +131,7 @@ group_parse_line(struct group_file *gf, size_t *cap, const char *file,
 		    e.name);
 		goto skip;
 	}
-	if (group_id_parse(&f[2], &gid, &why) == -1) {
+	if (colon_number(&f[2], GROUP_ID_MAX, &gid, &why) == -1) {
 		diag_report(d, file, lineno, "gid \"%.*s\": %s",
 		    (int)(f[2].len > 32 ? 32 : f[2].len), f[2].p, why);
 		goto skip;
@@ -218,40 +167,16 @@ int
 group_parse(struct group_file *f, const char *name, const char *text,
     size_t len, struct diag *d)
 {
-	struct diag	 none = { NULL, NULL, 0 };
-	const char	*s, *nl;
-	size_t		 off, n, cap = 0;
-	int		 lineno = 0;
+	struct diag		none = { NULL, NULL, 0 };
+	struct group_walk	w;
 
 	memset(f, 0, sizeof(*f));
-	if (d == NULL)
-		d = &none;
-	if (len > GROUP_FILE_MAX) {
-		diag_report(d, name, 0, "file too large (max %d bytes)",
-		    GROUP_FILE_MAX);
-		errno = EFBIG;
+	w.f = f;
+	w.cap = 0;
+	if (colonfile_walk(name, text, len, GROUP_FILE_MAX, GROUP_LINE_MAX,
+	    d != NULL ? d : &none, group_parse_line, &w) == -1) {
+		group_free(f);
 		return -1;
-	}
-	for (off = 0; off < len; off += n + (nl != NULL)) {
-		lineno++;
-		s = text + off;
-		nl = memchr(s, '\n', len - off);
-		n = nl != NULL ? (size_t)(nl - s) : len - off;
-		if (n > GROUP_LINE_MAX) {
-			diag_report(d, name, lineno,
-			    "line too long (max %d bytes)", GROUP_LINE_MAX);
-			continue;
-		}
-		if (memchr(s, '\0', n) != NULL) {
-			diag_report(d, name, lineno, "NUL byte in line");
-			continue;
-		}
-		if (group_parse_line(f, &cap, name, lineno, s,
-		    n > 0 && s[n - 1] == '\r' ? n - 1 : n, d) == -1) {
-			group_free(f);
-			errno = ENOMEM;
-			return -1;
-		}
 	}
 	return 0;
 }

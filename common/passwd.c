@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "buf.h"
+#include "colonfile.h"
 #include "compat.h"
 #include "diag.h"
 #include "fileio.h"
@@ -27,11 +28,6 @@
 
 #define PASSWD_FIELDS		7
 #define PASSWD_ID_MAX		4294967294LL	/* (uid_t)-1 means "none" */
-
-struct passwd_field {
-	const char	*p;
-	size_t		 len;
-};
 
 int
 passwd_name_valid(const char *name)
@@ -56,55 +52,6 @@ passwd_name_valid(const char *name)
 	return 1;
 }
 
-/* Split s on ':' into at most max fields; returns the count found. */
-static size_t
-passwd_split(const char *s, size_t len, struct passwd_field *f, size_t max)
-{
-	const char	*c;
-	size_t		 n = 0;
-
-	for (;;) {
-		c = memchr(s, ':', len);
-		if (n < max) {
-			f[n].p = s;
-			f[n].len = c != NULL ? (size_t)(c - s) : len;
-		}
-		n++;
-		if (c == NULL)
-			return n;
-		len -= c - s + 1;
-		s = c + 1;
-	}
-}
-
-/* Digits only, then strtonum for the range: no sign, space or "0x". */
-static int
-passwd_id_parse(const struct passwd_field *f, long long *id_r,
-    const char **why_r)
-{
-	char	buf[24];
-	size_t	i;
-
-	if (f->len == 0) {
-		*why_r = "empty";
-		return -1;
-	}
-	for (i = 0; i < f->len; i++) {
-		if (f->p[i] < '0' || f->p[i] > '9') {
-			*why_r = "invalid";
-			return -1;
-		}
-	}
-	if (f->len >= sizeof(buf)) {
-		*why_r = "too large";
-		return -1;
-	}
-	memcpy(buf, f->p, f->len);
-	buf[f->len] = '\0';
-	*id_r = strtonum(buf, 0, PASSWD_ID_MAX, why_r);
-	return *why_r == NULL ? 0 : -1;
-}
-
 static void
 passwd_entry_free(struct passwd_entry *e)
 {
@@ -116,28 +63,28 @@ passwd_entry_free(struct passwd_entry *e)
 }
 
 /* One line, no terminator; 0 added or reported, -1 out of memory. */
+/* What the line walk carries for passwd_parse_line. */
+struct passwd_walk {
+	struct passwd_file	*f;
+	size_t			 cap;
+};
+
 static int
-passwd_parse_line(struct passwd_file *pf, size_t *cap, const char *file,
-    int lineno, const char *s, size_t len, struct diag *d)
+passwd_parse_line(void *ctx, const char *file, int lineno, const char *s,
+    size_t len, struct diag *d)
 {
-	struct passwd_field	 f[PASSWD_FIELDS];
+	struct passwd_walk	*w = ctx;
+	struct passwd_file	*pf = w->f;
+	size_t			*cap = &w->cap;
+	struct colon_field	 f[PASSWD_FIELDS];
 	struct passwd_entry	 e, *ne;
 	const char		*why;
 	long long		 uid, gid;
-	size_t			 i, n, ncap;
+	size_t			 n, ncap;
 
-	for (i = 0; i < len; i++) {
-		if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f) {
-			diag_report(d, file, lineno,
-			    "control character 0x%02x", (unsigned char)s[i]);
-			return 0;
-		}
-	}
-	for (i = 0; i < len && (s[i] == ' ' || s[i] == '\t'); i++)
-		;
-	if (i == len || s[i] == '#')
+	if (colon_skip_line(file, lineno, s, len, d))
 		return 0;
-	if ((n = passwd_split(s, len, f, PASSWD_FIELDS)) != PASSWD_FIELDS) {
+	if ((n = colon_split(s, len, f, PASSWD_FIELDS)) != PASSWD_FIELDS) {
 		diag_report(d, file, lineno,
 		    "expected %d fields, found %zu", PASSWD_FIELDS, n);
 		return 0;
@@ -154,12 +101,12 @@ passwd_parse_line(struct passwd_file *pf, size_t *cap, const char *file,
 		    e.name);
 		goto skip;
 	}
-	if (passwd_id_parse(&f[2], &uid, &why) == -1) {
+	if (colon_number(&f[2], PASSWD_ID_MAX, &uid, &why) == -1) {
 		diag_report(d, file, lineno, "uid \"%.*s\": %s",
 		    (int)(f[2].len > 32 ? 32 : f[2].len), f[2].p, why);
 		goto skip;
 	}
-	if (passwd_id_parse(&f[3], &gid, &why) == -1) {
+	if (colon_number(&f[3], PASSWD_ID_MAX, &gid, &why) == -1) {
 		diag_report(d, file, lineno, "gid \"%.*s\": %s",
 		    (int)(f[3].len > 32 ? 32 : f[3].len), f[3].p, why);
 		goto skip;
@@ -197,40 +144,16 @@ int
 passwd_parse(struct passwd_file *f, const char *name, const char *text,
     size_t len, struct diag *d)
 {
-	struct diag	 none = { NULL, NULL, 0 };
-	const char	*s, *nl;
-	size_t		 off, n, cap = 0;
-	int		 lineno = 0;
+	struct diag		none = { NULL, NULL, 0 };
+	struct passwd_walk	w;
 
 	memset(f, 0, sizeof(*f));
-	if (d == NULL)
-		d = &none;
-	if (len > PASSWD_FILE_MAX) {
-		diag_report(d, name, 0, "file too large (max %d bytes)",
-		    PASSWD_FILE_MAX);
-		errno = EFBIG;
+	w.f = f;
+	w.cap = 0;
+	if (colonfile_walk(name, text, len, PASSWD_FILE_MAX, PASSWD_LINE_MAX,
+	    d != NULL ? d : &none, passwd_parse_line, &w) == -1) {
+		passwd_free(f);
 		return -1;
-	}
-	for (off = 0; off < len; off += n + (nl != NULL)) {
-		lineno++;
-		s = text + off;
-		nl = memchr(s, '\n', len - off);
-		n = nl != NULL ? (size_t)(nl - s) : len - off;
-		if (n > PASSWD_LINE_MAX) {
-			diag_report(d, name, lineno,
-			    "line too long (max %d bytes)", PASSWD_LINE_MAX);
-			continue;
-		}
-		if (memchr(s, '\0', n) != NULL) {
-			diag_report(d, name, lineno, "NUL byte in line");
-			continue;
-		}
-		if (passwd_parse_line(f, &cap, name, lineno, s,
-		    n > 0 && s[n - 1] == '\r' ? n - 1 : n, d) == -1) {
-			passwd_free(f);
-			errno = ENOMEM;
-			return -1;
-		}
 	}
 	return 0;
 }

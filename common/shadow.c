@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "buf.h"
+#include "colonfile.h"
 #include "compat.h"
 #include "diag.h"
 #include "fileio.h"
@@ -28,61 +29,25 @@
 #define SHADOW_FIELDS		9
 #define SHADOW_DAYS_MAX		2147483647LL
 
-struct shadow_field {
-	const char	*p;
-	size_t		 len;
-};
-
 static const char *const shadow_field_names[SHADOW_FIELDS] = {
 	"name", "password", "lastchg", "min", "max", "warn", "inactive",
 	"expire", "reserved",
 };
 
-static size_t
-shadow_split(const char *s, size_t len, struct shadow_field *f, size_t max)
-{
-	const char	*c;
-	size_t		 n = 0;
-
-	for (;;) {
-		c = memchr(s, ':', len);
-		if (n < max) {
-			f[n].p = s;
-			f[n].len = c != NULL ? (size_t)(c - s) : len;
-		}
-		n++;
-		if (c == NULL)
-			return n;
-		len -= c - s + 1;
-		s = c + 1;
-	}
-}
-
 /* An empty field is -1; otherwise digits only, within SHADOW_DAYS_MAX. */
 static int
-shadow_num_parse(const struct shadow_field *f, long *v_r, const char **why_r)
+shadow_num_parse(const struct colon_field *f, long *v_r, const char **why_r)
 {
-	char	buf[24];
-	size_t	i;
+	long long	v;
 
 	if (f->len == 0) {
 		*v_r = -1;
 		return 0;
 	}
-	for (i = 0; i < f->len; i++) {
-		if (f->p[i] < '0' || f->p[i] > '9') {
-			*why_r = "invalid";
-			return -1;
-		}
-	}
-	if (f->len >= sizeof(buf)) {
-		*why_r = "too large";
+	if (colon_number(f, SHADOW_DAYS_MAX, &v, why_r) == -1)
 		return -1;
-	}
-	memcpy(buf, f->p, f->len);
-	buf[f->len] = '\0';
-	*v_r = (long)strtonum(buf, 0, SHADOW_DAYS_MAX, why_r);
-	return *why_r == NULL ? 0 : -1;
+	*v_r = (long)v;
+	return 0;
 }
 
 static void
@@ -95,28 +60,28 @@ shadow_entry_free(struct shadow_entry *e)
 	}
 }
 
+/* What the line walk carries for shadow_parse_line. */
+struct shadow_walk {
+	struct shadow_file	*f;
+	size_t			 cap;
+};
+
 static int
-shadow_parse_line(struct shadow_file *sf, size_t *cap, const char *file,
-    int lineno, const char *s, size_t len, struct diag *d)
+shadow_parse_line(void *ctx, const char *file, int lineno, const char *s,
+    size_t len, struct diag *d)
 {
-	struct shadow_field	 f[SHADOW_FIELDS];
+	struct shadow_walk	*w = ctx;
+	struct shadow_file	*sf = w->f;
+	size_t			*cap = &w->cap;
+	struct colon_field	 f[SHADOW_FIELDS];
 	struct shadow_entry	 e, *ne;
 	long			*num[6];
 	const char		*why;
 	size_t			 i, n, ncap;
 
-	for (i = 0; i < len; i++) {
-		if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f) {
-			diag_report(d, file, lineno,
-			    "control character 0x%02x", (unsigned char)s[i]);
-			return 0;
-		}
-	}
-	for (i = 0; i < len && (s[i] == ' ' || s[i] == '\t'); i++)
-		;
-	if (i == len || s[i] == '#')
+	if (colon_skip_line(file, lineno, s, len, d))
 		return 0;
-	if ((n = shadow_split(s, len, f, SHADOW_FIELDS)) != SHADOW_FIELDS) {
+	if ((n = colon_split(s, len, f, SHADOW_FIELDS)) != SHADOW_FIELDS) {
 		diag_report(d, file, lineno,
 		    "expected %d fields, found %zu", SHADOW_FIELDS, n);
 		return 0;
@@ -177,40 +142,16 @@ int
 shadow_parse(struct shadow_file *f, const char *name, const char *text,
     size_t len, struct diag *d)
 {
-	struct diag	 none = { NULL, NULL, 0 };
-	const char	*s, *nl;
-	size_t		 off, n, cap = 0;
-	int		 lineno = 0;
+	struct diag		none = { NULL, NULL, 0 };
+	struct shadow_walk	w;
 
 	memset(f, 0, sizeof(*f));
-	if (d == NULL)
-		d = &none;
-	if (len > SHADOW_FILE_MAX) {
-		diag_report(d, name, 0, "file too large (max %d bytes)",
-		    SHADOW_FILE_MAX);
-		errno = EFBIG;
+	w.f = f;
+	w.cap = 0;
+	if (colonfile_walk(name, text, len, SHADOW_FILE_MAX, SHADOW_LINE_MAX,
+	    d != NULL ? d : &none, shadow_parse_line, &w) == -1) {
+		shadow_free(f);
 		return -1;
-	}
-	for (off = 0; off < len; off += n + (nl != NULL)) {
-		lineno++;
-		s = text + off;
-		nl = memchr(s, '\n', len - off);
-		n = nl != NULL ? (size_t)(nl - s) : len - off;
-		if (n > SHADOW_LINE_MAX) {
-			diag_report(d, name, lineno,
-			    "line too long (max %d bytes)", SHADOW_LINE_MAX);
-			continue;
-		}
-		if (memchr(s, '\0', n) != NULL) {
-			diag_report(d, name, lineno, "NUL byte in line");
-			continue;
-		}
-		if (shadow_parse_line(f, &cap, name, lineno, s,
-		    n > 0 && s[n - 1] == '\r' ? n - 1 : n, d) == -1) {
-			shadow_free(f);
-			errno = ENOMEM;
-			return -1;
-		}
 	}
 	return 0;
 }
