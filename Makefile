@@ -57,6 +57,7 @@ COMMON_SRCS = \
 	common/listen.c \
 	common/log.c \
 	common/passwd.c \
+	common/pidfile.c \
 	common/privdrop.c \
 	common/queue.c \
 	common/shadow.c \

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "pidfile.h"
 #include "pop3d.h"
 
 static void	usage(void) __attribute__((noreturn));
@@ -21,7 +22,7 @@ static void
 usage(void)
 {
 	(void)fprintf(stderr, "usage: %s [-dtv] [-i] [-C virtmail.conf] "
-	    "[-f virtual.conf]\n", POP3D_NAME);
+	    "[-f virtual.conf] [-p pidfile]\n", POP3D_NAME);
 	exit(EX_USAGE);
 }
 
@@ -32,9 +33,10 @@ main(int argc, char *argv[])
 		.virtual_conf = SMTPD_VIRTUAL_CONF,
 		.global_conf = SMTPD_GLOBAL_CONF,
 	};
-	int			 ch, check = 0, inetd = 0;
+	const char		*pidfile = NULL, *err;
+	int			 ch, check = 0, inetd = 0, rc;
 
-	while ((ch = getopt(argc, argv, "C:df:itv")) != -1) {
+	while ((ch = getopt(argc, argv, "C:df:ip:tv")) != -1) {
 		switch (ch) {
 		case 'C':
 			o.global_conf = optarg;
@@ -47,6 +49,9 @@ main(int argc, char *argv[])
 			break;
 		case 'i':
 			inetd = 1;
+			break;
+		case 'p':
+			pidfile = optarg;
 			break;
 		case 't':
 			check = 1;
@@ -71,5 +76,17 @@ main(int argc, char *argv[])
 		return pop3_master_check(&o);
 	if (inetd)
 		return pop3_master_inetd(&o);
-	return pop3_master_run(&o);
+	/* The pid file lets "virtmail" ask for a reload (SIGHUP). */
+	if (pidfile == NULL && !o.debug)
+		pidfile = PIDFILE_DIR "/" POP3D_NAME ".pid";
+	if (pidfile != NULL && *pidfile != '\0' &&
+	    pidfile_write(pidfile, POP3D_NAME, &err) == -1) {
+		(void)fprintf(stderr, "%s: %s: %s\n", POP3D_NAME, pidfile,
+		    err);
+		return EX_OSERR;
+	}
+	rc = pop3_master_run(&o);
+	if (pidfile != NULL && *pidfile != '\0')
+		pidfile_remove(pidfile);
+	return rc;
 }

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "pidfile.h"
 #include "smtpd.h"
 
 static void	usage(void) __attribute__((noreturn));
@@ -21,7 +22,7 @@ static void
 usage(void)
 {
 	(void)fprintf(stderr, "usage: %s [-dtv] [-i] [-C virtmail.conf] "
-	    "[-f virtual.conf]\n", SMTPD_NAME);
+	    "[-f virtual.conf] [-p pidfile]\n", SMTPD_NAME);
 	exit(EX_USAGE);
 }
 
@@ -32,9 +33,10 @@ main(int argc, char *argv[])
 		.virtual_conf = SMTPD_VIRTUAL_CONF,
 		.global_conf = SMTPD_GLOBAL_CONF,
 	};
-	int			 ch, check = 0, inetd = 0;
+	const char		*pidfile = NULL, *err;
+	int			 ch, check = 0, inetd = 0, rc;
 
-	while ((ch = getopt(argc, argv, "C:df:itv")) != -1) {
+	while ((ch = getopt(argc, argv, "C:df:ip:tv")) != -1) {
 		switch (ch) {
 		case 'C':
 			o.global_conf = optarg;
@@ -47,6 +49,9 @@ main(int argc, char *argv[])
 			break;
 		case 'i':
 			inetd = 1;
+			break;
+		case 'p':
+			pidfile = optarg;
 			break;
 		case 't':
 			check = 1;
@@ -75,5 +80,17 @@ main(int argc, char *argv[])
 		return master_check(&o);
 	if (inetd)
 		return master_inetd(&o);
-	return master_run(&o);
+	/* The pid file lets "virtmail" ask for a reload (SIGHUP). */
+	if (pidfile == NULL && !o.debug)
+		pidfile = PIDFILE_DIR "/" SMTPD_NAME ".pid";
+	if (pidfile != NULL && *pidfile != '\0' &&
+	    pidfile_write(pidfile, SMTPD_NAME, &err) == -1) {
+		(void)fprintf(stderr, "%s: %s: %s\n", SMTPD_NAME, pidfile,
+		    err);
+		return EX_OSERR;
+	}
+	rc = master_run(&o);
+	if (pidfile != NULL && *pidfile != '\0')
+		pidfile_remove(pidfile);
+	return rc;
 }
