@@ -112,7 +112,12 @@ SENDMAIL_SRCS = \
 
 ADMIN_SRCS = \
 	admin/admin_check.c \
+	admin/admin_domain.c \
+	admin/admin_edit.c \
+	admin/admin_exec.c \
+	admin/admin_fs.c \
 	admin/admin_queue.c \
+	admin/admin_user.c \
 	admin/virtmail.c
 
 UNIT_TESTS = \

@@ -10,7 +10,11 @@
 #ifndef VIRTMAIL_ADMIN_H
 #define VIRTMAIL_ADMIN_H
 
+#include <sys/types.h>
+
 #include <stddef.h>
+
+#include "buf.h"
 
 #include "domain.h"
 #include "smtpd.h"
@@ -21,7 +25,25 @@
 struct admin_opts {
 	const char		*virtual_conf;	/* -f */
 	const char		*global_conf;	/* -C */
+	const char		*run_dir;	/* -P: the daemons' pid files */
 	int			 verbose;	/* -v */
+};
+
+#define ADMIN_ROOT_BASE		"/srv/virtmail"	/* default DIR/NAME */
+#define ADMIN_UID_FIRST		10000	/* lowest uid block of a new domain */
+#define ADMIN_UID_BLOCK		1000	/* uids of one domain */
+#define ADMIN_IPS_MAX		64	/* addresses of one "domain add" */
+
+/* What "domain add" and "fs build" make (admin_fs.c). */
+struct admin_fs_spec {
+	const char		*dir;		/* the new root */
+	const char		*name;		/* mail domain */
+	const char		*hostname;	/* banner name */
+	const char		**ips;		/* canonical text */
+	size_t			 nips;
+	unsigned long		 uid_base;	/* run_as uid */
+	const char		*sendmail;	/* injector; NULL: ours */
+	const char		*resolver;	/* NULL: the host's */
 };
 
 /* A subcommand: argv[0] is its name.  Returns an exit status. */
@@ -55,6 +77,50 @@ const struct domain *admin_domain_find(const struct admin_ctx *x,
  */
 int	admin_in_domain(const struct admin_ctx *x, const struct domain *vd,
 	    int (*fn)(const struct domain *, void *), void *arg);
+
+/* Print the usage of one subcommand; returns EX_USAGE. */
+int	admin_cmd_usage(const char *name);
+
+/* admin_edit.c */
+/* snprintf "dir/rel" into dst; -1 (reported) when too long. */
+int	admin_path(char *dst, size_t size, const char *dir, const char *rel);
+/* Open and fcntl-lock path (waits); the descriptor, or -1 (reported). */
+int	admin_lock(const char *path);
+void	admin_unlock(int fd);
+/* Lock a domain's etc/.pwd.lock after checking etc/ is root's. */
+int	admin_lock_domain(const char *dir);
+/* A regular file (no symlink) into b, NUL-terminated, ending in '\n'
+ * unless empty; a missing file is empty when missing_ok. */
+int	admin_file_read(const char *path, struct buf *b, int missing_ok);
+/* Replace path atomically, keeping an existing file's mode and owner. */
+int	admin_file_replace(const char *path, const char *data, size_t len,
+	    mode_t mode);
+int	admin_dns_name_valid(const char *name);
+/* Canonical text of an IPv4 or IPv6 literal; -1 when it is none. */
+int	admin_ip_canon(const char *text, char *dst, size_t size);
+/* SIGHUP the running daemons named by their pid files in run_dir. */
+void	admin_reload(const struct admin_opts *o);
+
+/* admin_domain.c */
+int	admin_domain(const struct admin_opts *o, int argc, char **argv);
+/* The run_as uid for a new domain: a block above every uid in use. */
+unsigned long admin_uid_base_next(const struct domain_table *t);
+/* Remove a tree without following links or crossing file systems. */
+int	admin_purge_tree(const char *dir);
+
+/* admin_exec.c */
+int	admin_exec(const struct admin_opts *o, int argc, char **argv);
+
+/* admin_fs.c */
+int	admin_fs(const struct admin_opts *o, int argc, char **argv);
+/* Build a minimal root (docs/ADMIN.md); 0, or -1 (reported). */
+int	admin_fs_build(const struct admin_fs_spec *s);
+
+/* admin_user.c */
+int	admin_user(const struct admin_opts *o, int argc, char **argv);
+int	admin_passwd(const struct admin_opts *o, int argc, char **argv);
+int	admin_alias(const struct admin_opts *o, int argc, char **argv);
+int	admin_newaliases(const struct admin_opts *o, int argc, char **argv);
 
 /* admin_check.c */
 int	admin_check(const struct admin_opts *o, int argc, char **argv);

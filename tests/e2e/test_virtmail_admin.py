@@ -1,0 +1,388 @@
+"""The virtmail admin command's editing subcommands against temporary
+trees: domain add/list/del (with a live reload of virtmail-smtpd and
+virtmail-pop3d through their pid files), user add/del/list, passwd,
+alias add/del/list, newaliases, exec, fs add-program, the classic
+symlink names, refused names, 20 concurrent "user add" runs, and
+kill -9 during "user add"."""
+
+import crypt
+import os
+import random
+import re
+import signal
+import socket
+import stat
+import subprocess
+import time
+
+import vmtest
+
+EX_USAGE, EX_DATAERR, EX_NOUSER = 64, 65, 67
+
+NEW_IP = vmtest.NOWHERE_IP4     # on lo, in no domain until we add one
+
+
+class Admin:
+    """virtmail with a private virtual.conf, global conf and pid dir."""
+
+    def __init__(self, env):
+        self.env = env
+        self.vconf = env.path("virtual.conf")
+        self.gconf = env.path("virtmail.conf")
+        self.piddir = env.path("run")
+        os.makedirs(self.piddir, exist_ok=True)
+        with open(self.gconf, "w") as f:
+            f.write("retry_min 1\nretry_max 2\n")
+        self.base = env.path("domains")
+
+    def argv(self, *args, prog="virtmail"):
+        return [self.env.bin(prog) if prog == "virtmail" else prog,
+                "-f", self.vconf, "-C", self.gconf, "-P",
+                self.piddir] + list(args)
+
+    def run(self, *args, input=None, prog="virtmail", timeout=30):
+        rc, out, err = self.env.run(self.argv(*args, prog=prog),
+                                    input=input, timeout=timeout)
+        return rc, out + err
+
+    def ok(self, *args, input=None):
+        rc, out = self.run(*args, input=input)
+        assert rc == 0, "virtmail %s: rc %s\n%s" % (" ".join(args), rc,
+                                                   out)
+        return out
+
+    def root(self, name):
+        return os.path.join(self.base, name)
+
+    def add_domain(self, name, *ips):
+        return self.ok("domain", "add", name, *ips, "--root",
+                       self.root(name), "--resolver", "127.0.0.1")
+
+
+def read(path):
+    with open(path) as f:
+        return f.read()
+
+
+def passwd_lines(path):
+    """Every line of a passwd file, each checked to have 7 fields."""
+    lines = read(path).splitlines()
+    for l in lines:
+        assert len(l.split(":")) == 7, "torn line %r in %s" % (l, path)
+    return lines
+
+
+def test_domain_add_builds_minimal_root(env):
+    a = Admin(env)
+    out = a.add_domain("alpha.test", "192.0.2.10", "2001:db8::10")
+    assert "uids 10000-10999" in out, out
+    r = a.root("alpha.test")
+    st = os.stat(r)
+    assert st.st_uid == 0 and stat.S_IMODE(st.st_mode) == 0o755
+    assert stat.S_IMODE(os.stat(r + "/etc/shadow").st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(r + "/tmp").st_mode) == 0o1777
+    assert stat.S_ISCHR(os.stat(r + "/dev/null").st_mode)
+    assert stat.S_ISCHR(os.stat(r + "/dev/urandom").st_mode)
+    q = os.stat(r + "/var/spool/virtmail")
+    assert q.st_uid == 10000 and stat.S_IMODE(q.st_mode) == 0o710
+    sm = os.stat(r + "/usr/sbin/sendmail")
+    assert stat.S_IMODE(sm.st_mode) == 0o2755 and sm.st_gid == 10999
+    assert "virtmail-drop:x:10999:virtmail" in read(r + "/etc/group")
+    hosts = read(r + "/etc/hosts")
+    assert "192.0.2.10\tmx.alpha.test alpha.test" in hosts, hosts
+    assert "beta" not in hosts
+    assert read(r + "/etc/resolv.conf") == "nameserver 127.0.0.1\n"
+    assert read(r + "/etc/mailname") == "alpha.test\n"
+    assert "postmaster: root" in read(r + "/etc/aliases")
+    # Nothing of the host's secrets.
+    assert not os.path.exists(r + "/etc/ssh")
+    for l in read(r + "/etc/shadow").splitlines():
+        assert l.split(":")[0] in ("root", "virtmail"), l
+        assert l.split(":")[1] == "*", l
+    assert read(a.vconf) == ("192.0.2.10\t%s\n2001:db8::10\t%s\n" %
+                             (r, r))
+    out = a.ok("check")
+    assert "configuration OK, 1 domain" in out, out
+
+    a.add_domain("beta.test", "192.0.2.20")
+    assert ":11000:" in read(a.root("beta.test") + "/etc/passwd")
+    out = a.ok("domain", "list")
+    assert re.search(r"alpha\.test\s+192\.0\.2\.10,2001:db8::10\s+%s\s+0"
+                     r"\s+0" % re.escape(r), out), out
+    assert "beta.test" in out
+
+    # Refused: the same name, a used address, bad names and addresses.
+    before = read(a.vconf)
+    for args in (["alpha.test", NEW_IP], ["gamma.test", "192.0.2.20"],
+                 ["bad/name", NEW_IP], ["-x.test", NEW_IP],
+                 ["a" * 64 + ".test", NEW_IP], ["gamma.test", "1.2.3"],
+                 ["gamma.test", NEW_IP, "--root", "relative/dir"],
+                 ["gamma.test", NEW_IP, "--root", "/tmp/../etc"]):
+        rc, out = a.run("domain", "add", *args)
+        assert rc != 0, (args, out)
+    assert read(a.vconf) == before
+    assert not os.path.exists(a.root("gamma.test"))
+
+    out = a.ok("domain", "del", "beta.test")
+    assert "beta" not in read(a.vconf)
+    assert os.path.isdir(a.root("beta.test"))
+    a.ok("domain", "del", "alpha.test", "--purge")
+    assert not os.path.exists(r)
+    assert read(a.vconf) == ""
+    rc, out = a.run("domain", "del", "alpha.test")
+    assert rc != 0, out
+
+
+def test_user_and_alias_commands(env):
+    a = Admin(env)
+    a.add_domain("alpha.test", "192.0.2.10")
+    r = a.root("alpha.test")
+    out = a.ok("user", "add", "alpha.test", "bob", "--password-stdin",
+               input="s3cret\n")
+    assert "uid 10001" in out, out
+    pw = [l for l in passwd_lines(r + "/etc/passwd") if l.startswith("bob:")]
+    assert pw == ["bob:x:10001:10001:bob:/home/bob:/bin/false"], pw
+    sh = [l for l in read(r + "/etc/shadow").splitlines()
+          if l.startswith("bob:")][0].split(":")
+    assert sh[1].startswith("$y$"), sh
+    assert crypt.crypt("s3cret", sh[1]) == sh[1]
+    assert "bob:x:10001:" in read(r + "/etc/group")
+    for sub in ("", "/Maildir", "/Maildir/new", "/Maildir/cur",
+                "/Maildir/tmp"):
+        st = os.stat(r + "/home/bob" + sub)
+        assert st.st_uid == 10001 and stat.S_IMODE(st.st_mode) == 0o700
+    # No terminal, no --password-stdin: locked until passwd.
+    out = a.ok("user", "add", "alpha.test", "alice")
+    assert "locked" in out, out
+    out = a.ok("user", "list", "alpha.test")
+    assert re.search(r"bob\s+10001\s+/home/bob\s+set", out), out
+    assert re.search(r"alice\s+10002\s+/home/alice\s+locked", out), out
+    a.ok("passwd", "alpha.test", "alice", "--password-stdin",
+         input="other\n")
+    h = [l for l in read(r + "/etc/shadow").splitlines()
+         if l.startswith("alice:")][0].split(":")[1]
+    assert crypt.crypt("other", h) == h
+
+    before = {p: read(r + "/etc/" + p) for p in ("passwd", "shadow",
+                                                  "group", "aliases")}
+    for bad in ("../x", "a/b", "a:b", "..", ".x", "-x", "x" * 65,
+                "a\x01b", "a b", "Bob", "", "bob"):
+        rc, out = a.run("user", "add", "alpha.test", bad)
+        assert rc == EX_DATAERR, (bad, rc, out)
+        if bad not in ("bob", ""):
+            rc, out = a.run("alias", "add", "alpha.test", bad, "bob")
+            assert rc == EX_DATAERR, (bad, rc, out)
+    for bad in ("|/bin/sh", "/etc/passwd", ":include:/x", "a@b@c",
+                "x@-bad", "a,b@c.test"):
+        rc, out = a.run("alias", "add", "alpha.test", "info", bad)
+        assert rc == EX_DATAERR, (bad, rc, out)
+    rc, out = a.run("passwd", "alpha.test", "ghost", "--password-stdin",
+                    input="x\n")
+    assert rc == EX_NOUSER, out
+    rc, out = a.run("alias", "add", "alpha.test", "", "bob")
+    assert rc == EX_DATAERR, out
+    rc, out = a.run("user", "del", "alpha.test", "virtmail")
+    assert rc != 0, out
+    rc, out = a.run("user", "add", "nosuch.test", "bob")
+    assert rc != 0, out
+    assert read(r + "/etc/passwd") == before["passwd"]
+    assert read(r + "/etc/group") == before["group"]
+    assert read(r + "/etc/aliases") == before["aliases"]
+
+    # Aliases: postmaster's placeholder root gives way to a real user.
+    a.ok("alias", "add", "alpha.test", "postmaster", "bob")
+    a.ok("alias", "add", "alpha.test", "info", "bob", "fred@example.org")
+    a.ok("alias", "add", "alpha.test", "info", "alice")
+    out = a.ok("alias", "list", "alpha.test")
+    assert "postmaster: bob\n" in out, out
+    assert "info: bob, fred@example.org, alice\n" in out, out
+    assert "2 aliases OK" in a.ok("newaliases", "alpha.test")
+    a.ok("alias", "del", "alpha.test", "info")
+    assert "info" not in read(r + "/etc/aliases")
+    rc, out = a.run("alias", "del", "alpha.test", "info")
+    assert rc == EX_NOUSER, out
+    with open(r + "/etc/aliases", "a") as f:
+        f.write("broken line\nlost: nobodyhere\n")
+    rc, out = a.run("newaliases", "alpha.test")
+    assert rc == EX_DATAERR, out
+    assert re.search(r"aliases:\d+: ", out), out
+    assert "nobodyhere: no such user or alias" in out, out
+    with open(r + "/etc/aliases", "w") as f:
+        f.write("postmaster: bob\n")
+
+    a.ok("user", "del", "alpha.test", "alice")
+    assert "alice" not in read(r + "/etc/passwd")
+    assert "alice" not in read(r + "/etc/shadow")
+    assert "alice" not in read(r + "/etc/group")
+    assert os.path.isdir(r + "/home/alice")
+    rc, out = a.run("user", "add", "alpha.test", "alice")
+    assert rc != 0 and "earlier user" in out, out
+    a.ok("user", "del", "alpha.test", "bob", "--purge")
+    assert not os.path.exists(r + "/home/bob")
+    out = a.ok("check")
+    assert "configuration OK" in out, out
+
+
+def test_user_add_concurrent(env):
+    """20 runs at once: every user once, distinct uids, no torn file."""
+    a = Admin(env)
+    a.add_domain("alpha.test", "192.0.2.10")
+    r = a.root("alpha.test")
+    procs = [subprocess.Popen(a.argv("user", "add", "alpha.test",
+                                     "u%02d" % i, "--password-stdin"),
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT)
+             for i in range(20)]
+    for p in procs:
+        out, _ = p.communicate(b"pw\n", timeout=30)
+        assert p.returncode == 0, out.decode()
+    lines = passwd_lines(r + "/etc/passwd")
+    users = [l.split(":") for l in lines if l.startswith("u")]
+    assert sorted(u[0] for u in users) == ["u%02d" % i for i in range(20)]
+    uids = [int(u[2]) for u in users]
+    assert sorted(uids) == list(range(10001, 10021)), uids
+    assert len([l for l in read(r + "/etc/shadow").splitlines()
+                if l.startswith("u")]) == 20
+    assert len([l for l in read(r + "/etc/group").splitlines()
+                if l.startswith("u")]) == 20
+    for u in users:
+        assert os.stat(r + u[5]).st_uid == int(u[2])
+
+
+def test_user_add_kill9(env):
+    """kill -9 at random moments: passwd is always the old file or the
+    new one, and a later run succeeds."""
+    a = Admin(env)
+    a.add_domain("alpha.test", "192.0.2.10")
+    r = a.root("alpha.test")
+    rnd = random.Random(8)
+    for i in range(15):
+        old = read(r + "/etc/passwd")
+        p = subprocess.Popen(a.argv("user", "add", "alpha.test",
+                                    "k%02d" % i, "--password-stdin"),
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT)
+        p.stdin.write(b"pw\n")
+        p.stdin.flush()
+        time.sleep(rnd.uniform(0, 0.03))
+        p.send_signal(signal.SIGKILL)
+        p.wait(10)
+        p.stdin.close()
+        p.stdout.close()
+        new = read(r + "/etc/passwd")
+        passwd_lines(r + "/etc/passwd")
+        assert new == old or (new.startswith(old) and
+                              new[len(old):].startswith("k%02d:" % i)), \
+            (old, new)
+    a.ok("user", "add", "alpha.test", "after", "--password-stdin",
+         input="pw\n")
+    assert "after:" in read(r + "/etc/passwd")
+    out = a.ok("check")
+    assert "configuration OK" in out, out
+
+
+def test_exec_and_symlinks(env):
+    a = Admin(env)
+    a.add_domain("alpha.test", "192.0.2.10")
+    a.add_domain("beta.test", "192.0.2.20")
+    a.ok("user", "add", "alpha.test", "bob", "--password-stdin",
+         input="pw\n")
+    for prog in ("/bin/cat", "/usr/bin/id"):
+        a.ok("fs", "add-program", "alpha.test", prog)
+    a.ok("fs", "add-program", "beta.test", "/bin/cat")
+    out = a.ok("exec", "alpha.test", "cat", "/etc/mailname")
+    assert out == "alpha.test\n", out
+    out = a.ok("exec", "beta.test", "cat", "/etc/mailname")
+    assert out == "beta.test\n", out
+    out = a.ok("exec", "-u", "bob", "alpha.test", "id", "-u")
+    assert out.strip() == "10001", out
+    out = a.ok("exec", "alpha.test", "-u", "bob", "id", "-u")
+    assert out.strip() == "10001", out
+    rc, out = a.run("exec", "-u", "root", "alpha.test", "id")
+    assert rc != 0, out
+    rc, out = a.run("exec", "alpha.test", "no-such-program")
+    assert rc == 127, out
+    # The host's shadow is not there to be read.
+    rc, out = a.run("exec", "alpha.test", "cat", "/etc/shadow")
+    assert "bob:$y$" in out and "root:*:" in out, out
+
+    links = env.path("bin")
+    os.makedirs(links)
+    for name in ("virtexec", "virtpasswd", "virtadduser", "virtnewaliases",
+                 "virtmailq", "virtfs"):
+        os.symlink(env.bin("virtmail"), os.path.join(links, name))
+    L = lambda n: os.path.join(links, n)  # noqa: E731
+    rc, out = a.run("-d", "alpha.test", "cat", "/etc/hostname",
+                    prog=L("virtexec"))
+    assert rc == 1 and "No such file" in out, (rc, out)
+    rc, out = a.run("-d", "alpha.test", "-u", "bob", "id", "-u",
+                    prog=L("virtexec"))
+    assert rc == 0 and out.strip() == "10001", out
+    rc, out = a.run("-d", "alpha.test", "carol", "--password-stdin",
+                    input="pw\n", prog=L("virtadduser"))
+    assert rc == 0 and "carol@alpha.test" in out, out
+    rc, out = a.run("-d", "alpha.test", "carol", "--password-stdin",
+                    input="new\n", prog=L("virtpasswd"))
+    assert rc == 0 and "password changed" in out, out
+    rc, out = a.run("-d", "alpha.test", prog=L("virtnewaliases"))
+    assert rc == 0 and "aliases OK" in out, out
+    rc, out = a.run("-d", "alpha.test", prog=L("virtmailq"))
+    assert rc == 0, out
+    rc, out = a.run("-d", "beta.test", "--add-program", "/usr/bin/id",
+                    prog=L("virtfs"))
+    assert rc == 0 and os.path.exists(a.root("beta.test") +
+                                      "/usr/bin/id"), out
+    # No -d and no terminal: refused, not guessed.
+    rc, out = a.run("carol", prog=L("virtpasswd"))
+    assert rc == EX_USAGE and "-d DOMAIN" in out, out
+
+
+def smtp_banner(ip, timeout=5):
+    with socket.create_connection((ip, 25), timeout=timeout) as s:
+        return s.recv(512).decode()
+
+
+def test_domain_add_reloads_daemons(env):
+    a = Admin(env)
+    a.add_domain("alpha.test", "192.0.2.10")
+    spid = os.path.join(a.piddir, "virtmail-smtpd.pid")
+    ppid = os.path.join(a.piddir, "virtmail-pop3d.pid")
+    smtpd = env.start_process([env.bin("virtmail-smtpd"), "-d", "-f",
+                               a.vconf, "-C", a.gconf, "-p", spid])
+    pop3d = env.start_process([env.bin("virtmail-pop3d"), "-d", "-f",
+                               a.vconf, "-C", a.gconf, "-p", ppid])
+    env.wait_for_port("192.0.2.10", 25, proc=smtpd)
+    env.wait_for_port("192.0.2.10", 110, proc=pop3d)
+    assert read(spid).strip() == str(smtpd.pid)
+    assert read(ppid).strip() == str(pop3d.pid)
+    out = a.add_domain("gamma.test", NEW_IP)
+    assert "virtmail-smtpd: reloading (pid %d)" % smtpd.pid in out, out
+    assert "virtmail-pop3d: reloading (pid %d)" % pop3d.pid in out, out
+    env.wait_for_port(NEW_IP, 25, proc=smtpd)
+    assert "mx.gamma.test" in smtp_banner(NEW_IP)
+    a.ok("domain", "del", "gamma.test")
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            b = smtp_banner(NEW_IP, 1)
+        except OSError:
+            break
+        if not b.startswith("220"):
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError("gamma.test still served after domain del")
+    # A stale pid file (a live process that is not the daemon) gets no
+    # signal.
+    smtpd.stop()
+    pop3d.stop()
+    assert not os.path.exists(spid)
+    with open(spid, "w") as f:
+        f.write("%d\n" % os.getpid())
+    got = []
+    old = signal.signal(signal.SIGHUP, lambda s, f: got.append(s))
+    try:
+        out = a.add_domain("delta.test", NEW_IP)
+    finally:
+        signal.signal(signal.SIGHUP, old)
+    assert not got and "reloading" not in out, out
