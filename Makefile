@@ -8,6 +8,7 @@
 #   make install PREFIX=/usr/local DESTDIR=
 
 PREFIX	?= /usr/local
+SYSCONFDIR ?= /etc
 DESTDIR	?=
 BUILD	?= build
 CC	?= cc
@@ -300,6 +301,16 @@ install: all
 	for f in docs/*.8; do install -m 644 $$f $(DESTDIR)$(PREFIX)/share/man/man8/; done
 	for f in docs/*.5; do [ -e "$$f" ] || continue; \
 	    install -m 644 $$f $(DESTDIR)$(PREFIX)/share/man/man5/; done
+	for l in virtadduser virtexec virtfs virtmailq virtnewaliases \
+	    virtpasswd; do ln -sf virtmail $(DESTDIR)$(PREFIX)/sbin/$$l; done
+	install -d $(DESTDIR)$(SYSCONFDIR)/virtmail
+	for f in virtual.conf virtmail.conf; do \
+	    [ -e $(DESTDIR)$(SYSCONFDIR)/virtmail/$$f ] || \
+	    install -m 644 conf/$$f $(DESTDIR)$(SYSCONFDIR)/virtmail/$$f; done
+	install -d $(DESTDIR)$(PREFIX)/share/doc/virtmail/examples
+	install -m 644 conf/domain-virtmail.conf contrib/inetd.conf \
+	    contrib/systemd/*.service contrib/systemd/*.socket \
+	    $(DESTDIR)$(PREFIX)/share/doc/virtmail/examples/
 
 clean:
 	rm -rf build build-asan build-fuzz
