@@ -17,6 +17,7 @@ libmilter-dev
 libnet-ssleay-perl
 libspf2-dev
 libssl-dev
+mandoc
 mpop
 openbsd-inetd
 openssl
