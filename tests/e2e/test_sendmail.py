@@ -5,6 +5,7 @@ options, and the drop directory that no other domain's user can
 reach."""
 
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -65,13 +66,11 @@ def setup(env, alpha_conf=""):
 def start(env, vconf, gconf, doms):
     p = env.start_process([env.bin("virtmail-smtpd"), "-d", "-f", vconf,
                            "-C", gconf], name="smtpd")
-    deadline = time.monotonic() + 10
+    # The runner has made drop/ and its control socket once it says so.
     for d in doms:
-        drop = d.path("var/spool/virtmail/drop")
-        while not os.path.isdir(drop):
-            assert time.monotonic() < deadline, p.log()
-            assert p.poll() is None, p.log()
-            time.sleep(0.05)
+        env.wait_for_log(p, r"domain=%s runner started" %
+                         re.escape(d.name), timeout=20)
+        assert os.path.isdir(d.path("var/spool/virtmail/drop")), p.log()
     return p
 
 
