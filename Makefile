@@ -233,7 +233,10 @@ bench: all $(BUILD)/smtp_source
 	$(PYTHON) tests/netns.py tests/bench/bench.py --build $(abspath $(BUILD))
 	$(PYTHON) tests/netns.py tests/bench/bench_pop3.py --build $(abspath $(BUILD))
 
-run: all
+# The demo: what is missing first (make deps), then the build.
+run:
+	@sh tests/deps.sh
+	@$(MAKE) --no-print-directory all
 	BUILD=$(abspath $(BUILD)) $(PYTHON) tests/netns.py contrib/demo/demo.py
 
 # libFuzzer targets over the protocol parsers (clang from Debian).
