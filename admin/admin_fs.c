@@ -37,6 +37,8 @@
 
 #include "buf.h"
 #include "compat.h"
+#include "diag.h"
+#include "domain.h"
 #include "fileio.h"
 #include "virtmail.h"
 
@@ -479,7 +481,10 @@ admin_fs(const struct admin_opts *o, int argc, char **argv)
 	struct admin_ctx	 x;
 	const struct domain	*vd;
 	char			 ips[ADMIN_IPS_MAX][64];
-	const char		*ipv[ADMIN_IPS_MAX];
+	const char		*ipv[ADMIN_IPS_MAX], *err;
+	struct domain_table	 t;
+	struct diag		 d;
+	char			 host[300];
 	int			 i, rc;
 
 	if (argc >= 3 && strcmp(argv[1], "add-program") == 0) {
@@ -516,7 +521,23 @@ admin_fs(const struct admin_opts *o, int argc, char **argv)
 	}
 	s.ips = ipv;
 	s.nips = (size_t)(argc - 4);
-	s.hostname = s.name;
-	s.uid_base = admin_uid_base_next(NULL);
-	return admin_fs_build(&s) == -1 ? EX_CANTCREAT : 0;
+	if (snprintf(host, sizeof(host), "mx.%s", s.name) >=
+	    (int)sizeof(host) || !admin_dns_name_valid(host)) {
+		admin_warnx("%s: name too long", s.name);
+		return EX_DATAERR;
+	}
+	s.hostname = host;
+	/* Above the uids of the domains virtual.conf already has. */
+	memset(&d, 0, sizeof(d));
+	memset(&t, 0, sizeof(t));
+	if (domain_table_load(&t, o->virtual_conf, &d, &err) == -1)
+		memset(&t, 0, sizeof(t));
+	s.uid_base = admin_uid_base_next(&t);
+	domain_table_free(&t);
+	if (admin_fs_build(&s) == -1)
+		return EX_CANTCREAT;
+	printf("%s: root %s, uids %lu-%lu; add its lines to %s\n", s.name,
+	    s.dir, s.uid_base, s.uid_base + ADMIN_UID_BLOCK - 1,
+	    o->virtual_conf);
+	return 0;
 }

@@ -326,8 +326,9 @@ main(int argc, char **argv)
 {
 	struct admin_opts	 o;
 	const char		*base, *domain = NULL, *user = NULL;
+	char			**nv = NULL;
 	size_t			 i, alias = (size_t)-1;
-	int			 ch;
+	int			 ch, rc;
 
 	memset(&o, 0, sizeof(o));
 	o.virtual_conf = SMTPD_VIRTUAL_CONF;
@@ -373,13 +374,16 @@ main(int argc, char **argv)
 	argc -= optind;
 	argv += optind;
 	if (alias != (size_t)-1)
-		argv = admin_alias_argv(&o, alias, domain, user, argc, argv,
-		    &argc);
+		argv = nv = admin_alias_argv(&o, alias, domain, user, argc,
+		    argv, &argc);
 	if (argc < 1)
 		admin_usage();
 	for (i = 0; i < NCMDS; i++)
-		if (strcmp(argv[0], admin_cmds[i].name) == 0)
-			return admin_cmds[i].fn(&o, argc, argv);
+		if (strcmp(argv[0], admin_cmds[i].name) == 0) {
+			rc = admin_cmds[i].fn(&o, argc, argv);
+			free(nv);
+			return rc;
+		}
 	admin_warnx("unknown command \"%s\"", argv[0]);
 	admin_usage();
 }

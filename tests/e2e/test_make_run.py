@@ -14,9 +14,14 @@ import vmtest
 
 def test_make_run(env):
     out_path = env.path("make-run.out")
+    argv = ["make", "-s", "--no-print-directory", "-C", env.src, "run",
+            "BUILD=" + env.build]
+    # make run builds what changed: with the same flags as this build.
+    with open(env.bin("virtmail"), "rb") as f:
+        if b"__asan_init" in f.read():
+            argv.append("SAN=1")
     with open(out_path, "wb") as out:
-        p = subprocess.Popen(["make", "-s", "--no-print-directory", "-C",
-                              env.src, "run", "BUILD=" + env.build],
+        p = subprocess.Popen(argv,
                              stdin=subprocess.DEVNULL, stdout=out,
                              stderr=subprocess.STDOUT,
                              start_new_session=True)

@@ -332,6 +332,13 @@ def test_exec_and_symlinks(env):
                     prog=L("virtfs"))
     assert rc == 0 and os.path.exists(a.root("beta.test") +
                                       "/usr/bin/id"), out
+    # virtfs DIR NAME IP: a root only, above the uids in use.
+    rc, out = a.run(env.path("standalone"), "gamma.test", NEW_IP,
+                    prog=L("virtfs"))
+    assert rc == 0 and "uids 12000-12999" in out, out
+    assert "%s\tmx.gamma.test gamma.test" % NEW_IP in read(
+        env.path("standalone/etc/hosts"))
+    assert "gamma" not in read(a.vconf)
     # No -d and no terminal: refused, not guessed.
     rc, out = a.run("carol", prog=L("virtpasswd"))
     assert rc == EX_USAGE and "-d DOMAIN" in out, out
