@@ -332,7 +332,7 @@ void	smtp_session_free(struct smtp_session *s);
 void	smtp_session_tls(struct smtp_session *s, const char *version,
 	    const char *cipher, int bits);
 
-/* Set up a user database with default paths. */
+/* smtp_userdb.c: set up a user database with default paths. */
 void	smtp_userdb_init(struct smtp_userdb *u);
 void	smtp_userdb_free(struct smtp_userdb *u);
 /*
@@ -342,5 +342,188 @@ void	smtp_userdb_free(struct smtp_userdb *u);
  */
 int	smtp_userdb_lookup(struct smtp_userdb *u, const char *local,
 	    char *name_r, size_t size);
+
+/*
+ * The rest is private to the engine's own files: smtp_session.c (state
+ * machine, dispatch), smtp_envelope.c (MAIL, RCPT), smtp_sasl.c (AUTH),
+ * smtp_data.c (DATA), smtp_headers.c (trace headers, filter changes),
+ * smtp_replies.c (reply texts), smtp_userdb.c (users and aliases).
+ */
+
+/* The SASL exchange under way (s->auth_step). */
+#define SMTP_AUTH_NONE		0
+#define SMTP_AUTH_PLAIN		1	/* 334 sent, waiting for PLAIN */
+#define SMTP_AUTH_LOGIN_USER	2	/* 334 "Username:" sent */
+#define SMTP_AUTH_LOGIN_PASS	3	/* 334 "Password:" sent */
+
+/*
+ * Every reply text, in one table.  RFC 2034 §3: enhanced codes on all
+ * 2xx/4xx/5xx replies except the greeting and the EHLO/HELO replies;
+ * 3xx replies (354) carry none.
+ */
+enum smtp_reply {
+	RPL_OK,
+	RPL_MAIL_OK,
+	RPL_RCPT_OK,
+	RPL_QUEUED,
+	RPL_VRFY,
+	RPL_HELP,
+	RPL_BYE,
+	RPL_DATA,
+	RPL_SHUTDOWN,
+	RPL_TIMEOUT,
+	RPL_TOO_MANY_ERRORS,
+	RPL_TOO_MANY_SESSIONS,
+	RPL_TEMPFAIL,
+	RPL_QUEUE_FAIL,
+	RPL_DISK_FULL,
+	RPL_RCPT_MAX,
+	RPL_LINE_TOO_LONG,
+	RPL_UNKNOWN_CMD,
+	RPL_BAD_CHARS,
+	RPL_SYNTAX_HELO,
+	RPL_SYNTAX_MAIL,
+	RPL_SYNTAX_RCPT,
+	RPL_SYNTAX_NOARG,
+	RPL_SYNTAX_VRFY,
+	RPL_BAD_SENDER,
+	RPL_BAD_RCPT,
+	RPL_NOT_IMPL,
+	RPL_SEQ_HELO,
+	RPL_SEQ_NESTED,
+	RPL_SEQ_MAIL,
+	RPL_SEQ_RCPT,
+	RPL_NO_RCPT,
+	RPL_AUTH_REQUIRED,
+	RPL_USER_UNKNOWN,
+	RPL_BARE_LF,
+	RPL_BARE_CR,
+	RPL_NUL,
+	RPL_LONG_LINE,
+	RPL_TOO_BIG,
+	RPL_SIZE_TOO_BIG,
+	RPL_PARAM,
+	RPL_UTF8_REQUIRED,
+	RPL_RELAY,
+	RPL_LOOP,
+	RPL_QUEUED_DISCARD,
+	RPL_CONN_REJECT,
+	RPL_CONN_TEMPFAIL,
+	RPL_FILTER_REJECT,
+	RPL_FILTER_TEMPFAIL,
+	RPL_FILTER_SHUTDOWN,
+	RPL_CONTENT_REJECT,
+	RPL_SPF_FAIL,
+	RPL_SPF_TEMPERROR,
+	RPL_HEADER_BIG,
+	RPL_TLS_READY,
+	RPL_TLS_ACTIVE,
+	RPL_TLS_UNAVAILABLE,
+	RPL_AUTH_OK,
+	RPL_AUTH_FAILED,
+	RPL_AUTH_TEMP,
+	RPL_AUTH_ENCRYPT,
+	RPL_AUTH_MECH,
+	RPL_AUTH_CANCEL,
+	RPL_AUTH_DECODE,
+	RPL_AUTH_ALREADY,
+	RPL_AUTH_SEQ,
+	RPL_AUTH_TOO_MANY,
+	RPL_SENDER_LOGIN,
+};
+
+/* The limits of struct smtpd_limits, or their defaults when 0. */
+static inline size_t
+smtp_limit_line(const struct smtp_session *s)
+{
+	size_t	 v = s->sd->limits.line_max;
+
+	return v < 64 ? SMTP_DEF_LINE_MAX : v;
+}
+
+static inline size_t
+smtp_limit_text_line(const struct smtp_session *s)
+{
+	size_t	 v = s->sd->limits.text_line_max;
+
+	return v == 0 ? SMTP_DEF_TEXT_LINE_MAX : v;
+}
+
+static inline uint64_t
+smtp_limit_size(const struct smtp_session *s)
+{
+	uint64_t v = s->sd->limits.message_size_max;
+
+	return v == 0 ? SMTP_DEF_SIZE_MAX : v;
+}
+
+static inline unsigned int
+smtp_limit_rcpt(const struct smtp_session *s)
+{
+	unsigned int v = s->sd->limits.rcpt_max;
+
+	return v == 0 ? SMTP_DEF_RCPT_MAX : v;
+}
+
+static inline unsigned int
+smtp_limit_errors(const struct smtp_session *s)
+{
+	unsigned int v = s->sd->limits.errors_max;
+
+	return v == 0 ? SMTP_DEF_ERRORS_MAX : v;
+}
+
+static inline unsigned int
+smtp_limit_received(const struct smtp_session *s)
+{
+	unsigned int v = s->sd->limits.received_max;
+
+	return v == 0 ? SMTP_RECEIVED_MAX : v;
+}
+
+static inline const char *
+smtp_session_hostname(const struct smtp_session *s)
+{
+	return s->sd->hostname != NULL ? s->sd->hostname : "localhost";
+}
+
+/* smtp_session.c */
+int	smtp_session_ask(struct smtp_session *s, enum smtp_ask what,
+	    enum smtp_pend pend, const char *data, size_t len);
+void	smtp_transaction_reset(struct smtp_session *s);
+void	smtp_transaction_clear(struct smtp_session *s);
+
+/* smtp_envelope.c */
+void	smtp_envelope_mail(struct smtp_session *s, char *arg);
+void	smtp_envelope_spf_done(struct smtp_session *s);
+void	smtp_envelope_mail_done(struct smtp_session *s);
+void	smtp_envelope_rcpt(struct smtp_session *s, char *arg);
+void	smtp_envelope_rcpt_done(struct smtp_session *s);
+int	smtp_rcpt_known(struct smtp_session *s, const char *rcpt);
+
+/* smtp_sasl.c */
+int	smtp_sasl_offered(const struct smtp_session *s);
+void	smtp_sasl_clear(struct smtp_session *s);
+void	smtp_sasl_cmd(struct smtp_session *s, char *arg);
+void	smtp_sasl_response(struct smtp_session *s, char *line, size_t len);
+void	smtp_sasl_done(struct smtp_session *s);
+
+/* smtp_data.c */
+void	smtp_body_flush(struct smtp_session *s);
+int	smtp_data_input(struct smtp_session *s, struct buf *in);
+enum smtp_action smtp_data_end(struct smtp_session *s);
+
+/* smtp_headers.c */
+int	smtp_received_write(struct smtp_session *s);
+int	smtp_mods_apply(struct smtp_session *s);
+int	smtp_message_rewrite(struct smtp_session *s);
+
+/* smtp_replies.c */
+void	smtp_session_reply(struct smtp_session *s, enum smtp_reply r,
+	    const char *extra);
+void	smtp_reply_verdict(struct smtp_session *s, enum smtp_verdict v,
+	    const char *text, enum smtp_reply rej);
+int	smtp_verdict_refuses(enum smtp_verdict v);
+void	smtp_text_clean(char *p);
 
 #endif
