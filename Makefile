@@ -101,13 +101,16 @@ SMTPD_LIB_SRCS = \
 	smtpd/runner.c \
 	smtpd/sendmail_msg.c \
 	smtpd/smtp_auth.c \
+	smtpd/smtp_commit.c \
 	smtpd/smtp_data.c \
 	smtpd/smtp_envelope.c \
 	smtpd/smtp_headers.c \
+	smtpd/smtp_hooks.c \
 	smtpd/smtp_replies.c \
 	smtpd/smtp_sasl.c \
 	smtpd/smtp_server.c \
 	smtpd/smtp_session.c \
+	smtpd/smtp_tls.c \
 	smtpd/smtp_userdb.c \
 	smtpd/spf.c
 

@@ -13,20 +13,11 @@
  *	a transaction finish it for a short grace period, then says 421.
  *	smtp_server_inetd() serves one session on two descriptors.
  *
- * GROUP COMMIT
- *	A session that reaches the end of its DATA is handed to a small
- *	pool of threads that run smtp_session_commit() (the queue writes
- *	and their fsyncs, then the 250 or 4xx appended to the session's
- *	output).  Meanwhile the event loop serves everyone else and does
- *	not touch that session at all: its descriptor is out of the epoll
- *	set, its timer only re-arms, nothing of its output is written.
- *	Only when the thread is done does the loop flush the output, so
- *	no 250 leaves before queue_writer_commit() has returned, i.e.
- *	before the message and envelope files and their directories are
- *	fsynced.  Sessions that commit at the same time fsync at the same
- *	time, and the file system merges those into one journal commit
- *	(ext4/jbd2): that is the batching, with the durability argument
- *	of queue.c unchanged.  See docs/performance.md.
+ * GROUP COMMIT, TLS, HOOKS
+ *	The end of DATA is committed by a pool of threads (smtp_commit.c);
+ *	TLS is done below the session engine (smtp_tls.c); the session's
+ *	questions go to the auth service, the SPF checker and the milters
+ *	(smtp_hooks.c).
  *
  * SECURITY
  *	Runs in the worker, already chrooted into the domain's root and
@@ -35,35 +26,21 @@
  *	grows past SMTP_SERVER_IN_MAX, and a client that does not read its
  *	replies is not read from either once SMTP_OUT_HIGH bytes wait.
  *	From the master it trusts only what struct smtpd_pass says.
- *
- * TLS AND AUTH
- *	TLS lives here, below the session engine, which only ever sees
- *	plaintext: non-blocking SSL_read/SSL_write, with OpenSSL's
- *	WANT_READ/WANT_WRITE turned into the events the loop waits for.
  *	After the 220 to STARTTLS is written, every byte of input already
- *	read is thrown away before the handshake starts (RFC 3207 §6,
- *	the CVE-2011-0411 class): bytes the client pipelined after
- *	STARTTLS either were in that buffer or reach OpenSSL as a broken
- *	ClientHello.  Port 465 handshakes before the greeting (RFC 8314).
- *	A handshake must finish within SMTP_TLS_HANDSHAKE_MS, and its
- *	failure ends that session only.  The server contexts come from the
- *	master (common/tls.c); this process never opens a key file.  AUTH
- *	credentials go to the domain's auth service (smtp_auth.c) and are
- *	wiped here once sent; a failure is answered only after the
- *	domain's auth_delay.
+ *	read is thrown away before the handshake starts (RFC 3207 §6, the
+ *	CVE-2011-0411 class): bytes the client pipelined after STARTTLS
+ *	either were in that buffer or reach OpenSSL as a broken
+ *	ClientHello.
  */
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 
 #include <netinet/in.h>
 
-#include <sys/eventfd.h>
-#include <sys/resource.h>
-
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,6 +55,7 @@
 #include "fdpass.h"
 #include "log.h"
 #include "queue.h"
+#include "smtp_server.h"
 #include "smtp_session.h"
 #include "smtpd.h"
 #include "tls.h"
@@ -88,8 +66,6 @@
 #define SMTP_SERVER_GRACE_MS	10000	/* SIGTERM: finish transactions */
 #define SMTP_SERVER_FLUSH_MS	10000	/* closing: time to take the 421 */
 #define SMTP_SERVER_ACCEPT_MAX	64	/* accepts per wakeup */
-#define SMTP_COMMIT_THREADS	32	/* commits (fsyncs) in flight */
-#define SMTP_COMMIT_STACK	(256 * 1024)
 #define SMTP_TLS_HANDSHAKE_MS	30000	/* a stalled handshake ends here */
 
 /* Used when a timeout in struct smtpd_limits is 0 (seconds). */
@@ -99,84 +75,6 @@
 #define SMTP_DEF_TIMEOUT_DATA	1800
 #define SMTP_DEF_SESSIONS	1000
 #define SMTP_DEF_SESSIONS_IP	20
-
-struct server;
-
-struct conn {
-	struct server		*srv;
-	struct conn		*prev, *next;
-	int			 rfd, wfd;
-	struct buf		 in, out;
-	struct smtp_session	 s;
-	struct ev_timer		 timer;
-	uint64_t		 armed;		/* the timer's deadline */
-	uint64_t		 start;		/* ms */
-	uint64_t		 activity;
-	uint64_t		 data_start;	/* 0 unless in DATA */
-	uint64_t		 close_by;	/* 0 unless closing */
-	int			 closing;	/* write out, then close */
-	int			 eof;
-	int			 counted;	/* in the per-IP count */
-	int			 committing;	/* owned by a commit thread */
-	struct conn		*cnext;		/* commit queues */
-	/* Questions the session asks (SPF, milters): smtp_session.h. */
-	struct smtp_hooks	 hooks;
-	struct milter_sess	*milter;
-	uint32_t		 spf_id;	/* 0: no SPF check out */
-	/* TLS: ssl set once the handshake starts. */
-	SSL			*ssl;
-	int			 tls_hs;	/* handshake under way */
-	int			 tls_hs_events;	/* what it waits for */
-	int			 rd_want_w;	/* SSL_read wants writable */
-	int			 wr_want_r;	/* SSL_write wants readable */
-	struct ev_timer		 kick;		/* SSL_pending data left */
-	/* AUTH: the question out to the auth service. */
-	uint32_t		 auth_id;
-	struct ev_timer		 auth_timer;	/* delays a failure */
-	struct smtp_answer	 auth_ans;
-};
-
-/*
- * The commit pool.  The loop appends to todo and reads done; threads
- * take from todo, run the commit, append to done and wake the loop
- * through the eventfd.  A conn on either list belongs to the pool.
- */
-struct commit_pool {
-	pthread_mutex_t		 mu;
-	pthread_cond_t		 cv;
-	struct conn		*todo, **todo_tail;
-	struct conn		*done;
-	pthread_t		 threads[SMTP_COMMIT_THREADS];
-	size_t			 nthreads;
-	unsigned int		 inflight;	/* loop's count */
-	int			 efd;
-	int			 quit;
-};
-
-struct server {
-	struct ev_loop		*loop;
-	struct smtpd_domain	*sd;
-	struct smtp_userdb	 udb;
-	const int		*lfds;
-	const enum listener_kind *kinds;
-	size_t			 nlisten;
-	int			 master_fd;
-	struct conn		*conns;
-	unsigned int		 nconns;
-	int			 stopping;
-	int			 accept_paused;
-	struct ev_timer		 grace;
-	struct ev_timer		 resume;
-	struct commit_pool	 pool;
-	struct spf_client	*spf;		/* NULL with spf off */
-	struct milter_conf	*mconf;
-	size_t			 nmconf;
-	int			 auth_fd;	/* the auth service; -1 none */
-	uint32_t		 auth_seq;
-};
-
-static int	conn_run(struct conn *);
-static void	conn_spf_cb(void *, const struct spf_res *);
 
 static unsigned int
 lim(unsigned int v, unsigned int def)
@@ -202,8 +100,8 @@ server_maybe_done(struct server *srv)
 		ev_loop_break(srv->loop);
 }
 
-static void
-conn_close(struct conn *c)
+void
+smtp_conn_close(struct conn *c)
 {
 	struct server	*srv = c->srv;
 
@@ -284,8 +182,8 @@ static void	conn_timer_cb(void *);
  * later, and the callback re-arms for the later one when it fires, so
  * a busy session does not touch the sorted timer list on every read.
  */
-static void
-conn_timer_update(struct conn *c)
+void
+smtp_conn_timer_update(struct conn *c)
 {
 	uint64_t	 d, now;
 
@@ -312,26 +210,26 @@ conn_timer_cb(void *arg)
 		return;
 	}
 	if (now < conn_deadline(c)) {
-		conn_timer_update(c);
+		smtp_conn_timer_update(c);
 		return;
 	}
 	if (c->closing) {
 		/* The client would not take its last reply. */
-		conn_close(c);
+		smtp_conn_close(c);
 		return;
 	}
 	if (c->tls_hs) {
 		log_info("%s smtp tls handshake timeout client=%s", c->s.id,
 		    c->s.client_addr);
-		conn_close(c);
+		smtp_conn_close(c);
 		return;
 	}
 	smtp_session_timeout(&c->s);
-	(void)conn_run(c);
+	(void)smtp_conn_run(c);
 }
 
-static void
-conn_set_closing(struct conn *c)
+void
+smtp_conn_set_closing(struct conn *c)
 {
 	if (c->closing)
 		return;
@@ -342,8 +240,8 @@ conn_set_closing(struct conn *c)
 }
 
 /* Which events the connection waits for now. */
-static void
-conn_events(struct conn *c)
+void
+smtp_conn_events(struct conn *c)
 {
 	int	 r, w;
 
@@ -369,73 +267,18 @@ conn_events(struct conn *c)
 		log_warn("ev_mod");
 }
 
-/* SSL_write; bytes, -2 to wait, -1 on error. */
-static ssize_t
-conn_tls_write(struct conn *c)
-{
-	int	 n, e;
-
-	c->wr_want_r = 0;
-	ERR_clear_error();
-	n = SSL_write(c->ssl, c->out.data, c->out.len > INT32_MAX ?
-	    INT32_MAX : (int)c->out.len);
-	if (n > 0)
-		return n;
-	switch ((e = SSL_get_error(c->ssl, n))) {
-	case SSL_ERROR_WANT_WRITE:
-		return -2;
-	case SSL_ERROR_WANT_READ:
-		c->wr_want_r = 1;
-		return -2;
-	default:
-		log_debug("%s tls write: error %d %s", c->s.id, e,
-		    tls_error());
-		return -1;
-	}
-}
-
-/* SSL_read; bytes, 0 at the end, -2 to wait, -1 on error. */
-static ssize_t
-conn_tls_read(struct conn *c, char *dst, size_t room)
-{
-	int	 n, e;
-
-	c->rd_want_w = 0;
-	ERR_clear_error();
-	n = SSL_read(c->ssl, dst, room > INT32_MAX ? INT32_MAX : (int)room);
-	if (n > 0)
-		return n;
-	switch ((e = SSL_get_error(c->ssl, n))) {
-	case SSL_ERROR_WANT_READ:
-		return -2;
-	case SSL_ERROR_WANT_WRITE:
-		c->rd_want_w = 1;
-		return -2;
-	case SSL_ERROR_ZERO_RETURN:
-		return 0;
-	case SSL_ERROR_SYSCALL:
-		if (ERR_peek_error() == 0)
-			return 0;	/* the peer closed without close_notify */
-		/* FALLTHROUGH */
-	default:
-		log_debug("%s tls read: error %d %s", c->s.id, e,
-		    tls_error());
-		return -1;
-	}
-}
-
 /* Write what can be written; -1 when the connection was closed. */
-static int
-conn_flush(struct conn *c)
+int
+smtp_conn_flush(struct conn *c)
 {
 	ssize_t	 n;
 
 	while (c->out.len > 0) {
 		if (c->ssl != NULL) {
-			if ((n = conn_tls_write(c)) == -2)
+			if ((n = smtp_tls_write(c)) == -2)
 				return 0;
 			if (n == -1) {
-				conn_close(c);
+				smtp_conn_close(c);
 				return -1;
 			}
 			buf_consume(&c->out, (size_t)n);
@@ -448,241 +291,16 @@ conn_flush(struct conn *c)
 			if (errno == EAGAIN || errno == EWOULDBLOCK)
 				return 0;
 			log_debug("%s write: %s", c->s.id, strerror(errno));
-			conn_close(c);
+			smtp_conn_close(c);
 			return -1;
 		}
 		buf_consume(&c->out, (size_t)n);
 	}
 	if (c->closing) {
-		conn_close(c);
+		smtp_conn_close(c);
 		return -1;
 	}
 	return 0;
-}
-
-static void
-commit_lock(struct commit_pool *p)
-{
-	int	 r;
-
-	if ((r = pthread_mutex_lock(&p->mu)) != 0) {
-		errno = r;
-		fatal("pthread_mutex_lock");
-	}
-}
-
-static void
-commit_unlock(struct commit_pool *p)
-{
-	int	 r;
-
-	if ((r = pthread_mutex_unlock(&p->mu)) != 0) {
-		errno = r;
-		fatal("pthread_mutex_unlock");
-	}
-}
-
-/*
- * A commit thread.  It touches nothing but the conn it took from todo
- * (its session and output buffer, which the loop leaves alone until
- * the conn is back on done), the queue files and the log.
- */
-static void *
-commit_thread(void *arg)
-{
-	struct commit_pool	*p = arg;
-	struct conn		*c;
-	uint64_t		 one = 1;
-	ssize_t			 n;
-	int			 r;
-
-	for (;;) {
-		commit_lock(p);
-		while (p->todo == NULL && !p->quit) {
-			if ((r = pthread_cond_wait(&p->cv, &p->mu)) != 0) {
-				errno = r;
-				fatal("pthread_cond_wait");
-			}
-		}
-		if ((c = p->todo) == NULL) {
-			commit_unlock(p);
-			return NULL;
-		}
-		if ((p->todo = c->cnext) == NULL)
-			p->todo_tail = &p->todo;
-		commit_unlock(p);
-
-		/* Returns once the message is durable, or failed. */
-		smtp_session_commit(&c->s);
-
-		commit_lock(p);
-		c->cnext = p->done;
-		p->done = c;
-		commit_unlock(p);
-		do {
-			n = write(p->efd, &one, sizeof(one));
-		} while (n == -1 && errno == EINTR);
-		/* EAGAIN: the counter is saturated, the loop is woken. */
-		if (n == -1 && errno != EAGAIN)
-			fatal("commit: eventfd");
-	}
-}
-
-/*
- * Hand c to a commit thread.  -1 when there is no pool: the caller
- * commits synchronously.
- */
-static int
-commit_submit(struct conn *c)
-{
-	struct server		*srv = c->srv;
-	struct commit_pool	*p = &srv->pool;
-	int			 r;
-
-	if (p->nthreads == 0)
-		return -1;
-	/* Out of epoll: a hang-up must not spin the loop meanwhile. */
-	(void)ev_del(srv->loop, c->rfd);
-	if (c->wfd != c->rfd)
-		(void)ev_del(srv->loop, c->wfd);
-	c->committing = 1;
-	c->cnext = NULL;
-	p->inflight++;
-	commit_lock(p);
-	*p->todo_tail = c;
-	p->todo_tail = &c->cnext;
-	if ((r = pthread_cond_signal(&p->cv)) != 0) {
-		errno = r;
-		fatal("pthread_cond_signal");
-	}
-	commit_unlock(p);
-	return 0;
-}
-
-/* Take back the conns whose commit is done; NULL when none. */
-static struct conn *
-commit_take_done(struct commit_pool *p)
-{
-	struct conn	*list;
-
-	commit_lock(p);
-	list = p->done;
-	p->done = NULL;
-	commit_unlock(p);
-	return list;
-}
-
-static void	conn_io_cb(int, int, void *);
-
-static void
-commit_done_cb(int fd, int events, void *arg)
-{
-	struct server	*srv = arg;
-	struct conn	*c, *next;
-	uint64_t	 v;
-
-	(void)events;
-	if (read(fd, &v, sizeof(v)) == -1 && errno != EAGAIN &&
-	    errno != EINTR)
-		log_warn("commit: eventfd");
-	for (c = commit_take_done(&srv->pool); c != NULL; c = next) {
-		next = c->cnext;
-		c->cnext = NULL;
-		c->committing = 0;
-		srv->pool.inflight--;
-		if (ev_add(srv->loop, c->rfd, 0, conn_io_cb, c) == -1 ||
-		    (c->wfd != c->rfd && ev_add(srv->loop, c->wfd, 0,
-		    conn_io_cb, c) == -1)) {
-			log_warn("ev_add");
-			conn_close(c);
-			continue;
-		}
-		/* The 250 (or 4xx) goes out now, then pipelined input. */
-		(void)conn_run(c);
-	}
-}
-
-static void
-commit_pool_start(struct server *srv)
-{
-	struct commit_pool	*p = &srv->pool;
-	pthread_attr_t		 attr;
-	size_t			 i;
-	int			 r;
-
-	p->todo = NULL;
-	p->todo_tail = &p->todo;
-	p->efd = -1;
-	if ((r = pthread_mutex_init(&p->mu, NULL)) != 0 ||
-	    (r = pthread_cond_init(&p->cv, NULL)) != 0) {
-		errno = r;
-		fatal("commit pool");
-	}
-	if ((p->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) == -1 ||
-	    ev_add(srv->loop, p->efd, EV_READ, commit_done_cb, srv) == -1) {
-		log_warn("commit pool: eventfd; committing synchronously");
-		if (p->efd != -1)
-			(void)close(p->efd);
-		p->efd = -1;
-		return;
-	}
-	if ((r = pthread_attr_init(&attr)) != 0 ||
-	    (r = pthread_attr_setstacksize(&attr, SMTP_COMMIT_STACK)) != 0) {
-		errno = r;
-		fatal("commit pool: thread attributes");
-	}
-	/* Signals stay blocked in the threads (ev_signal blocked them). */
-	for (i = 0; i < SMTP_COMMIT_THREADS; i++) {
-		if ((r = pthread_create(&p->threads[i], &attr, commit_thread,
-		    p)) != 0) {
-			errno = r;
-			log_warn("commit pool: %zu threads", i);
-			break;
-		}
-		p->nthreads++;
-	}
-	(void)pthread_attr_destroy(&attr);
-}
-
-/* Let the threads finish what they have, then join them. */
-static void
-commit_pool_stop(struct server *srv)
-{
-	struct commit_pool	*p = &srv->pool;
-	struct conn		*c, *next;
-	size_t			 i;
-	int			 r;
-
-	commit_lock(p);
-	p->quit = 1;
-	if ((r = pthread_cond_broadcast(&p->cv)) != 0) {
-		errno = r;
-		fatal("pthread_cond_broadcast");
-	}
-	commit_unlock(p);
-	for (i = 0; i < p->nthreads; i++)
-		if ((r = pthread_join(p->threads[i], NULL)) != 0) {
-			errno = r;
-			fatal("pthread_join");
-		}
-	p->nthreads = 0;
-	for (c = commit_take_done(p); c != NULL; c = next) {
-		next = c->cnext;
-		c->cnext = NULL;
-		c->committing = 0;
-		p->inflight--;
-		/* One try to hand over the 250, then close regardless. */
-		conn_set_closing(c);
-		if (conn_flush(c) == 0)
-			conn_close(c);
-	}
-	if (p->efd != -1) {
-		(void)ev_del(srv->loop, p->efd);
-		(void)close(p->efd);
-		p->efd = -1;
-	}
-	(void)pthread_cond_destroy(&p->cv);
-	(void)pthread_mutex_destroy(&p->mu);
 }
 
 /* Feed the input to the session until it can go no further. */
@@ -696,7 +314,7 @@ conn_feed(struct conn *c)
 		act = smtp_session_input(&c->s, &c->in);
 		if (act != SMTP_ACT_COMMIT)
 			break;
-		if (commit_submit(c) == 0)
+		if (smtp_commit_submit(c) == 0)
 			return;		/* resumes in commit_done_cb() */
 		smtp_session_commit(&c->s);
 	}
@@ -717,15 +335,14 @@ conn_feed(struct conn *c)
 		act = SMTP_ACT_CLOSE;
 	}
 	if (act == SMTP_ACT_CLOSE)
-		conn_set_closing(c);
+		smtp_conn_set_closing(c);
 }
 
-static int	conn_tls_start(struct conn *);
 static void	conn_kick_cb(void *);
 
 /* Feed, write, repeat while that makes progress; -1 when closed. */
-static int
-conn_run(struct conn *c)
+int
+smtp_conn_run(struct conn *c)
 {
 	size_t	 before;
 
@@ -737,7 +354,7 @@ conn_run(struct conn *c)
 			conn_feed(c);
 		if (c->committing)
 			return 0;
-		if (conn_flush(c) == -1)
+		if (smtp_conn_flush(c) == -1)
 			return -1;
 		if (c->closing || c->in.len == 0 || c->in.len == before ||
 		    c->out.len > 0)
@@ -747,10 +364,10 @@ conn_run(struct conn *c)
 	    !c->closing) {
 		/* RFC 3207 §6: nothing read in the clear survives. */
 		buf_reset(&c->in);
-		return conn_tls_start(c);
+		return smtp_tls_start(c);
 	}
-	conn_events(c);
-	conn_timer_update(c);
+	smtp_conn_events(c);
+	smtp_conn_timer_update(c);
 	/* Decrypted bytes OpenSSL holds wake no epoll: come back for them. */
 	if (c->ssl != NULL && !c->tls_hs && SSL_pending(c->ssl) > 0 &&
 	    !c->eof && !c->closing && c->in.len < SMTP_SERVER_IN_MAX)
@@ -771,17 +388,17 @@ conn_read(struct conn *c)
 		room = SMTP_SERVER_READ;
 	if (buf_reserve(&c->in, room) == -1) {
 		log_warn("%s input buffer", c->s.id);
-		conn_close(c);
+		smtp_conn_close(c);
 		return;
 	}
 	if (c->ssl != NULL) {
-		n = conn_tls_read(c, c->in.data + c->in.len, room);
+		n = smtp_tls_read(c, c->in.data + c->in.len, room);
 		if (n == -2) {
-			conn_events(c);
+			smtp_conn_events(c);
 			return;
 		}
 		if (n == -1) {
-			conn_close(c);
+			smtp_conn_close(c);
 			return;
 		}
 	} else
@@ -790,7 +407,7 @@ conn_read(struct conn *c)
 		if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)
 			return;
 		log_debug("%s read: %s", c->s.id, strerror(errno));
-		conn_close(c);
+		smtp_conn_close(c);
 		return;
 	}
 	if (n == 0)
@@ -800,7 +417,7 @@ conn_read(struct conn *c)
 		c->in.data[c->in.len] = '\0';
 		c->activity = ev_now_ms();
 	}
-	(void)conn_run(c);
+	(void)smtp_conn_run(c);
 }
 
 static void
@@ -809,72 +426,8 @@ conn_kick_cb(void *arg)
 	conn_read(arg);
 }
 
-/* Drive the handshake; on success the session starts over (RFC 3207).
- * -1 when the connection was closed. */
-static int
-conn_handshake(struct conn *c)
-{
-	int	 r, e;
-
-	ERR_clear_error();
-	if ((r = SSL_do_handshake(c->ssl)) == 1) {
-		c->tls_hs = 0;
-		c->tls_hs_events = 0;
-		c->activity = ev_now_ms();
-		c->armed = 0;
-		log_info("%s smtp tls client=%s version=%s cipher=%s sni=%s",
-		    c->s.id, c->s.client_addr, tls_version(c->ssl),
-		    tls_cipher(c->ssl), SSL_get_servername(c->ssl,
-		    TLSEXT_NAMETYPE_host_name) != NULL ? "yes" : "no");
-		smtp_session_tls(&c->s, tls_version(c->ssl),
-		    tls_cipher(c->ssl), tls_cipher_bits(c->ssl));
-		if (c->s.state == SMTP_STATE_GREETING) {
-			if (c->srv->stopping)
-				smtp_session_shutdown(&c->s);
-			else
-				smtp_session_greet(&c->s);
-		}
-		return conn_run(c);
-	}
-	switch ((e = SSL_get_error(c->ssl, r))) {
-	case SSL_ERROR_WANT_READ:
-		c->tls_hs_events = EV_READ;
-		break;
-	case SSL_ERROR_WANT_WRITE:
-		c->tls_hs_events = EV_WRITE;
-		break;
-	default:
-		log_info("%s smtp tls handshake failed client=%s error=%s",
-		    c->s.id, c->s.client_addr, e == SSL_ERROR_SYSCALL &&
-		    ERR_peek_error() == 0 ? "connection closed" :
-		    tls_error());
-		conn_close(c);
-		return -1;
-	}
-	conn_events(c);
-	conn_timer_update(c);
-	return 0;
-}
-
-/* Start the handshake; -1 when the connection was closed. */
-static int
-conn_tls_start(struct conn *c)
-{
-	if ((c->ssl = tls_server_ssl(c->srv->sd->tls, c->rfd)) == NULL) {
-		log_warnx("%s smtp tls: cannot start: %s", c->s.id,
-		    tls_error());
-		conn_close(c);
-		return -1;
-	}
-	c->tls_hs = 1;
-	c->activity = ev_now_ms();
-	c->armed = 0;
-	ev_timer_cancel(c->srv->loop, &c->timer);
-	return conn_handshake(c);
-}
-
-static void
-conn_io_cb(int fd, int events, void *arg)
+void
+smtp_conn_io_cb(int fd, int events, void *arg)
 {
 	struct conn	*c = arg;
 
@@ -882,17 +435,17 @@ conn_io_cb(int fd, int events, void *arg)
 		(void)fd;
 		(void)events;
 		if (c->tls_hs) {
-			(void)conn_handshake(c);
+			(void)smtp_tls_handshake(c);
 			return;
 		}
 		/* Either direction may be what OpenSSL was waiting for. */
-		if (conn_run(c) == -1)
+		if (smtp_conn_run(c) == -1)
 			return;
 		conn_read(c);
 		return;
 	}
 	if (fd == c->wfd && (events & (EV_WRITE | EV_ERROR))) {
-		if (conn_run(c) == -1)
+		if (smtp_conn_run(c) == -1)
 			return;
 	}
 	if (fd == c->rfd && (events & (EV_READ | EV_ERROR)))
@@ -911,174 +464,6 @@ server_count_ip(const struct server *srv, const char *ip)
 		if (c->counted && strcmp(c->s.client_addr, ip) == 0)
 			n++;
 	return n;
-}
-
-/* AUTH: send user and password to the auth service; 1 when asked. */
-static int
-conn_auth_ask(struct conn *c, const char *data, size_t len)
-{
-	struct server		*srv = c->srv;
-	struct smtp_auth_req	 r;
-	char			 msg[SMTP_AUTH_MSG_MAX];
-	size_t			 ul, n;
-	int			 ok = 0;
-
-	if (srv->auth_fd == -1 || (ul = strnlen(data, len)) >= len)
-		return 0;
-	memset(&r, 0, sizeof(r));
-	if (++srv->auth_seq == 0)
-		srv->auth_seq = 1;
-	r.id = srv->auth_seq;
-	if (strlcpy(r.ip, c->s.client_addr, sizeof(r.ip)) < sizeof(r.ip) &&
-	    strlcpy(r.user, data, sizeof(r.user)) < sizeof(r.user) &&
-	    strlcpy(r.pass, data + ul + 1, sizeof(r.pass)) < sizeof(r.pass) &&
-	    smtp_auth_req_encode(&r, msg, sizeof(msg), &n) == 0 &&
-	    send(srv->auth_fd, msg, n, MSG_NOSIGNAL | MSG_DONTWAIT) ==
-	    (ssize_t)n)
-		ok = 1;
-	explicit_bzero(&r, sizeof(r));
-	explicit_bzero(msg, sizeof(msg));
-	if (!ok)
-		return 0;
-	c->auth_id = srv->auth_seq;
-	return 1;
-}
-
-static void
-conn_auth_timer_cb(void *arg)
-{
-	struct conn		*c = arg;
-	struct smtp_answer	 a = c->auth_ans;
-
-	smtp_session_resume(&c->s, &a);
-	(void)conn_run(c);
-}
-
-/* An answer from the auth service: "ID OK name", "ID FAIL", "ID TEMP". */
-static void
-server_auth_cb(int fd, int events, void *arg)
-{
-	struct server	*srv = arg;
-	struct conn	*c;
-	char		 msg[128], *sp, *what, *name;
-	unsigned long	 id;
-	ssize_t		 n;
-
-	(void)events;
-	n = recv(fd, msg, sizeof(msg) - 1, MSG_DONTWAIT);
-	if (n == -1 && (errno == EINTR || errno == EAGAIN))
-		return;
-	if (n <= 0) {
-		log_warnx("smtp auth service gone; AUTH fails temporarily");
-		(void)ev_del(srv->loop, fd);
-		(void)close(fd);
-		srv->auth_fd = -1;
-		for (c = srv->conns; c != NULL; c = c->next)
-			if (c->auth_id != 0) {
-				c->auth_id = 0;
-				memset(&c->auth_ans, 0, sizeof(c->auth_ans));
-				c->auth_ans.v = SMTP_V_TEMPFAIL;
-				ev_timer_set(srv->loop, &c->auth_timer, 0,
-				    conn_auth_timer_cb, c);
-			}
-		return;
-	}
-	msg[n] = '\0';
-	if ((sp = strchr(msg, ' ')) == NULL)
-		return;
-	*sp = '\0';
-	what = sp + 1;
-	if ((name = strchr(what, ' ')) != NULL)
-		*name++ = '\0';
-	errno = 0;
-	id = strtoul(msg, NULL, 10);
-	for (c = srv->conns; c != NULL; c = c->next)
-		if (c->auth_id != 0 && c->auth_id == id)
-			break;
-	if (c == NULL)
-		return;		/* the session is gone */
-	c->auth_id = 0;
-	memset(&c->auth_ans, 0, sizeof(c->auth_ans));
-	if (strcmp(what, "OK") == 0 && name != NULL) {
-		c->auth_ans.v = SMTP_V_ACCEPT;
-		(void)strlcpy(c->auth_ans.reply, name,
-		    sizeof(c->auth_ans.reply));
-		conn_auth_timer_cb(c);
-		return;
-	}
-	if (strcmp(what, "FAIL") == 0) {
-		/* The same delay for every failure, known user or not. */
-		c->auth_ans.v = SMTP_V_REJECT;
-		ev_timer_set(srv->loop, &c->auth_timer,
-		    srv->sd->auth_delay * 1000ULL, conn_auth_timer_cb, c);
-		return;
-	}
-	c->auth_ans.v = SMTP_V_TEMPFAIL;
-	conn_auth_timer_cb(c);
-}
-
-/* The session asks: an SPF check, or a milter step. */
-static int
-conn_ask(void *arg, struct smtp_session *s, enum smtp_ask what,
-    const char *data, size_t len)
-{
-	struct conn	*c = arg;
-	struct spf_req	 q;
-
-	if (what == SMTP_ASK_AUTH)
-		return conn_auth_ask(c, data, len);
-	if (what == SMTP_ASK_SPF) {
-		memset(&q, 0, sizeof(q));
-		(void)strlcpy(q.ip, s->client_addr, sizeof(q.ip));
-		(void)strlcpy(q.helo, s->helo, sizeof(q.helo));
-		(void)strlcpy(q.sender, s->sender, sizeof(q.sender));
-		(void)strlcpy(q.receiver, s->sd->hostname != NULL ?
-		    s->sd->hostname : "localhost", sizeof(q.receiver));
-		if (c->srv->spf == NULL || (c->spf_id =
-		    spf_client_check(c->srv->spf, &q, conn_spf_cb, c)) == 0) {
-			smtp_session_spf(s, SPF_R_TEMPERROR, "", "",
-			    "SPF checker unavailable");
-			return 0;
-		}
-		return 1;
-	}
-	if (c->milter == NULL)
-		return 0;
-	return milter_sess_ask(c->milter, what, data, len);
-}
-
-static void
-conn_abort(void *arg, struct smtp_session *s)
-{
-	struct conn	*c = arg;
-
-	(void)s;
-	if (c->milter != NULL)
-		milter_sess_abort(c->milter);
-}
-
-static void
-conn_spf_cb(void *arg, const struct spf_res *r)
-{
-	struct conn		*c = arg;
-	struct smtp_answer	 a;
-
-	c->spf_id = 0;
-	smtp_session_spf(&c->s, r->result, r->received, r->authres,
-	    r->comment);
-	memset(&a, 0, sizeof(a));
-	smtp_session_resume(&c->s, &a);
-	(void)conn_run(c);
-}
-
-static void
-conn_milter_done(void *arg)
-{
-	struct conn		*c = arg;
-	struct smtp_answer	 a = c->s.ans;
-
-	smtp_session_resume(&c->s, &a);
-	(void)conn_run(c);
 }
 
 /* A new session on fds rfd/wfd (the same for a socket). */
@@ -1103,14 +488,14 @@ conn_new(struct server *srv, int rfd, int wfd, enum listener_kind kind)
 	    sslen > 0 ? (struct sockaddr *)&ss : NULL, sslen, &c->out);
 	c->start = c->activity = ev_now_ms();
 	/* Always: AUTH asks through the hooks too. */
-	c->hooks.ask = conn_ask;
-	c->hooks.abort = conn_abort;
+	c->hooks.ask = smtp_conn_ask;
+	c->hooks.abort = smtp_conn_abort;
 	c->hooks.arg = c;
 	c->hooks.milters = srv->nmconf > 0;
 	c->s.hooks = &c->hooks;
 	if (srv->nmconf > 0)
 		c->milter = milter_sess_new(srv->loop, srv->mconf,
-		    srv->nmconf, &c->s, conn_milter_done, c);
+		    srv->nmconf, &c->s, smtp_conn_milter_done, c);
 	c->s.tls_available = srv->sd->tls != NULL && kind != LISTEN_SMTPS;
 
 	if (srv->nconns >= lim(l->sessions_max, SMTP_DEF_SESSIONS) ||
@@ -1128,10 +513,11 @@ conn_new(struct server *srv, int rfd, int wfd, enum listener_kind kind)
 	srv->conns = c;
 	srv->nconns++;
 
-	if (ev_add(srv->loop, rfd, 0, conn_io_cb, c) == -1 ||
-	    (wfd != rfd && ev_add(srv->loop, wfd, 0, conn_io_cb, c) == -1)) {
+	if (ev_add(srv->loop, rfd, 0, smtp_conn_io_cb, c) == -1 ||
+	    (wfd != rfd &&
+	    ev_add(srv->loop, wfd, 0, smtp_conn_io_cb, c) == -1)) {
 		log_warn("ev_add");
-		conn_close(c);
+		smtp_conn_close(c);
 		return;
 	}
 	if (!refuse)
@@ -1142,23 +528,23 @@ conn_new(struct server *srv, int rfd, int wfd, enum listener_kind kind)
 		if (srv->sd->tls == NULL)
 			log_warnx("%s smtp smtps connection but no "
 			    "certificate configured", c->s.id);
-		conn_close(c);
+		smtp_conn_close(c);
 		return;
 	}
 	if (kind == LISTEN_SMTPS) {
 		/* RFC 8314 §3.3: the greeting comes after the handshake. */
-		(void)conn_tls_start(c);
+		(void)smtp_tls_start(c);
 		return;
 	}
 	if (refuse) {
 		smtp_session_refuse(&c->s);
-		conn_set_closing(c);
+		smtp_conn_set_closing(c);
 	} else if (srv->stopping) {
 		smtp_session_shutdown(&c->s);
-		conn_set_closing(c);
+		smtp_conn_set_closing(c);
 	} else
 		smtp_session_greet(&c->s);
-	(void)conn_run(c);
+	(void)smtp_conn_run(c);
 }
 
 static void	server_listen(struct server *, int);
@@ -1307,14 +693,14 @@ server_grace_cb(void *arg)
 	for (c = srv->conns; c != NULL; c = next) {
 		next = c->next;
 		if (c->committing)
-			continue;	/* commit_pool_stop() closes it */
+			continue;	/* smtp_commit_pool_stop() closes it */
 		if (!c->closing) {
 			smtp_session_shutdown(&c->s);
-			conn_set_closing(c);
+			smtp_conn_set_closing(c);
 		}
 		/* One try to deliver the 421, then close regardless. */
-		if (conn_flush(c) == 0)
-			conn_close(c);
+		if (smtp_conn_flush(c) == 0)
+			smtp_conn_close(c);
 	}
 	ev_loop_break(srv->loop);
 }
@@ -1347,8 +733,8 @@ server_stop(struct server *srv)
 		if (!c->closing && !c->committing &&
 		    !smtp_session_busy(&c->s)) {
 			smtp_session_shutdown(&c->s);
-			conn_set_closing(c);
-			(void)conn_run(c);
+			smtp_conn_set_closing(c);
+			(void)smtp_conn_run(c);
 		}
 	}
 	ev_timer_set(srv->loop, &srv->grace, SMTP_SERVER_GRACE_MS,
@@ -1370,32 +756,6 @@ server_signal_cb(int signo, void *arg)
 	log_info("shutting down (signal %d), %u sessions", signo,
 	    srv->nconns);
 	server_stop(srv);
-}
-
-/*
- * The domain's milters, and its SPF checker, forked here before the
- * commit threads start and before the first session.
- */
-static void
-server_filters(struct server *srv)
-{
-	const char	*error;
-	size_t		 i, n = 0;
-
-	while (srv->sd->milters != NULL && srv->sd->milters[n] != NULL)
-		n++;
-	srv->mconf = xcalloc(n + 1, sizeof(*srv->mconf));
-	for (i = 0; i < n; i++) {
-		if (milter_conf_parse(srv->sd->milters[i],
-		    &srv->mconf[srv->nmconf], &error) == -1) {
-			log_warnx("milter \"%s\": %s (ignored)",
-			    srv->sd->milters[i], error);
-			continue;
-		}
-		srv->nmconf++;
-	}
-	if (srv->sd->spf_mode != 0)
-		srv->spf = spf_client_new(srv->loop, 0);
 }
 
 void
@@ -1424,8 +784,8 @@ smtp_server_run(struct smtpd_domain *sd, const int *listen_fds,
 	    ev_signal(srv.loop, SIGINT, server_signal_cb, &srv) == -1 ||
 	    ev_signal(srv.loop, SIGHUP, server_signal_cb, &srv) == -1)
 		fatal("ev_signal");
-	server_filters(&srv);
-	commit_pool_start(&srv);
+	smtp_server_filters(&srv);
+	smtp_commit_pool_start(&srv);
 	server_raise_nofile(&sd->limits);
 	for (i = 0; i < nlisten; i++) {
 		if (set_nonblock(listen_fds[i]) == -1)
@@ -1435,7 +795,7 @@ smtp_server_run(struct smtpd_domain *sd, const int *listen_fds,
 			fatal("ev_add listener");
 	}
 	if (srv.auth_fd > 0 && ev_add(srv.loop, srv.auth_fd, EV_READ,
-	    server_auth_cb, &srv) == -1)
+	    smtp_server_auth_cb, &srv) == -1)
 		fatal("ev_add auth");
 	if (master_fd != -1) {
 		if (set_nonblock(master_fd) == -1)
@@ -1447,9 +807,9 @@ smtp_server_run(struct smtpd_domain *sd, const int *listen_fds,
 	log_info("smtp worker ready listeners=%zu", nlisten);
 	if (ev_loop_run(srv.loop) == -1)
 		log_warn("event loop");
-	commit_pool_stop(&srv);
+	smtp_commit_pool_stop(&srv);
 	while (srv.conns != NULL)
-		conn_close(srv.conns);
+		smtp_conn_close(srv.conns);
 	spf_client_free(srv.spf);
 	free(srv.mconf);
 	smtp_userdb_free(&srv.udb);

@@ -77,7 +77,7 @@ enum smtp_action {
 
 /*
  * The questions the session asks outside itself, at each step of the
- * transaction, so that SPF checks and milters (smtp_server.c,
+ * transaction, so that SPF checks and milters (smtp_hooks.c,
  * spf.c, milter.c) never block the engine.  With hooks set, the
  * session calls hooks->ask(); when that returns 1 the session is
  * suspended (every call returns SMTP_ACT_WAIT) until the I/O layer
