@@ -91,6 +91,7 @@ SMTPD_LIB_SRCS = \
 	smtpd/bounce.c \
 	smtpd/conf.c \
 	smtpd/deliver_local.c \
+	smtpd/deliverer.c \
 	smtpd/dns.c \
 	smtpd/drop.c \
 	smtpd/master.c \
@@ -99,6 +100,10 @@ SMTPD_LIB_SRCS = \
 	smtpd/mta_session.c \
 	smtpd/pickup.c \
 	smtpd/runner.c \
+	smtpd/runner_ctl.c \
+	smtpd/runner_dsn.c \
+	smtpd/runner_local.c \
+	smtpd/runner_remote.c \
 	smtpd/sendmail_msg.c \
 	smtpd/smtp_auth.c \
 	smtpd/smtp_commit.c \
