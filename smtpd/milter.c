@@ -532,8 +532,8 @@ m_macros(struct milter *m, int what)
 		macro(&b, "_", tmp);
 		macro(&b, "{daemon_name}", SMTPD_NAME);
 		macro(&b, "{if_name}", host);
-		macro(&b, "{if_addr}", s->sd->vd != NULL &&
-		    s->sd->vd->naddrs > 0 ? s->sd->vd->addrs[0].text : NULL);
+		macro(&b, "{if_addr}", s->local_addr[0] != '\0' ?
+		    s->local_addr : NULL);
 		macro(&b, "{client_addr}", s->client_addr);
 		macro(&b, "{client_name}", s->client_name);
 		if (s->peer.ss_family == AF_INET || s->peer.ss_family ==

@@ -466,6 +466,19 @@ server_count_ip(const struct server *srv, const char *ip)
 	return n;
 }
 
+/* The local address that accepted fd, for filters ({if_addr}). */
+static void
+smtp_conn_local_addr(struct smtp_session *s, int fd)
+{
+	struct sockaddr_storage	 ss;
+	socklen_t		 sslen = sizeof(ss);
+
+	if (getsockname(fd, (struct sockaddr *)&ss, &sslen) == -1 ||
+	    domain_addr_text((struct sockaddr *)&ss, s->local_addr,
+	    sizeof(s->local_addr)) == NULL)
+		s->local_addr[0] = '\0';
+}
+
 /* A new session on fds rfd/wfd (the same for a socket). */
 static void
 conn_new(struct server *srv, int rfd, int wfd, enum listener_kind kind)
@@ -486,6 +499,7 @@ conn_new(struct server *srv, int rfd, int wfd, enum listener_kind kind)
 		sslen = 0;
 	smtp_session_init(&c->s, srv->sd, &srv->udb, kind,
 	    sslen > 0 ? (struct sockaddr *)&ss : NULL, sslen, &c->out);
+	smtp_conn_local_addr(&c->s, rfd);
 	c->start = c->activity = ev_now_ms();
 	/* Always: AUTH asks through the hooks too. */
 	c->hooks.ask = smtp_conn_ask;
@@ -866,6 +880,7 @@ smtp_server_inetd(struct smtpd_domain *sd, int in, int out,
 		sslen = 0;
 	smtp_session_init(&s, sd, &udb, kind,
 	    sslen > 0 ? (struct sockaddr *)&ss : NULL, sslen, &ob);
+	smtp_conn_local_addr(&s, in);
 	log_info("%s smtp connect client=%s inetd", s.id, s.client_addr);
 	smtp_session_greet(&s);
 	start = ev_now_ms();

@@ -183,7 +183,8 @@ smtp_session_init(struct smtp_session *s, struct smtpd_domain *sd,
 	buf_init(&s->body, 0);
 	buf_init(&s->hdr_cur, SMTP_HEADER_MAX);
 	buf_init(&s->hdr_line, SMTP_HEADER_MAX);
-	buf_init(&s->mods.body, 0);
+	/* A milter's replacement body obeys the message size limit too. */
+	buf_init(&s->mods.body, (size_t)smtp_limit_size(s));
 	(void)snprintf(s->id, sizeof(s->id), "%x.%u", (unsigned)getpid(),
 	    ++smtp_session_serial);
 	if (peer != NULL && peer_len > 0 &&

@@ -207,6 +207,7 @@ struct smtp_session {
 	const char		*queue_dir;	/* default QUEUE_DIR */
 	char			 id[24];	/* for log lines */
 	char			 client_addr[64]; /* "" when unknown */
+	char			 local_addr[64]; /* that accepted us; "" unknown */
 	char			 client_name[SMTP_CLIENT_NAME_MAX + 1];
 	struct sockaddr_storage	 peer;
 	socklen_t		 peer_len;
