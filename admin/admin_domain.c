@@ -294,13 +294,60 @@ domain_lines_drop(const char *text, const char *dir, struct buf *out)
 	return found;
 }
 
+/*
+ * The DIR of the lines of text that name the domain key (DIR itself or
+ * its basename), found textually: the table parser skips lines whose
+ * DIR is gone, and such a domain must still be removable.  Only
+ * absolute DIRs count.  0 with dst, 1 when none, -1 when ambiguous
+ * (reported).
+ */
+static int
+domain_dir_find(const char *text, const char *key, char *dst, size_t size)
+{
+	const char	*line, *next, *p, *f, *base;
+	size_t		 flen, blen, klen = strlen(key);
+	int		 found = 0;
+
+	for (line = text; *line != '\0'; line = next) {
+		next = strchr(line, '\n');
+		next = next != NULL ? next + 1 : line + strlen(line);
+		p = line + strspn(line, " \t");
+		if (*p == '#' || *p == '\n')
+			continue;
+		p += strcspn(p, " \t\n");
+		f = p + strspn(p, " \t");
+		flen = strcspn(f, " \t\n#");
+		while (flen > 1 && f[flen - 1] == '/')
+			flen--;
+		if (flen == 0 || f[0] != '/' || flen >= size)
+			continue;
+		for (base = f + flen; base > f && base[-1] != '/'; base--)
+			;
+		blen = (size_t)(f + flen - base);
+		if (!(flen == klen && memcmp(f, key, klen) == 0) &&
+		    !(blen == klen && memcmp(base, key, klen) == 0))
+			continue;
+		if (found && (strlen(dst) != flen ||
+		    memcmp(dst, f, flen) != 0)) {
+			admin_warnx("%s: names more than one root; give the "
+			    "root itself", key);
+			return -1;
+		}
+		memcpy(dst, f, flen);
+		dst[flen] = '\0';
+		found = 1;
+	}
+	return found ? 0 : 1;
+}
+
 static int
 domain_del(const struct admin_opts *o, int argc, char **argv)
 {
 	struct domain_table	 t;
 	const struct domain	*vd;
 	struct buf		 b, nb;
-	char			*dir = NULL;
+	struct stat		 st;
+	char			*dir = NULL, gone[PATH_MAX];
 	int			 a, purge = 0, lk, rc = EX_CANTCREAT;
 	const char		*name = NULL;
 
@@ -321,14 +368,25 @@ domain_del(const struct admin_opts *o, int argc, char **argv)
 		return EX_CONFIG;
 	}
 	buf_init(&nb, b.max);
-	if ((vd = domain_lookup_name(&t, name)) == NULL) {
-		admin_warnx("%s: no such domain in %s", name,
-		    o->virtual_conf);
-		rc = EX_NOHOST;
-		goto out;
+	if ((vd = domain_lookup_name(&t, name)) != NULL)
+		dir = strdup(vd->dir);
+	else {
+		/* Lines the parser skipped, e.g. for a root already gone. */
+		switch (domain_dir_find(b.data, name, gone, sizeof(gone))) {
+		case 0:
+			dir = strdup(gone);
+			break;
+		case 1:
+			admin_warnx("%s: no such domain in %s", name,
+			    o->virtual_conf);
+			rc = EX_NOHOST;
+			goto out;
+		default:
+			rc = EX_DATAERR;
+			goto out;
+		}
 	}
-	dir = strdup(vd->dir);
-	if (dir == NULL || domain_lines_drop(b.data, vd->dir, &nb) != 1 ||
+	if (dir == NULL || domain_lines_drop(b.data, dir, &nb) != 1 ||
 	    buf_append(&nb, "", 1) == -1)
 		goto out;
 	if (admin_file_replace(o->virtual_conf, nb.data, nb.len - 1,
@@ -343,7 +401,9 @@ domain_del(const struct admin_opts *o, int argc, char **argv)
 	admin_unlock(lk);
 	if (rc == 0) {
 		admin_reload(o);
-		if (purge) {
+		if (lstat(dir, &st) == -1 && errno == ENOENT)
+			printf("%s: root %s already gone\n", name, dir);
+		else if (purge) {
 			if (admin_purge_tree(dir) == -1)
 				rc = EX_CANTCREAT;
 			else

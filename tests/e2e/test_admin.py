@@ -1,14 +1,18 @@
 """The virtmail admin command: "check" on a good tree and on each kind of
-fault (file:line, exit 1); "queue" listing a real queue with a deferred
+fault (file:line, exit 1), TLS pairs, mailboxes and milters included;
+"domain del" of a domain whose root is gone; "queue" listing a real queue with a deferred
 remote message; "flush", "queue delete" and "queue bounce" against the
 real queue and the runner's log, with and without a running runner."""
 
 import os
 import re
+import shutil
+import socket
 import time
 
 import vmtest
 import test_sendmail as sm
+from test_tls import make_cert, make_expired_cert
 
 ALPHA = vmtest.ALPHA_IP4
 BETA = vmtest.BETA_IP4
@@ -131,8 +135,12 @@ def test_check_faults(env):
               fault_group, fault_shadow_syntax, fault_shadow_mode,
               fault_aliases, fault_root_owner, fault_root_mode,
               fault_etc_link, fault_queue_owner, fault_queue_mode]
+    run_faults(env, faults)
+
+
+def run_faults(env, faults):
     for i, fault in enumerate(faults):
-        base = env.path("case%d" % i)
+        base = env.path("%s%d" % (fault.__name__, i))
         a = vmtest.make_domain_root(base, "alpha.test", [ALPHA],
                                     users={"bob": "pw"})
         b = vmtest.make_domain_root(base, "beta.test", [BETA],
@@ -148,6 +156,179 @@ def test_check_faults(env):
         assert rc == 1, (fault.__name__, rc, out)
         assert re.search(want, out, re.M), (fault.__name__, want, out)
         assert re.search(r"virtmail check: \d+ problems?$", out, re.M), out
+
+
+def set_conf(dom, extra):
+    """dom's etc/virtmail.conf with extra lines; the path and the line
+    number of extra's first line."""
+    p = dom.path("etc/virtmail.conf")
+    head = "hostname mx.%s\nrun_as virtmail\n" % dom.name
+    with open(p, "w") as f:
+        f.write(head + extra)
+    return p, 3
+
+
+def set_tls(env, dom, crt, key):
+    return set_conf(dom, "tls_cert %s\ntls_key %s\n" % (crt, key))
+
+
+def test_check_good_extras(env):
+    """A valid certificate, a live milter socket and mbox delivery pass."""
+    a, b, vconf, gconf = good_tree(env)
+    crt, key = make_cert(env, a, "mx.alpha.test", ["mx.alpha.test"])
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(a.path("var/m.sock"))
+    set_conf(a, "tls_cert %s\ntls_key %s\nmilter unix:/var/m.sock\n"
+             "milter inet:127.0.0.1:8891\n" % (crt, key))
+    set_conf(b, "mailbox mbox\n")
+    os.makedirs(b.path("usr/sbin"), exist_ok=True)
+    with open(b.path("usr/sbin/sendmail"), "w") as f:
+        f.write("")
+    with open(b.path("etc/group"), "a") as f:
+        f.write("virtmail-drop:x:3999:virtmail\n")
+    rc, out = virtmail(env, vconf, gconf, "check")
+    sock.close()
+    assert rc == 0, out
+
+
+def test_check_faults_tls_mailbox_milter(env):
+    """The checks of issue 8, one fault at a time, each with its file (and
+    the line of the account or of the key at fault)."""
+    def fault_tls_expired(a, b, vconf, gconf):
+        crt, key = make_expired_cert(env, a, "mx.alpha.test")
+        set_tls(env, a, crt, key)
+        return r"^%s: certificate expired" % re.escape(a.path(crt))
+
+    def fault_tls_mismatch(a, b, vconf, gconf):
+        c1, k1 = make_cert(env, b, "mx.beta.test", ["mx.beta.test"],
+                           tag="one")
+        c2, k2 = make_cert(env, b, "mx.beta.test", ["mx.beta.test"],
+                           tag="two")
+        set_tls(env, b, c1, k2)
+        return r"^%s: private key does not match" % re.escape(b.path(k2))
+
+    def fault_tls_missing(a, b, vconf, gconf):
+        crt, key = make_cert(env, a, "mx.alpha.test", ["mx.alpha.test"])
+        set_tls(env, a, "/etc/ssl/none.crt", key)
+        return r"^%s: certificate: no such file" % \
+            re.escape(a.path("/etc/ssl/none.crt"))
+
+    def fault_tls_key_mode(a, b, vconf, gconf):
+        crt, key = make_cert(env, a, "mx.alpha.test", ["mx.alpha.test"])
+        set_tls(env, a, crt, key)
+        os.chmod(a.path(key), 0o640)
+        return r"^%s: private key: .*readable by group or others" % \
+            re.escape(a.path(key))
+
+    # alpha's passwd: root, virtmail, bob (line 3).
+    def fault_home_missing(a, b, vconf, gconf):
+        shutil.rmtree(a.path("home/bob"))
+        return r"^%s:3: user bob: home .*: No such file" % \
+            re.escape(a.path("etc/passwd"))
+
+    def fault_home_owner(a, b, vconf, gconf):
+        os.chown(a.path("home/bob"), 0, 0)
+        return r"^%s:3: user bob: home .*: owned by uid 0, not by the " \
+            r"user" % re.escape(a.path("etc/passwd"))
+
+    def fault_home_mode(a, b, vconf, gconf):
+        os.chmod(a.path("home/bob"), 0o777)
+        return r"^%s:3: user bob: home .*: group or world writable" % \
+            re.escape(a.path("etc/passwd"))
+
+    def fault_maildir_owner(a, b, vconf, gconf):
+        os.chown(a.path("home/bob/Maildir/new"), 0, 0)
+        return r"^%s:3: user bob: .*/Maildir/new: owned by uid 0" % \
+            re.escape(a.path("etc/passwd"))
+
+    def fault_mbox_spool(a, b, vconf, gconf):
+        set_conf(b, "mailbox mbox\n")
+        os.chmod(b.path("var/spool/mail"), 0o1777)
+        return r"^%s: world writable" % re.escape(b.path("var/spool/mail"))
+
+    def fault_mbox_spool_missing(a, b, vconf, gconf):
+        set_conf(b, "mailbox mbox\n")
+        os.rmdir(b.path("var/spool/mail"))
+        return r"^%s: No such file" % re.escape(b.path("var/spool/mail"))
+
+    def fault_milter_syntax(a, b, vconf, gconf):
+        p, n = set_conf(a, "milter inet:milter.example:8891\n")
+        return r"^%s:%d: milter: .*no host names" % (re.escape(p), n)
+
+    def fault_milter_no_socket(a, b, vconf, gconf):
+        p, n = set_conf(a, "milter inet:127.0.0.1:8891\n"
+                        "milter unix:/var/run/milter.sock\n")
+        return r"^%s:%d: milter unix:/var/run/milter\.sock: No such " \
+            r"file" % (re.escape(p), n + 1)
+
+    def fault_milter_not_socket(a, b, vconf, gconf):
+        with open(a.path("var/m.sock"), "w") as f:
+            f.write("")
+        p, n = set_conf(a, "milter unix:/var/m.sock\n")
+        return r"^%s:%d: milter unix:/var/m\.sock: not a socket" % \
+            (re.escape(p), n)
+
+    def fault_run_as_shared(a, b, vconf, gconf):
+        # beta's run_as takes alpha's run_as uid.
+        p = b.path("etc/passwd")
+        with open(p) as f:
+            text = f.read()
+        ua, ub = a.uids["virtmail"], b.uids["virtmail"]
+        with open(p, "w") as f:
+            f.write(text.replace("virtmail:x:%d:%d:" % (ub, ub),
+                                 "virtmail:x:%d:%d:" % (ua, ua)))
+        os.chown(b.path("var/spool/virtmail"), ua, ua)
+        return r"^%s:2: run_as uid %d also used by domain alpha.test" % \
+            (re.escape(b.path("etc/virtmail.conf")), ua)
+
+    def fault_run_as_uid_account(a, b, vconf, gconf):
+        ua = a.uids["virtmail"]
+        append(a.path("etc/passwd"), "other:x:%d:%d::/:/usr/sbin/nologin\n"
+               % (ua, ua))
+        return r"^%s:2: run_as virtmail: uid %d also used by account " \
+            r"other" % (re.escape(a.path("etc/virtmail.conf")), ua)
+
+    def fault_drop_group(a, b, vconf, gconf):
+        os.makedirs(b.path("usr/sbin"), exist_ok=True)
+        with open(b.path("usr/sbin/sendmail"), "w") as f:
+            f.write("")
+        return r"^%s: no virtmail-drop group" % \
+            re.escape(b.path("etc/group"))
+
+    run_faults(env, [
+        fault_tls_expired, fault_tls_mismatch, fault_tls_missing,
+        fault_tls_key_mode, fault_home_missing, fault_home_owner,
+        fault_home_mode, fault_maildir_owner, fault_mbox_spool,
+        fault_mbox_spool_missing, fault_milter_syntax,
+        fault_milter_no_socket, fault_milter_not_socket,
+        fault_run_as_shared, fault_run_as_uid_account, fault_drop_group])
+
+
+def test_domain_del_root_gone(env):
+    """A domain whose root was removed by hand is skipped by the table
+    parser, yet "domain del" still finds and removes its lines."""
+    a, b, vconf, gconf = good_tree(env)
+    shutil.rmtree(b.root)
+    rund = env.path("run")
+    os.makedirs(rund, exist_ok=True)
+    cmd = [env.bin("virtmail"), "-f", vconf, "-C", gconf, "-P", rund,
+           "domain", "del"]
+    rc, out, err = env.run(cmd + ["nosuch.test"])
+    assert rc == EX_NOHOST, out + err
+    rc, out, err = env.run(cmd + ["beta.test", "--purge"])
+    assert rc == 0, out + err
+    assert "already gone" in out, out
+    with open(vconf) as f:
+        text = f.read()
+    assert b.root not in text and text.count(a.root) == 2, text
+    rc, out = virtmail(env, vconf, gconf, "check")
+    assert rc == 0 and "configuration OK, 1 domain" in out, out
+    # By its root, too.
+    shutil.rmtree(a.root)
+    rc, out, err = env.run(cmd + [a.root])
+    assert rc == 0, out + err
+    with open(vconf) as f:
+        assert f.read() == ""
 
 
 def setup_queue(env):
