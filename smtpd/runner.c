@@ -192,7 +192,6 @@ runner_rescan(int recovered)
 	pickup_scan(runner.sd);
 }
 
-
 long long
 runner_delay(const struct rmsg *m)
 {
@@ -285,7 +284,6 @@ runner_decide(struct rmsg *m, size_t i)
 	if (queue_env_update(QUEUE_DIR, &m->env, &err) == -1)
 		log_warnx("%s: envelope update: %s", m->id, err);
 }
-
 
 void
 runner_schedule(struct rmsg *m, time_t when)

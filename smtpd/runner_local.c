@@ -95,7 +95,6 @@ runner_local_load(void)
 	}
 }
 
-
 struct runner_exp {
 	const struct runner_exp	*parent;	/* the alias that led here */
 	const char		*name;
