@@ -3,7 +3,7 @@ SMTP (IPv4 and IPv6) from the domain's own address and HELO name, and a
 scripted sink server for temporary and permanent failures, per-recipient
 results, DSNs (parsed with the email package), null MX, A fallback, MX
 preference, an unreachable MX, loops to our own address, no bounce to
-<>, and the control socket."""
+<>, queue lifetime expiry, and the control socket."""
 
 import email
 import email.policy
@@ -296,6 +296,33 @@ def test_null_sender_no_bounce(env):
     assert wait_empty(a) == []
     time.sleep(0.5)
     assert files(a, "bob") == []
+
+
+def test_queue_lifetime_expiry(env):
+    sink = Sink(rcpt=lambda a: "451 4.3.0 try later")
+    a, b, p = _route_setup(env, sink, gconf_extra="queue_lifetime 3s\n")
+    send(ALPHA, "bob@alpha.test", ["late@sink.test"],
+         b"Subject: expiring\r\nMessage-ID: <e1@client.test>\r\n\r\nx\r\n")
+    env.wait_for_log(p, r"to=<late@sink.test> .*status=deferred")
+    got = wait_files(a, "bob", 1, timeout=15)
+    assert len(got) == 1, p.log()
+    env.wait_for_log(p, r"delivery to=<late@sink.test> mailbox=none "
+                     r"status=bounced .*reason=\"queue lifetime expired\"")
+    msg, per_msg, per_rcpt, headers = dsn_of(got[0])
+    assert msg["From"].endswith("<MAILER-DAEMON@alpha.test>"), msg["From"]
+    assert msg["To"] == "<bob@alpha.test>"
+    assert len(per_rcpt) == 1
+    r = per_rcpt[0]
+    assert r["Final-Recipient"] == "rfc822; late@sink.test"
+    assert r["Action"] == "failed", r.items()
+    assert r["Status"] == "4.4.7", r.items()
+    assert r["Remote-MTA"] == "dns; [127.0.0.1]", r.items()
+    assert r["Diagnostic-Code"] == "smtp; 451 4.3.0 try later", r.items()
+    assert "Subject: expiring" in str(headers)
+    assert wait_empty(a) == []
+    # Retried until it expired, never accepted.
+    assert sink.conns >= 2 and sink.log == [], (sink.conns, sink.log)
+    sink.close()
 
 
 def _dns_setup(env, mx, hosts):
