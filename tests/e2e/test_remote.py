@@ -3,12 +3,14 @@ SMTP (IPv4 and IPv6) from the domain's own address and HELO name, and a
 scripted sink server for temporary and permanent failures, per-recipient
 results, DSNs (parsed with the email package), null MX, A fallback, MX
 preference, an unreachable MX, loops to our own address, no bounce to
-<>, queue lifetime expiry, and the control socket."""
+<>, queue lifetime expiry, kill -9 of the runner during delivery, and
+the control socket."""
 
 import email
 import email.policy
 import os
 import re
+import signal
 import socket
 import smtplib
 import threading
@@ -92,6 +94,7 @@ class Sink:
                     t["data"] = body
                     r = self.data()
                     if r.startswith("2"):
+                        t["at"] = time.monotonic()   # the 250 goes now
                         self.log.append(dict(t))
                     c.sendall((r + "\r\n").encode())
                     t = {"peer": peer[0], "rcpts": [], "helo": t["helo"]}
@@ -322,6 +325,68 @@ def test_queue_lifetime_expiry(env):
     assert wait_empty(a) == []
     # Retried until it expired, never accepted.
     assert sink.conns >= 2 and sink.log == [], (sink.conns, sink.log)
+    sink.close()
+
+
+def _pid_gone(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().split(") ")[-1].startswith("Z")
+    except FileNotFoundError:
+        return True
+
+
+def test_runner_kill_during_delivery(env):
+    """kill -9 the run_as runner in the middle of a batch: after the
+    master restarts it, every recipient has the message, the local one
+    exactly once; a remote copy is sent twice only where the sink's 250
+    may not have reached the runner before it died (RFC 1047)."""
+    def rcpt(a):
+        time.sleep(0.2)                 # keeps the batch in flight
+        return "250 2.1.5 ok"
+    sink = Sink(rcpt=rcpt)
+    a, b, p = _route_setup(env, sink)
+    rx = r"smtpd-runner\[(\d+)\]: domain=alpha.test runner started"
+    env.wait_for_log(p, rx)
+    pid = int(re.findall(rx, p.log())[-1])
+    n = 30
+    for k in range(n):
+        rcpts = ["r%d@sink.test" % k]
+        if k == n // 2:
+            rcpts.append("bob@alpha.test")
+        send(ALPHA, "bob@alpha.test", rcpts,
+             b"Subject: batch %d\r\n\r\nx\r\n" % k)
+    deadline = time.monotonic() + 15
+    while len(sink.log) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    before = len(sink.log)
+    assert 3 <= before < n, (before, p.log())
+    os.kill(pid, signal.SIGKILL)
+    while not _pid_gone(pid):
+        time.sleep(0.005)
+    killed = time.monotonic()
+    env.wait_for_log(p, r"alpha.test: runner pid=\d+ exited .*restart in")
+    env.wait_for_log(p, r"smtpd-runner\[(?!%d\])\d+\]: domain=alpha.test "
+                     r"runner started" % pid)
+    assert wait_empty(a, timeout=20) == [], p.log()
+
+    sent = {}
+    for t in sink.log:
+        for r in t["rcpts"]:
+            sent.setdefault(r, []).append(t["at"])
+    lost = ["r%d@sink.test" % k for k in range(n)
+            if "r%d@sink.test" % k not in sent]
+    assert lost == [], (lost, p.log())
+    dups = {r: at for r, at in sent.items() if len(at) > 1}
+    # Only a 250 sent before the runner died can have gone unseen.
+    bad = {r: at for r, at in dups.items() if min(at) > killed}
+    assert bad == {}, (bad, killed)
+    assert all(len(at) == 2 for at in dups.values()), dups
+    print("# kill -9 after %d of %d accepted; remote duplicates: %d" %
+          (before, n, len(dups)))
+    local = files(a, "bob")
+    assert len(local) == 1, local
+    assert b"Subject: batch %d" % (n // 2) in open(local[0], "rb").read()
     sink.close()
 
 
