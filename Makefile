@@ -260,7 +260,7 @@ FUZZ_CC		?= clang
 FUZZ_RUNS	?= 100000
 FUZZ_CFLAGS	 = -std=c11 -D_GNU_SOURCE $(FEATURES) -g -O1 -Icommon -Ismtpd \
 		   -Ipop3d \
-		   -fsanitize=address,undefined
+		   -fsanitize=address,undefined -MMD -MP
 FUZZ_TARGETS = \
 	pop3_cmd \
 	smtp_session
@@ -337,3 +337,4 @@ clean:
 	$(SENDMAIL_OBJS:.o=.d) \
 	$(ADMIN_OBJS:.o=.d)
 -include $(POP3D_LIB_OBJS:.o=.d) $(POP3D_OBJS:.o=.d) $(POP3D_UNIT_BINS:=.d)
+-include $(shell find build-fuzz -name "*.d" 2>/dev/null)

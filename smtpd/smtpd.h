@@ -8,7 +8,7 @@
  *	worker	  chrooted into the domain's root as its run_as account
  *		  before it reads the network; every SMTP session of the
  *		  domain in one event loop (smtp_server.c, smtp_session.c)
- *	runner	  the domain's queue runner (runner.c, deliver_local.c)
+ *	runner	  the domain's queue runner (runner*.c, deliverer.c, deliver_local.c)
  */
 #ifndef VIRTMAIL_SMTPD_H
 #define VIRTMAIL_SMTPD_H
@@ -235,7 +235,7 @@ void	runner_main(struct smtpd_domain *sd, const struct smtpd_conf *c)
 
 /*
  * deliver_local.c — local delivery.  The queue runner asks the
- * domain's privileged deliverer (runner.c) with a deliver_req; the
+ * domain's privileged deliverer (deliverer.c) with a deliver_req; the
  * deliverer re-checks it and forks a child that becomes the user and
  * writes the mailbox; the answer is a deliver_res.  Both travel as one
  * datagram of at most DELIVER_MSG_MAX bytes (see deliver_local.c).
