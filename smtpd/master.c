@@ -23,6 +23,7 @@
 #include <sys/types.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include <netinet/in.h>
@@ -400,6 +401,66 @@ master_refuse(int fd, const char *reply)
 	(void)send(fd, reply, strlen(reply), MSG_NOSIGNAL | MSG_DONTWAIT);
 }
 
+static int
+master_same_file(const struct stat *a, const struct stat *b)
+{
+	return a->st_dev == b->st_dev && a->st_ino == b->st_ino;
+}
+
+/*
+ * Inetd mode: move the client's descriptors above stdio (close-on-exec)
+ * and put /dev/null on 0 and 1 (and on 2 when inetd passed the socket
+ * there too), so that no child (the AUTH service, the SPF checker,
+ * which keep stdio) holds the client's connection.  Fds 0 and 1 being
+ * one socket, as inetd passes it, become one descriptor.  Root, before
+ * the chroot (/dev/null).
+ */
+static int
+master_inetd_fds(int *rfd, int *wfd)
+{
+	struct stat	 st0, st1, st2;
+	int		 null;
+
+	*rfd = *wfd = -1;
+	if (fstat(0, &st0) == -1 || fstat(1, &st1) == -1)
+		return -1;
+	if ((null = open("/dev/null", O_RDWR | O_CLOEXEC)) == -1)
+		return -1;
+	if ((*rfd = fcntl(0, F_DUPFD_CLOEXEC, 3)) == -1)
+		goto fail;
+	if (master_same_file(&st0, &st1))
+		*wfd = *rfd;
+	else if ((*wfd = fcntl(1, F_DUPFD_CLOEXEC, 3)) == -1)
+		goto fail;
+	if (dup2(null, 0) == -1 || dup2(null, 1) == -1 ||
+	    (fstat(2, &st2) == 0 && master_same_file(&st0, &st2) &&
+	    dup2(null, 2) == -1))
+		goto fail;
+	if (null > 2 && close(null) == -1)
+		return -1;
+	return 0;
+
+ fail:
+	if (null > 2)
+		(void)close(null);
+	return -1;
+}
+
+/* Inetd mode: a reply to a client that will not be served, then exit. */
+static int
+master_inetd_refuse(const char *reply, int status)
+{
+	(void)write_all(1, reply, strlen(reply));
+	listen_inetd_linger();
+	return status;
+}
+
+/*
+ * -i: serve the one connection inetd accepted on fds 0 and 1 as the
+ * domain's worker would (master_child): TLS contexts loaded here as
+ * root, the AUTH service started, then the domain's root and run_as
+ * account, then the worker's event-loop server with that one session.
+ */
 int
 master_inetd(const struct smtpd_opts *o)
 {
@@ -414,7 +475,7 @@ master_inetd(const struct smtpd_opts *o)
 	enum listener_kind	 kind = LISTEN_SMTP;
 	const char		*err;
 	char			 a[INET6_ADDRSTRLEN];
-	int			 port = 0;
+	int			 port = 0, fds[2];
 
 	if (getsockname(0, (struct sockaddr *)&ss, &sslen) == -1) {
 		log_warn("inetd: getsockname on fd 0 (not a socket?)");
@@ -423,38 +484,40 @@ master_inetd(const struct smtpd_opts *o)
 	if (smtpd_conf_load(&c, o->global_conf, &d) == -1 ||
 	    domain_table_load(&t, o->virtual_conf, &d, &err) == -1) {
 		log_warnx("inetd: configuration errors");
-		(void)write_all(1, MASTER_CONF_ERROR,
-		    strlen(MASTER_CONF_ERROR));
-		listen_inetd_linger();
-		return EX_CONFIG;
+		return master_inetd_refuse(MASTER_CONF_ERROR, EX_CONFIG);
 	}
 	if ((vd = domain_lookup_addr(&t, (struct sockaddr *)&ss, sslen)) ==
 	    NULL) {
 		log_warnx("inetd: no service for address %s",
 		    domain_addr_text((struct sockaddr *)&ss, a, sizeof(a)));
-		(void)write_all(1, MASTER_NO_SERVICE,
-		    strlen(MASTER_NO_SERVICE));
-		listen_inetd_linger();
-		return EX_UNAVAILABLE;
+		return master_inetd_refuse(MASTER_NO_SERVICE, EX_UNAVAILABLE);
 	}
 	if (priv_check_root(vd->dir, &err) == -1 ||
 	    smtpd_domain_load(&sd, vd, &c, &d) == -1 ||
 	    priv_lookup_user(vd->dir, sd.run_as, &u, &err) == -1) {
 		if (d.count == 0)
 			log_warnx("inetd: %s", err);
-		(void)write_all(1, MASTER_CONF_ERROR,
-		    strlen(MASTER_CONF_ERROR));
-		listen_inetd_linger();
-		return EX_CONFIG;
+		return master_inetd_refuse(MASTER_CONF_ERROR, EX_CONFIG);
 	}
+	/* Keys are read here, as root, never by the domain's processes. */
+	if (sd.ntls_pairs > 0 && (sd.tls = tls_server_load(vd->dir,
+	    sd.tls_pairs, sd.ntls_pairs, &d)) == NULL)
+		return master_inetd_refuse(MASTER_CONF_ERROR, EX_CONFIG);
 	log_set_domain(sd.name);
 	port = listen_sockaddr_port(&ss);
-	if (port != 0 && port == c.port_submission)
+	if (port != 0 && port == c.port_smtps)
+		kind = LISTEN_SMTPS;
+	else if (port != 0 && port == c.port_submission)
 		kind = LISTEN_SUBMISSION;
+	if (master_inetd_fds(&fds[0], &fds[1]) == -1)
+		fatal("inetd: the client's descriptors");
+	/* The AUTH service stays root in the root (smtp_auth.c). */
+	sd.auth_fd = smtp_auth_start(&sd, fds, fds[1] != fds[0] ? 2 : 1);
 	/* Before reading a byte from the client. */
 	if (priv_enter_root(vd->dir, &u, &err) == -1)
 		fatalx("inetd: %s", err);
-	smtp_server_inetd(&sd, 0, 1, kind);
+	explicit_bzero(&u, sizeof(u));
+	smtp_server_inetd(&sd, fds[0], fds[1], kind);
 	/*
 	 * Leave with _exit(): atexit handlers (a sanitizer's leak check)
 	 * may need files the domain's root does not have.  Replies and

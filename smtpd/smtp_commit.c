@@ -209,7 +209,8 @@ smtp_commit_pool_start(struct server *srv)
 		fatal("commit pool: thread attributes");
 	}
 	/* Signals stay blocked in the threads (ev_signal blocked them). */
-	for (i = 0; i < SMTP_COMMIT_THREADS; i++) {
+	/* One session (inetd) commits one message at a time. */
+	for (i = 0; i < (srv->oneshot ? 1 : SMTP_COMMIT_THREADS); i++) {
 		if ((r = pthread_create(&p->threads[i], &attr, commit_thread,
 		    p)) != 0) {
 			errno = r;

@@ -11,7 +11,8 @@
  *	whole DATA phase, and the limits on concurrent sessions in total
  *	and per client address.  SIGTERM stops accepting, lets sessions in
  *	a transaction finish it for a short grace period, then says 421.
- *	smtp_server_inetd() serves one session on two descriptors.
+ *	smtp_server_inetd() runs the same server with no listeners and
+ *	one session, the one inetd accepted, and returns when it ends.
  *
  * GROUP COMMIT, TLS, HOOKS
  *	The end of DATA is committed by a pool of threads (smtp_commit.c);
@@ -40,7 +41,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -96,7 +96,7 @@ set_nonblock(int fd)
 static void
 server_maybe_done(struct server *srv)
 {
-	if (srv->stopping && srv->nconns == 0)
+	if ((srv->stopping || srv->oneshot) && srv->nconns == 0)
 		ev_loop_break(srv->loop);
 }
 
@@ -772,9 +772,16 @@ server_signal_cb(int signo, void *arg)
 	server_stop(srv);
 }
 
-void
-smtp_server_run(struct smtpd_domain *sd, const int *listen_fds,
-    const enum listener_kind *kinds, size_t nlisten, int master_fd)
+/*
+ * The server of both modes.  The worker passes its listeners and the
+ * master's channel; inetd mode passes none of them and the one session
+ * it was started for on rfd/wfd (-1 otherwise), and the loop ends with
+ * that session.
+ */
+static void
+server_main(struct smtpd_domain *sd, const int *listen_fds,
+    const enum listener_kind *kinds, size_t nlisten, int master_fd,
+    int rfd, int wfd, enum listener_kind kind)
 {
 	struct server	 srv;
 	const char	*error;
@@ -787,6 +794,7 @@ smtp_server_run(struct smtpd_domain *sd, const int *listen_fds,
 	srv.nlisten = nlisten;
 	srv.master_fd = master_fd;
 	srv.auth_fd = sd->auth_fd;
+	srv.oneshot = rfd != -1;
 	smtp_userdb_init(&srv.udb);
 	if (signal(SIGPIPE, SIG_IGN) == SIG_ERR)
 		fatal("signal");
@@ -800,7 +808,8 @@ smtp_server_run(struct smtpd_domain *sd, const int *listen_fds,
 		fatal("ev_signal");
 	smtp_server_filters(&srv);
 	smtp_commit_pool_start(&srv);
-	server_raise_nofile(&sd->limits);
+	if (!srv.oneshot)
+		server_raise_nofile(&sd->limits);
 	for (i = 0; i < nlisten; i++) {
 		if (set_nonblock(listen_fds[i]) == -1)
 			fatal("O_NONBLOCK");
@@ -818,8 +827,15 @@ smtp_server_run(struct smtpd_domain *sd, const int *listen_fds,
 		    &srv) == -1)
 			fatal("ev_add master");
 	}
-	log_info("smtp worker ready listeners=%zu", nlisten);
-	if (ev_loop_run(srv.loop) == -1)
+	if (srv.oneshot) {
+		if (set_nonblock(rfd) == -1 ||
+		    (wfd != rfd && set_nonblock(wfd) == -1))
+			fatal("O_NONBLOCK");
+		conn_new(&srv, rfd, wfd, kind);
+	} else
+		log_info("smtp worker ready listeners=%zu", nlisten);
+	/* An inetd session may have ended in conn_new() already. */
+	if ((!srv.oneshot || srv.nconns > 0) && ev_loop_run(srv.loop) == -1)
 		log_warn("event loop");
 	smtp_commit_pool_stop(&srv);
 	while (srv.conns != NULL)
@@ -830,128 +846,23 @@ smtp_server_run(struct smtpd_domain *sd, const int *listen_fds,
 	ev_loop_free(srv.loop);
 }
 
-/* Write all of b to fd (blocking); -1 on error. */
-static int
-inetd_write(int fd, struct buf *b)
+void
+smtp_server_run(struct smtpd_domain *sd, const int *listen_fds,
+    const enum listener_kind *kinds, size_t nlisten, int master_fd)
 {
-	ssize_t	 n;
-
-	while (b->len > 0) {
-		n = write(fd, b->data, b->len);
-		if (n == -1) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		buf_consume(b, (size_t)n);
-	}
-	return 0;
+	server_main(sd, listen_fds, kinds, nlisten, master_fd, -1, -1,
+	    LISTEN_SMTP);
 }
 
 /*
- * Inetd mode: one session, a plain blocking loop with poll(2) for the
- * timeouts (in and out may be pipes or files, which epoll refuses).
+ * Inetd mode: the one session the process was started for, in the
+ * same server as the worker's (TLS, AUTH, SPF, milters).  in must be a
+ * socket; out may be another descriptor epoll takes (a socket or a
+ * pipe, not a regular file).
  */
 void
 smtp_server_inetd(struct smtpd_domain *sd, int in, int out,
     enum listener_kind kind)
 {
-	const struct smtpd_limits *l = &sd->limits;
-	struct smtp_userdb	 udb;
-	struct smtp_session	 s;
-	struct sockaddr_storage	 ss;
-	socklen_t		 sslen = sizeof(ss);
-	struct buf		 ib, ob;
-	struct pollfd		 pfd;
-	enum smtp_action	 act;
-	const char		*error;
-	uint64_t		 start, now, deadline, data_start = 0, t;
-	ssize_t			 n;
-	int			 eof = 0, r;
-
-	if (signal(SIGPIPE, SIG_IGN) == SIG_ERR)
-		fatal("signal");
-	smtp_userdb_init(&udb);
-	if (queue_init(QUEUE_DIR, &error) == -1)
-		log_warnx("queue %s: %s", QUEUE_DIR, error);
-	buf_init(&ib, SMTP_SERVER_IN_MAX);
-	buf_init(&ob, 0);
-	if (getpeername(in, (struct sockaddr *)&ss, &sslen) == -1)
-		sslen = 0;
-	smtp_session_init(&s, sd, &udb, kind,
-	    sslen > 0 ? (struct sockaddr *)&ss : NULL, sslen, &ob);
-	smtp_conn_local_addr(&s, in);
-	log_info("%s smtp connect client=%s inetd", s.id, s.client_addr);
-	smtp_session_greet(&s);
-	start = ev_now_ms();
-	for (;;) {
-		for (;;) {
-			act = smtp_session_input(&s, &ib);
-			if (act == SMTP_ACT_COMMIT) {
-				smtp_session_commit(&s);
-				continue;
-			}
-			if (act == SMTP_ACT_CONTINUE &&
-			    ob.len > SMTP_OUT_HIGH &&
-			    inetd_write(out, &ob) == 0)
-				continue;
-			break;
-		}
-		if (act == SMTP_ACT_CONTINUE && eof) {
-			smtp_session_eof(&s);
-			act = SMTP_ACT_CLOSE;
-		}
-		if (inetd_write(out, &ob) == -1 || act == SMTP_ACT_CLOSE)
-			break;
-		if (s.state == SMTP_STATE_DATA) {
-			if (data_start == 0)
-				data_start = ev_now_ms();
-		} else
-			data_start = 0;
-
-		now = ev_now_ms();
-		deadline = now + lim(s.state == SMTP_STATE_DATA ?
-		    l->timeout_data_block : l->timeout_cmd,
-		    s.state == SMTP_STATE_DATA ? SMTP_DEF_TIMEOUT_BLOCK :
-		    SMTP_DEF_TIMEOUT_CMD) * 1000ULL;
-		t = start + lim(l->timeout_session, SMTP_DEF_TIMEOUT_SESS) *
-		    1000ULL;
-		if (t < deadline)
-			deadline = t;
-		if (data_start != 0) {
-			t = data_start + lim(l->timeout_data_total,
-			    SMTP_DEF_TIMEOUT_DATA) * 1000ULL;
-			if (t < deadline)
-				deadline = t;
-		}
-		pfd.fd = in;
-		pfd.events = POLLIN;
-		pfd.revents = 0;
-		r = deadline > now ? poll(&pfd, 1, (int)(deadline - now)) : 0;
-		if (r == -1 && errno == EINTR)
-			continue;
-		if (r == 0) {
-			smtp_session_timeout(&s);
-			(void)inetd_write(out, &ob);
-			break;
-		}
-		if (r == -1 || buf_reserve(&ib, SMTP_SERVER_READ) == -1)
-			break;
-		n = read(in, ib.data + ib.len, SMTP_SERVER_READ);
-		if (n == -1 && (errno == EINTR || errno == EAGAIN))
-			continue;
-		if (n <= 0)
-			eof = 1;
-		else {
-			ib.len += (size_t)n;
-			ib.data[ib.len] = '\0';
-		}
-	}
-	log_info("%s smtp disconnect client=%s messages=%u", s.id,
-	    s.client_addr, s.nmessages);
-	smtp_session_eof(&s);
-	smtp_session_free(&s);
-	smtp_userdb_free(&udb);
-	buf_free(&ib);
-	buf_free(&ob);
+	server_main(sd, NULL, NULL, 0, -1, in, out, kind);
 }

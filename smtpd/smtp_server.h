@@ -90,6 +90,7 @@ struct server {
 	struct conn		*conns;
 	unsigned int		 nconns;
 	int			 stopping;
+	int			 oneshot;	/* inetd: ends with its session */
 	int			 accept_paused;
 	struct ev_timer		 grace;
 	struct ev_timer		 resume;

@@ -143,7 +143,14 @@ smtp_tls_handshake(struct conn *c)
 int
 smtp_tls_start(struct conn *c)
 {
-	if ((c->ssl = tls_server_ssl(c->srv->sd->tls, c->rfd)) == NULL) {
+	c->ssl = tls_server_ssl(c->srv->sd->tls, c->rfd);
+	/* Inetd mode may write to another descriptor than it reads. */
+	if (c->ssl != NULL && c->wfd != c->rfd &&
+	    SSL_set_wfd(c->ssl, c->wfd) != 1) {
+		SSL_free(c->ssl);
+		c->ssl = NULL;
+	}
+	if (c->ssl == NULL) {
 		log_warnx("%s smtp tls: cannot start: %s", c->s.id,
 		    tls_error());
 		smtp_conn_close(c);

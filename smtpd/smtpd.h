@@ -201,7 +201,11 @@ int	smtp_auth_start(const struct smtpd_domain *sd, const int *close_fds,
  */
 void	smtp_server_run(struct smtpd_domain *sd, const int *listen_fds,
 	    const enum listener_kind *kinds, size_t nlisten, int master_fd);
-/* Serve one session on fd in, fd out (inetd mode), then return. */
+/*
+ * Inetd mode: the same server with no listeners and one session, read
+ * from in (a socket) and written to out (the same, or a pipe); returns
+ * when the session ends.
+ */
 void	smtp_server_inetd(struct smtpd_domain *sd, int in, int out,
 	    enum listener_kind kind);
 
@@ -223,7 +227,8 @@ struct smtpd_opts {
 };
 /* -t: print what would be served; 0 when all is well, else 1. */
 int	master_check(const struct smtpd_opts *o);
-/* -i: one session on fds 0 and 1; returns an exit status on failure. */
+/* -i: one session on fds 0 and 1 (the worker's server, TLS, AUTH, SPF,
+ * milters); returns an exit status on failure. */
 int	master_inetd(const struct smtpd_opts *o);
 /* Run the master until SIGTERM; returns the exit status. */
 int	master_run(const struct smtpd_opts *o);
