@@ -251,7 +251,7 @@ bench: all $(BUILD)/smtp_source
 run:
 	@sh tests/deps.sh
 	@$(MAKE) --no-print-directory all
-	BUILD=$(abspath $(BUILD)) $(PYTHON) tests/netns.py contrib/demo/demo.py
+	BUILD=$(abspath $(BUILD)) $(PYTHON) contrib/demo/demo.py
 
 # libFuzzer targets over the protocol parsers (clang from Debian).
 # Each target links its own source with the common and smtpd objects,

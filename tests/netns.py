@@ -9,7 +9,9 @@ every process inside and deletes it.
 
 As a command: netns.py SCRIPT [ARGS...] runs /usr/bin/python3 SCRIPT
 inside a fresh namespace with the terminal attached, and always tears
-the namespace down afterwards (also on Ctrl-C).
+the namespace down afterwards (also on Ctrl-C); run_in_ns() does the
+same for a caller that wants to fall back when no namespace can be
+created (NetnsError).
 """
 
 import os
@@ -71,20 +73,25 @@ def ns_teardown(ns):
         print("# teardown of %s: %s" % (ns, e), file=sys.stderr)
 
 
-def main():
-    if len(sys.argv) < 2:
-        print("usage: netns.py SCRIPT [ARGS...]", file=sys.stderr)
-        return 64
-    if os.geteuid() != 0:
-        print("netns.py: needs root (network namespaces)", file=sys.stderr)
-        return 77
+class NetnsError(RuntimeError):
+    """The namespace could not be created (no privilege, no ip(8))."""
+
+
+def run_in_ns(args, env=None):
+    """Run PYTHON ARGS in a fresh namespace with the terminal attached;
+    its exit status.  The namespace is always torn down afterwards (also
+    on Ctrl-C).  Raises NetnsError when it cannot be created."""
     ns = "vmtest-%d" % os.getpid()
     old = signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        ns_create(ns)
-        env = dict(os.environ, VIRTMAIL_NETNS=ns)
+        try:
+            ns_create(ns)
+        except (RuntimeError, OSError, subprocess.SubprocessError) as e:
+            raise NetnsError(str(e))
+        env = dict(env if env is not None else os.environ,
+                   VIRTMAIL_NETNS=ns)
         p = subprocess.Popen(["ip", "netns", "exec", ns, PYTHON] +
-                             sys.argv[1:], env=env)
+                             list(args), env=env)
         try:
             return p.wait()
         except KeyboardInterrupt:
@@ -97,6 +104,21 @@ def main():
     finally:
         ns_teardown(ns)
         signal.signal(signal.SIGTERM, old)
+
+
+def main():
+    if len(sys.argv) < 2:
+        print("usage: netns.py SCRIPT [ARGS...]", file=sys.stderr)
+        return 64
+    if os.geteuid() != 0:
+        print("netns.py: needs root (network namespaces)", file=sys.stderr)
+        return 77
+    try:
+        return run_in_ns(sys.argv[1:])
+    except NetnsError as e:
+        print("netns.py: cannot create a network namespace: %s" % e,
+              file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
