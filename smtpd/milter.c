@@ -116,6 +116,7 @@ struct milter {
 	int			 replbody;	/* replaced the body */
 	int			 waiting;	/* a reply is due */
 	int			 failed_act;	/* default action to apply */
+	struct milter_symlist	*syms;		/* SETSYMLIST, or NULL */
 	struct buf		 in, out;
 	struct ev_timer		 timer;
 };
@@ -328,6 +329,89 @@ milter_packet_put(struct buf *out, int cmd, const void *data, size_t len)
 	return 0;
 }
 
+/*
+ * The macro lists of an SMFIC_OPTNEG reply (SMFIF_SETSYMLIST): pairs
+ * of uint32 stage and NUL-terminated names.  Like Postfix, an unknown
+ * stage is an error, not something to skip.
+ */
+int
+milter_symlist_parse(const char *d, size_t len, struct milter_symlist *sl,
+    const char **error_r)
+{
+	const char	*e;
+	uint32_t	 st;
+	size_t		 l;
+
+	memset(sl, 0, sizeof(*sl));
+	while (len > 0) {
+		if (len < 4) {
+			*error_r = "truncated macro stage";
+			return -1;
+		}
+		memcpy(&st, d, 4);
+		st = ntohl(st);
+		d += 4;
+		len -= 4;
+		if (st >= MILTER_STAGES) {
+			*error_r = "unknown macro stage";
+			return -1;
+		}
+		if (sl->set & (1U << st)) {
+			*error_r = "macro stage listed twice";
+			return -1;
+		}
+		if ((e = memchr(d, '\0', len)) == NULL) {
+			*error_r = "macro list without NUL";
+			return -1;
+		}
+		l = (size_t)(e - d);
+		if (l >= MILTER_SYMLIST_MAX) {
+			*error_r = "macro list too long";
+			return -1;
+		}
+		memcpy(sl->names[st], d, l + 1);
+		sl->set |= 1U << st;
+		d += l + 1;
+		len -= l + 1;
+	}
+	return 0;
+}
+
+/* Name without its braces: "{x}" and "x" are the same macro. */
+static size_t
+symname(const char *p, size_t n, const char **name_r)
+{
+	if (n >= 2 && p[0] == '{' && p[n - 1] == '}') {
+		p++;
+		n -= 2;
+	}
+	*name_r = p;
+	return n;
+}
+
+#define SYM_SEP		" ,\t"
+
+int
+milter_symlist_has(const struct milter_symlist *sl, int stage,
+    const char *name)
+{
+	const char	*p, *a, *b;
+	size_t		 n, an, bn;
+
+	if (stage < 0 || stage >= MILTER_STAGES ||
+	    !(sl->set & (1U << stage)))
+		return 0;
+	an = symname(name, strlen(name), &a);
+	for (p = sl->names[stage]; *p != '\0'; p += n) {
+		p += strspn(p, SYM_SEP);
+		n = strcspn(p, SYM_SEP);
+		bn = symname(p, n, &b);
+		if (n > 0 && an == bn && memcmp(a, b, an) == 0)
+			return 1;
+	}
+	return 0;
+}
+
 /* Append a NUL-terminated string to b. */
 static void
 put_str(struct buf *b, const char *s)
@@ -367,6 +451,8 @@ m_close(struct milter *m)
 	ev_timer_cancel(m->ms->loop, &m->timer);
 	buf_free(&m->in);
 	buf_free(&m->out);
+	free(m->syms);
+	m->syms = NULL;
 	m->waiting = 0;
 }
 
@@ -502,73 +588,126 @@ static const struct step steps[] = {
 	[SMTP_ASK_EOM] =	{ 'E', 0, 0, 1 },
 };
 
-static void
-macro(struct buf *b, const char *name, const char *value)
+/* Stage of a step in SMFIR_SETSYMLIST numbering (SMFIM_*). */
+static int
+m_stage(int what)
 {
-	if (value == NULL)
-		return;
-	put_str(b, name);
-	put_str(b, value);
+	switch (what) {
+	case SMTP_ASK_CONNECT:
+		return 0;
+	case SMTP_ASK_HELO:
+		return 1;
+	case SMTP_ASK_MAIL:
+		return 2;
+	case SMTP_ASK_RCPT:
+		return 3;
+	case SMTP_ASK_DATA:
+		return 4;
+	case SMTP_ASK_EOM:
+		return 5;
+	case SMTP_ASK_EOH:
+		return 6;
+	default:
+		return -1;
+	}
 }
 
-/* The macros sent before each command (Postfix's defaults). */
+/* The macros sent at each stage unless the filter chose (Postfix's
+ * defaults, those we have values for). */
+static const char *const m_default[MILTER_STAGES] = {
+	"j _ {daemon_name} {if_name} {if_addr} {client_addr} {client_name} "
+	    "{client_port}",
+	"{tls_version}",
+	"{auth_type} {auth_authen} {mail_mailer} {mail_addr}",
+	"{rcpt_mailer} {rcpt_addr}",
+	"i",
+	"i",
+	"i",
+};
+
+/* The value of macro name (braces optional) now; NULL when unset. */
+static const char *
+m_value(struct milter *m, const char *p, size_t len, char *tmp,
+    size_t size)
+{
+	struct smtp_session *s = m->ms->s;
+	const char	*n, *host = s->sd->hostname != NULL ?
+	    s->sd->hostname : "localhost";
+	int		 auth = s->authenticated && s->auth_user != NULL;
+	size_t		 l = symname(p, len, &n);
+
+#define IS(x)	(l == sizeof(x) - 1 && memcmp(n, x, l) == 0)
+	if (IS("j") || IS("if_name"))
+		return host;
+	if (IS("_")) {
+		(void)snprintf(tmp, size, "%s [%s]", s->client_name,
+		    s->client_addr);
+		return tmp;
+	}
+	if (IS("daemon_name"))
+		return SMTPD_NAME;
+	if (IS("if_addr"))
+		return s->local_addr[0] != '\0' ? s->local_addr : NULL;
+	if (IS("client_addr"))
+		return s->client_addr;
+	if (IS("client_name"))
+		return s->client_name;
+	if (IS("client_port")) {
+		if (s->peer.ss_family != AF_INET &&
+		    s->peer.ss_family != AF_INET6)
+			return NULL;
+		(void)snprintf(tmp, size, "%u", ntohs(
+		    s->peer.ss_family == AF_INET ?
+		    ((struct sockaddr_in *)&s->peer)->sin_port :
+		    ((struct sockaddr_in6 *)&s->peer)->sin6_port));
+		return tmp;
+	}
+	if (IS("tls_version"))
+		return s->tls ? "TLSv1.3" : NULL;
+	if (IS("auth_type"))
+		return auth ? "PLAIN" : NULL;
+	if (IS("auth_authen"))
+		return auth ? s->auth_user : NULL;
+	if (IS("mail_mailer"))
+		return s->sender != NULL ? "smtp" : NULL;
+	if (IS("mail_addr"))
+		return s->sender;
+	if (IS("rcpt_mailer"))
+		return s->rcpt_asked != NULL ? "smtp" : NULL;
+	if (IS("rcpt_addr"))
+		return s->rcpt_asked;
+	if (IS("i"))
+		return s->w.id[0] != '\0' ? s->w.id : NULL;
+#undef IS
+	return NULL;
+}
+
+/* The macros sent before each command: the filter's list for that
+ * stage (SMFIF_SETSYMLIST), else our defaults; names as listed. */
 static void
 m_macros(struct milter *m, int what)
 {
-	struct smtp_session *s = m->ms->s;
 	struct buf	 b;
-	char		 tmp[600], port[16];
-	const char	*host = s->sd->hostname != NULL ? s->sd->hostname :
-	    "localhost";
-	int		 cmd = steps[what].cmd;
+	char		 tmp[600];
+	const char	*list, *p, *v;
+	size_t		 n;
+	int		 stage = m_stage(what);
 
-	buf_init(&b, 0);
-	(void)buf_putc(&b, cmd);
-	switch (what) {
-	case SMTP_ASK_CONNECT:
-		macro(&b, "j", host);
-		(void)snprintf(tmp, sizeof(tmp), "%s [%s]", s->client_name,
-		    s->client_addr);
-		macro(&b, "_", tmp);
-		macro(&b, "{daemon_name}", SMTPD_NAME);
-		macro(&b, "{if_name}", host);
-		macro(&b, "{if_addr}", s->local_addr[0] != '\0' ?
-		    s->local_addr : NULL);
-		macro(&b, "{client_addr}", s->client_addr);
-		macro(&b, "{client_name}", s->client_name);
-		if (s->peer.ss_family == AF_INET || s->peer.ss_family ==
-		    AF_INET6) {
-			(void)snprintf(port, sizeof(port), "%u", ntohs(
-			    s->peer.ss_family == AF_INET ?
-			    ((struct sockaddr_in *)&s->peer)->sin_port :
-			    ((struct sockaddr_in6 *)&s->peer)->sin6_port));
-			macro(&b, "{client_port}", port);
-		}
-		break;
-	case SMTP_ASK_HELO:
-		if (s->tls)
-			macro(&b, "{tls_version}", "TLSv1.3");
-		break;
-	case SMTP_ASK_MAIL:
-		if (s->authenticated && s->auth_user != NULL) {
-			macro(&b, "{auth_type}", "PLAIN");
-			macro(&b, "{auth_authen}", s->auth_user);
-		}
-		macro(&b, "{mail_mailer}", "smtp");
-		macro(&b, "{mail_addr}", s->sender);
-		break;
-	case SMTP_ASK_RCPT:
-		macro(&b, "{rcpt_mailer}", "smtp");
-		macro(&b, "{rcpt_addr}", s->rcpt_asked);
-		break;
-	case SMTP_ASK_DATA:
-	case SMTP_ASK_EOH:
-	case SMTP_ASK_EOM:
-		macro(&b, "i", s->w.id);
-		break;
-	default:
-		buf_free(&b);
+	if (stage < 0)
 		return;
+	list = m->syms != NULL && (m->syms->set & (1U << stage)) ?
+	    m->syms->names[stage] : m_default[stage];
+	buf_init(&b, 0);
+	(void)buf_putc(&b, steps[what].cmd);
+	for (p = list; *p != '\0'; p += n) {
+		p += strspn(p, SYM_SEP);
+		if ((n = strcspn(p, SYM_SEP)) == 0)
+			continue;
+		if ((v = m_value(m, p, n, tmp, sizeof(tmp))) == NULL)
+			continue;
+		(void)buf_append(&b, p, n);
+		(void)buf_putc(&b, '\0');
+		put_str(&b, v);
 	}
 	m_send(m, 'D', &b);
 	buf_free(&b);
@@ -778,7 +917,7 @@ m_reply(struct milter *m, int cmd, const char *d, size_t len)
 {
 	struct milter_sess *ms = m->ms;
 	struct smtp_mods *mods = &ms->s->mods;
-	const char	*v[3];
+	const char	*v[3], *error;
 	char		 text[SMTP_REPLY_MAX];
 	uint32_t	 u[3];
 	size_t		 i, j;
@@ -795,8 +934,16 @@ m_reply(struct milter *m, int cmd, const char *d, size_t len)
 			m_fail(m, "unsupported version or actions");
 			return -1;
 		}
-		/* Macro lists (SMFIR_SETSYMLIST) may follow: we send our
-		 * set; a filter ignores macros it did not ask for. */
+		/* Macro lists (SMFIF_SETSYMLIST, which we offer) may
+		 * follow: then only those macros at those stages. */
+		if (len > 12) {
+			m->syms = xmalloc(sizeof(*m->syms));
+			if (milter_symlist_parse(d + 12, len - 12, m->syms,
+			    &error) == -1) {
+				m_fail(m, error);
+				return -1;
+			}
+		}
 		m->actions = u[1];
 		m->proto = u[2] & MP_OFFER;
 		m->st = M_READY;

@@ -750,4 +750,21 @@ int	milter_packet_next(const char *in, size_t inlen, size_t max,
 int	milter_packet_put(struct buf *out, int cmd, const void *data,
 	    size_t len);
 
+/* milter.c — SMFIF_SETSYMLIST: the macro lists a filter asks for in
+ * its SMFIC_OPTNEG reply, after the three words (stages SMFIM_CONNECT
+ * 0 .. SMFIM_EOH 6; names separated by blanks or commas). */
+#define MILTER_STAGES		7
+#define MILTER_SYMLIST_MAX	1024	/* one stage's list, with its NUL */
+struct milter_symlist {
+	unsigned int	 set;			/* bit per stage */
+	char		 names[MILTER_STAGES][MILTER_SYMLIST_MAX];
+};
+/* Parse the pairs (uint32 stage, "names") in d; 0, or -1 with
+ * *error_r (unknown or repeated stage, overlong list, no NUL). */
+int	milter_symlist_parse(const char *d, size_t len,
+	    struct milter_symlist *sl, const char **error_r);
+/* 1 when name ("x", "{x}") is in the list of stage. */
+int	milter_symlist_has(const struct milter_symlist *sl, int stage,
+	    const char *name);
+
 #endif

@@ -1,6 +1,7 @@
 /*
  * test_milter.c — the milter packet codec and configuration lines,
- * with hostile input: zero, oversized and truncated lengths.
+ * with hostile input: zero, oversized and truncated lengths; the
+ * SETSYMLIST macro lists of a negotiation reply.
  */
 #include <arpa/inet.h>
 
@@ -116,11 +117,87 @@ test_spf_codec(void)
 	CHECK(spf_res_decode(msg, len, &r2) == -1, "bad result refused");
 }
 
+/* Append uint32 stage and len bytes of names to raw at *off. */
+static void
+sym_put(char *raw, size_t *off, uint32_t stage, const char *names,
+    size_t len)
+{
+	uint32_t	 n = htonl(stage);
+
+	memcpy(raw + *off, &n, 4);
+	memcpy(raw + *off + 4, names, len);
+	*off += 4 + len;
+}
+
+static void
+test_symlist(void)
+{
+	static struct milter_symlist sl;
+	static char	 raw[4 * MILTER_SYMLIST_MAX];
+	char		 big[MILTER_SYMLIST_MAX + 1];
+	const char	*error;
+	size_t		 off = 0;
+
+	sym_put(raw, &off, 0, "{if_addr} {client_addr}", 24);
+	sym_put(raw, &off, 2, "{mail_addr},j", 14);
+	sym_put(raw, &off, 6, "", 1);
+	CHECK(milter_symlist_parse(raw, off, &sl, &error) == 0 &&
+	    sl.set == 0x45, "three stages");
+	CHECK(milter_symlist_has(&sl, 0, "{client_addr}") &&
+	    milter_symlist_has(&sl, 0, "if_addr") &&
+	    !milter_symlist_has(&sl, 0, "j") &&
+	    !milter_symlist_has(&sl, 0, "{client_add"), "connect names");
+	CHECK(milter_symlist_has(&sl, 2, "{j}") &&
+	    milter_symlist_has(&sl, 2, "mail_addr") &&
+	    !milter_symlist_has(&sl, 1, "j") &&
+	    !milter_symlist_has(&sl, 6, "i") &&
+	    !milter_symlist_has(&sl, 7, "j") &&
+	    !milter_symlist_has(&sl, -1, "j"), "other stages");
+	CHECK(milter_symlist_parse(raw, 0, &sl, &error) == 0 &&
+	    sl.set == 0, "no lists");
+
+	off = 0;
+	sym_put(raw, &off, 7, "j", 2);
+	CHECK(milter_symlist_parse(raw, off, &sl, &error) == -1 &&
+	    strstr(error, "stage") != NULL, "unknown stage refused");
+	off = 0;
+	sym_put(raw, &off, 0xffffffffU, "j", 2);
+	CHECK(milter_symlist_parse(raw, off, &sl, &error) == -1,
+	    "huge stage refused");
+	off = 0;
+	sym_put(raw, &off, 1, "j", 2);
+	sym_put(raw, &off, 1, "i", 2);
+	CHECK(milter_symlist_parse(raw, off, &sl, &error) == -1,
+	    "repeated stage refused");
+	off = 0;
+	sym_put(raw, &off, 3, "{rcpt_addr}", 11);
+	CHECK(milter_symlist_parse(raw, off, &sl, &error) == -1 &&
+	    strstr(error, "NUL") != NULL, "missing NUL refused");
+	off = 0;
+	sym_put(raw, &off, 3, "j", 2);
+	CHECK(milter_symlist_parse(raw, off + 3, &sl, &error) == -1,
+	    "truncated stage refused");
+	CHECK(milter_symlist_parse(raw, 2, &sl, &error) == -1,
+	    "short stage refused");
+	memset(big, 'x', sizeof(big));
+	big[MILTER_SYMLIST_MAX] = '\0';
+	off = 0;
+	sym_put(raw, &off, 4, big, sizeof(big));
+	CHECK(milter_symlist_parse(raw, off, &sl, &error) == -1 &&
+	    strstr(error, "long") != NULL, "overlong list refused");
+	big[MILTER_SYMLIST_MAX - 1] = '\0';
+	off = 0;
+	sym_put(raw, &off, 4, big, MILTER_SYMLIST_MAX);
+	CHECK(milter_symlist_parse(raw, off, &sl, &error) == 0 &&
+	    strlen(sl.names[4]) == MILTER_SYMLIST_MAX - 1, "longest list");
+}
+
 int
 main(void)
 {
 	test_packets();
 	test_conf();
 	test_spf_codec();
+	test_symlist();
 	return test_done();
 }
