@@ -26,6 +26,10 @@
  *	-g		send progress packets before answering end of message
  *	-w STAGE	hang at STAGE (connect, mail, rcpt, header, eom)
  *	-k STAGE	exit at STAGE
+ *	-M STAGE:NAMES	ask for only these macros at STAGE (connect, helo,
+ *			mail, rcpt, data, eom, eoh) with smfi_setsymlist(),
+ *			and add "X-Milter-Macros:" listing, per stage,
+ *			the macros that first became visible there
  */
 #include <sys/types.h>
 
@@ -43,12 +47,29 @@ static const char *opt_sock, *opt_add, *opt_ins, *opt_rej_rcpt,
     *opt_quar, *opt_hang, *opt_die;
 static int opt_progress;
 
+/* -M: the macro lists, by SMFIM_* stage. */
+static const char *const stage_names[] = { "connect", "helo", "mail",
+    "rcpt", "data", "eom", "eoh" };
+#define NSTAGES	(sizeof(stage_names) / sizeof(stage_names[0]))
+static const char *opt_syms[NSTAGES];
+static int opt_nsyms;
+
+/* The macros an MTA may send; each one found is reported once. */
+static const char *const probe[] = { "j", "_", "{daemon_name}",
+    "{if_name}", "{if_addr}", "{client_addr}", "{client_name}",
+    "{client_port}", "{tls_version}", "{auth_type}", "{auth_authen}",
+    "{mail_mailer}", "{mail_addr}", "{rcpt_mailer}", "{rcpt_addr}", "i" };
+#define NPROBE	(sizeof(probe) / sizeof(probe[0]))
+
 struct priv {
 	int	 reject_hdr;
 	int	 body_hit, quar_hit;
 	int	 subj_seen;
 	char	 subject[1024];
 	int	 discard;
+	/* -M: kept for the connection, not reset per message. */
+	unsigned long	 seen;
+	char		 macros[2048];
 };
 
 static void
@@ -74,6 +95,55 @@ priv(SMFICTX *ctx)
 	return p;
 }
 
+/* -M: note the macros visible now that were not before. */
+static void
+see_macros(SMFICTX *ctx, struct priv *p, const char *stage)
+{
+	size_t	 i, o;
+	char	*v;
+	int	 first = 1;
+
+	if (opt_nsyms == 0 || p == NULL)
+		return;
+	for (i = 0; i < NPROBE; i++) {
+		if (p->seen & (1UL << i) ||
+		    (v = smfi_getsymval(ctx, (char *)probe[i])) == NULL)
+			continue;
+		p->seen |= 1UL << i;
+		o = strlen(p->macros);
+		/* "connect: a=1, b=2; mail: c=3" */
+		(void)snprintf(p->macros + o, sizeof(p->macros) - o,
+		    "%s%s%s%s=%s", first && o > 0 ? "; " : "",
+		    first ? stage : "", first ? ": " : ", ", probe[i], v);
+		first = 0;
+	}
+}
+
+static sfsistat
+ex_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1,
+    unsigned long f2, unsigned long f3, unsigned long *pf0,
+    unsigned long *pf1, unsigned long *pf2, unsigned long *pf3)
+{
+	size_t	 i;
+
+	(void)f2;
+	(void)f3;
+	if (!(f0 & SMFIF_SETSYMLIST))
+		return SMFIS_REJECT;
+	for (i = 0; i < NSTAGES; i++)
+		if (opt_syms[i] != NULL && smfi_setsymlist(ctx, (int)i,
+		    (char *)opt_syms[i]) == MI_FAILURE)
+			return SMFIS_REJECT;
+	*pf0 = f0 & (SMFIF_ADDHDRS | SMFIF_CHGHDRS | SMFIF_ADDRCPT |
+	    SMFIF_DELRCPT | SMFIF_CHGBODY | SMFIF_CHGFROM | SMFIF_QUARANTINE |
+	    SMFIF_SETSYMLIST);
+	*pf1 = f1 & (SMFIP_NOHELO | SMFIP_NOUNKNOWN | SMFIP_NODATA |
+	    SMFIP_NOEOH);
+	*pf2 = 0;
+	*pf3 = 0;
+	return SMFIS_CONTINUE;
+}
+
 /* "<a@b>" or "a@b" equal to addr, case-insensitively. */
 static int
 addr_is(const char *arg, const char *addr)
@@ -92,18 +162,26 @@ ex_connect(SMFICTX *ctx, char *host, struct sockaddr *sa)
 	(void)host;
 	(void)sa;
 	stage("connect");
-	return priv(ctx) == NULL ? SMFIS_TEMPFAIL : SMFIS_CONTINUE;
+	if (priv(ctx) == NULL)
+		return SMFIS_TEMPFAIL;
+	see_macros(ctx, priv(ctx), "connect");
+	return SMFIS_CONTINUE;
 }
 
 static sfsistat
 ex_envfrom(SMFICTX *ctx, char **argv)
 {
 	struct priv *p = priv(ctx);
+	struct priv keep;
 
 	stage("mail");
 	if (p == NULL)
 		return SMFIS_TEMPFAIL;
+	keep = *p;
 	memset(p, 0, sizeof(*p));
+	p->seen = keep.seen;
+	memcpy(p->macros, keep.macros, sizeof(p->macros));
+	see_macros(ctx, p, "mail");
 	if (opt_tmp_from != NULL && addr_is(argv[0], opt_tmp_from))
 		return SMFIS_TEMPFAIL;
 	return SMFIS_CONTINUE;
@@ -115,6 +193,7 @@ ex_envrcpt(SMFICTX *ctx, char **argv)
 	struct priv *p = priv(ctx);
 
 	stage("rcpt");
+	see_macros(ctx, p, "rcpt");
 	if (opt_rej_rcpt != NULL && addr_is(argv[0], opt_rej_rcpt)) {
 		(void)smfi_setreply(ctx, "550", "5.7.1",
 		    "Recipient refused by the example milter");
@@ -205,6 +284,9 @@ ex_eom(SMFICTX *ctx)
 			(void)smfi_setreply(ctx, "550", "5.7.0", l1 + 10);
 		return SMFIS_REJECT;
 	}
+	see_macros(ctx, p, "eom");
+	if (opt_nsyms > 0)
+		(void)smfi_addheader(ctx, "X-Milter-Macros", p->macros);
 	if (opt_add != NULL && split_header(opt_add, name, sizeof(name),
 	    &value) == 0)
 		(void)smfi_addheader(ctx, name, (char *)value);
@@ -244,9 +326,11 @@ int
 main(int argc, char **argv)
 {
 	struct smfiDesc	 d;
+	const char	*c;
+	size_t		 i;
 	int		 ch;
 
-	while ((ch = getopt(argc, argv, "p:a:i:r:t:x:s:d:c:H:A:D:b:f:q:gw:k:"))
+	while ((ch = getopt(argc, argv, "p:a:i:r:t:x:s:d:c:H:A:D:b:f:q:gw:k:M:"))
 	    != -1) {
 		switch (ch) {
 		case 'p': opt_sock = optarg; break;
@@ -267,6 +351,21 @@ main(int argc, char **argv)
 		case 'g': opt_progress = 1; break;
 		case 'w': opt_hang = optarg; break;
 		case 'k': opt_die = optarg; break;
+		case 'M':
+			c = strchr(optarg, ':');
+			for (i = 0; c != NULL && i < NSTAGES; i++)
+				if (strlen(stage_names[i]) ==
+				    (size_t)(c - optarg) && strncmp(optarg,
+				    stage_names[i], (size_t)(c - optarg)) == 0)
+					break;
+			if (c == NULL || i == NSTAGES) {
+				fprintf(stderr, "%s: -M STAGE:NAMES\n",
+				    argv[0]);
+				return 64;
+			}
+			opt_syms[i] = c + 1;
+			opt_nsyms++;
+			break;
 		default:
 			fprintf(stderr, "usage: %s -p SOCKET [rules]\n",
 			    argv[0]);
@@ -290,6 +389,8 @@ main(int argc, char **argv)
 	d.xxfi_body = ex_body;
 	d.xxfi_eom = ex_eom;
 	d.xxfi_close = ex_close;
+	if (opt_nsyms > 0)
+		d.xxfi_negotiate = ex_negotiate;
 	if (smfi_setconn((char *)opt_sock) == MI_FAILURE ||
 	    smfi_register(d) == MI_FAILURE) {
 		fprintf(stderr, "%s: cannot set up libmilter\n", argv[0]);

@@ -126,6 +126,32 @@ def test_milter_custom_reply(env):
         "second" in st[2], st
 
 
+def test_milter_macro_lists(env):
+    """A filter that asks for macro lists (SMFIF_SETSYMLIST) gets only
+    those macros, at those stages, as the names it spelled."""
+    port = _milter(env, "-M", "connect:{if_addr} {client_addr}",
+                   "-M", "mail:{mail_addr},j", "-M", "rcpt:{rcpt_addr}",
+                   "-M", "eom:i")
+    a, p = _setup(env, [_inet(port)])
+    s = smtplib.SMTP(ALPHA, 25, timeout=20)
+    client = s.sock.getsockname()[0]
+    s.ehlo("client.example")
+    s.sendmail("alice@example.org", ["bob@alpha.test"],
+               b"Subject: macros\r\n\r\nmacro-body\r\n")
+    s.quit()
+    path, m = _find(a, "macro-body", where=[a.maildir("bob")])
+    assert m is not None
+    line = [h for h in m.replace("\n\t", " ").replace("\n ", " ")
+            .split("\n") if h.startswith("X-Milter-Macros:")]
+    assert len(line) == 1, m
+    got = line[0].split(":", 1)[1].strip()
+    want = ("connect: {if_addr}=192.0.2.10, {client_addr}=%s; "
+            "mail: j=mx.alpha.test, {mail_addr}=alice@example.org; "
+            "rcpt: {rcpt_addr}=bob@alpha.test; eom: i=" % client)
+    assert got.startswith(want), (got, want)
+    assert got[len(want):] != "" and " " not in got[len(want):], got
+
+
 def test_milter_modifications(env):
     port = _milter(env, "-a", "X-Example: added", "-i", "X-Top: inserted",
                    "-s", "MARK", "-d", "X-Remove-Me", "-A",
