@@ -141,6 +141,7 @@ static const struct conf_key conf_domain_keys[] = {
 	{ "run_as", CONF_STR, NULL, 0, 0 },
 	{ "sender_login_match", CONF_BOOL, "yes", 0, 0 },
 	{ "spf", CONF_STR, "off", 0, 0 },
+	{ "spf_helo", CONF_BOOL, "no", 0, 0 },
 	{ CONF_LIMIT_TEXT_LINE(NULL) },
 	{ CONF_LIMIT_T_CMD(NULL) },
 	{ CONF_LIMIT_T_DATA(NULL) },
@@ -796,6 +797,7 @@ conf_tls(struct smtpd_domain *sd, const struct conf *cf, const char *path,
 	sd->auth_fd = -1;
 	sd->allow_plaintext_auth = conf_bool(cf, "allow_plaintext_auth");
 	sd->sender_login_match = conf_bool(cf, "sender_login_match");
+	sd->spf_helo = conf_bool(cf, "spf_helo");
 	sd->received_auth = conf_bool(cf, "received_auth_user");
 	sd->auth_delay = (unsigned int)conf_int(cf, "auth_delay");
 	sd->auth_failures_max = (unsigned int)conf_int(cf,

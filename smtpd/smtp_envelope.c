@@ -201,19 +201,19 @@ session_spf_name(int r)
 
 /* Shorten a checker's comment for an SMTP reply line. */
 static const char *
-spf_reply_text(struct smtp_session *s, char *dst, size_t size)
+spf_reply_text(const struct smtp_spf *p, char *dst, size_t size)
 {
-	const char *c = s->spf.comment != NULL ? s->spf.comment : "";
+	const char *c = p->comment != NULL ? p->comment : "";
 
 	(void)snprintf(dst, size, "%.300s", c[0] != '\0' ? c :
-	    session_spf_name(s->spf.result));
+	    session_spf_name(p->result));
 	return dst;
 }
 
 void
 smtp_envelope_spf_done(struct smtp_session *s)
 {
-	char	 from[512], text[320];
+	char	 from[512], helo[512], text[320];
 
 	if (!s->spf.done)
 		smtp_session_spf(s, SPF_R_TEMPERROR, "", "",
@@ -221,6 +221,12 @@ smtp_envelope_spf_done(struct smtp_session *s)
 	(void)log_clean(from, sizeof(from), s->sender, strlen(s->sender));
 	log_info("%s smtp spf result=%s from=<%s> client=%s", s->id,
 	    session_spf_name(s->spf.result), from, s->client_addr);
+	if (s->spf_helo.done) {
+		(void)log_clean(helo, sizeof(helo), s->helo, strlen(s->helo));
+		log_info("%s smtp spf identity=helo result=%s helo=%s "
+		    "client=%s", s->id, session_spf_name(s->spf_helo.result),
+		    helo, s->client_addr);
+	}
 	if (s->sd->spf_mode == 2 && (s->spf.result == SPF_R_FAIL ||
 	    s->spf.result == SPF_R_TEMPERROR)) {
 		log_info("%s smtp refused reason=spf_%s from=<%s> client=%s",
@@ -228,7 +234,18 @@ smtp_envelope_spf_done(struct smtp_session *s)
 		    s->client_addr);
 		smtp_session_reply(s, s->spf.result == SPF_R_FAIL ?
 		    RPL_SPF_FAIL : RPL_SPF_TEMPERROR,
-		    spf_reply_text(s, text, sizeof(text)));
+		    spf_reply_text(&s->spf, text, sizeof(text)));
+		smtp_transaction_reset(s);
+		return;
+	}
+	/* spf_helo: a HELO fail refuses too; its temperror only tags
+	 * (the MAIL FROM check decides then). */
+	if (s->sd->spf_mode == 2 && s->spf_helo.done &&
+	    s->spf_helo.result == SPF_R_FAIL) {
+		log_info("%s smtp refused reason=spf_helo_fail helo=%s "
+		    "from=<%s> client=%s", s->id, helo, from, s->client_addr);
+		smtp_session_reply(s, RPL_SPF_FAIL,
+		    spf_reply_text(&s->spf_helo, text, sizeof(text)));
 		smtp_transaction_reset(s);
 		return;
 	}

@@ -97,9 +97,19 @@ smtp_received_write(struct smtp_session *s)
 		if (s->spf.received[0] != '\0')
 			r |= buf_printf(&b, "Received-SPF: %s\n",
 			    s->spf.received);
+		/* spf_helo: its own field (identity=helo, §9.1). */
+		if (s->spf_helo.done && s->spf_helo.received[0] != '\0')
+			r |= buf_printf(&b, "Received-SPF: %s\n",
+			    s->spf_helo.received);
 		if (s->spf.authres[0] != '\0')
 			r |= buf_printf(&b, "Authentication-Results: %s;\n"
-			    "\t%s\n", smtp_session_hostname(s), s->spf.authres);
+			    "\t%s", smtp_session_hostname(s), s->spf.authres);
+		/* RFC 8601 §2.2: one resinfo per identity. */
+		if (s->spf.authres[0] != '\0' && s->spf_helo.done &&
+		    s->spf_helo.authres[0] != '\0')
+			r |= buf_printf(&b, ";\n\t%s", s->spf_helo.authres);
+		if (s->spf.authres[0] != '\0')
+			r |= buf_printf(&b, "\n");
 	}
 	if (r == 0)
 		r = buf_append(&s->body, b.data, b.len);

@@ -142,6 +142,16 @@ smtp_server_auth_cb(int fd, int events, void *arg)
 	conn_auth_timer_cb(c);
 }
 
+/*
+ * RFC 7208 §2.3: the HELO identity is checked only when it is a
+ * domain name (not an address literal, not a single label).
+ */
+static int
+helo_checkable(const char *h)
+{
+	return h[0] != '\0' && h[0] != '[' && strchr(h, '.') != NULL;
+}
+
 /* The session asks: an SPF check, or a milter step. */
 int
 smtp_conn_ask(void *arg, struct smtp_session *s, enum smtp_ask what,
@@ -164,6 +174,17 @@ smtp_conn_ask(void *arg, struct smtp_session *s, enum smtp_ask what,
 			smtp_session_spf(s, SPF_R_TEMPERROR, "", "",
 			    "SPF checker unavailable");
 			return 0;
+		}
+		/* spf_helo: the HELO identity too, alongside (an empty
+		 * sender makes the checker use the HELO name). */
+		if (s->sd->spf_helo && s->sender[0] != '\0' &&
+		    helo_checkable(s->helo)) {
+			q.sender[0] = '\0';
+			c->spf_helo_id = spf_client_check(c->srv->spf, &q,
+			    conn_spf_cb, c);
+			if (c->spf_helo_id == 0)
+				smtp_session_spf_helo(s, SPF_R_TEMPERROR, "",
+				    "", "SPF checker unavailable");
 		}
 		return 1;
 	}
@@ -188,9 +209,18 @@ conn_spf_cb(void *arg, const struct spf_res *r)
 	struct conn		*c = arg;
 	struct smtp_answer	 a;
 
-	c->spf_id = 0;
-	smtp_session_spf(&c->s, r->result, r->received, r->authres,
-	    r->comment);
+	if (c->spf_helo_id != 0 && r->id == c->spf_helo_id) {
+		c->spf_helo_id = 0;
+		smtp_session_spf_helo(&c->s, r->result, r->received,
+		    r->authres, r->comment);
+	} else {
+		c->spf_id = 0;
+		smtp_session_spf(&c->s, r->result, r->received, r->authres,
+		    r->comment);
+	}
+	/* Resume once both identities have their answer. */
+	if (c->spf_id != 0 || c->spf_helo_id != 0)
+		return;
 	memset(&a, 0, sizeof(a));
 	smtp_session_resume(&c->s, &a);
 	(void)smtp_conn_run(c);

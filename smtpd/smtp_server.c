@@ -110,6 +110,8 @@ smtp_conn_close(struct conn *c)
 	smtp_session_eof(&c->s);
 	if (c->spf_id != 0)
 		spf_client_cancel(srv->spf, c->spf_id);
+	if (c->spf_helo_id != 0)
+		spf_client_cancel(srv->spf, c->spf_helo_id);
 	milter_sess_free(c->milter);
 	c->milter = NULL;
 	c->s.hooks = NULL;

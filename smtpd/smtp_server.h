@@ -49,6 +49,7 @@ struct conn {
 	struct smtp_hooks	 hooks;
 	struct milter_sess	*milter;
 	uint32_t		 spf_id;	/* 0: no SPF check out */
+	uint32_t		 spf_helo_id;	/* the HELO one (spf_helo) */
 	/* TLS: ssl set once the handshake starts. */
 	SSL			*ssl;
 	int			 tls_hs;	/* handshake under way */

@@ -131,6 +131,7 @@ smtp_transaction_clear(struct smtp_session *s)
 	free(s->mail_args);
 	s->mail_args = NULL;
 	spf_clear(&s->spf);
+	spf_clear(&s->spf_helo);
 	headers_free(s);
 	buf_reset(&s->hdr_cur);
 	buf_reset(&s->hdr_line);
@@ -299,6 +300,20 @@ smtp_session_spf(struct smtp_session *s, int result, const char *received,
 	smtp_text_clean(s->spf.received);
 	smtp_text_clean(s->spf.authres);
 	smtp_text_clean(s->spf.comment);
+}
+
+void
+smtp_session_spf_helo(struct smtp_session *s, int result,
+    const char *received, const char *authres, const char *comment)
+{
+	struct smtp_spf	 keep = s->spf;
+
+	/* Same cleaning, into the other slot. */
+	memset(&s->spf, 0, sizeof(s->spf));
+	smtp_session_spf(s, result, received, authres, comment);
+	spf_clear(&s->spf_helo);
+	s->spf_helo = s->spf;
+	s->spf = keep;
 }
 
 void

@@ -254,6 +254,7 @@ struct smtp_session {
 	char			*rcpt_asked;	/* RCPT waiting for its answer */
 	char			*mail_args;	/* ESMTP parameters of MAIL */
 	struct smtp_spf		 spf;
+	struct smtp_spf		 spf_helo;	/* spf_helo yes: RFC 7208 §2.3 */
 	int			 spf_on;	/* checked and filtered */
 	int			 discard_all;	/* connect-stage discard */
 
@@ -316,6 +317,9 @@ void	smtp_session_resume(struct smtp_session *s,
 	    const struct smtp_answer *a);
 /* Record the SPF result (before resuming an SMTP_ASK_SPF question). */
 void	smtp_session_spf(struct smtp_session *s, int result,
+	    const char *received, const char *authres, const char *comment);
+/* The same for the HELO identity, checked too with spf_helo yes. */
+void	smtp_session_spf_helo(struct smtp_session *s, int result,
 	    const char *received, const char *authres, const char *comment);
 /* Add a modification to s->mods (copies the strings). */
 void	smtp_mods_add(struct smtp_mods *m, enum smtp_mod_type type,

@@ -100,6 +100,7 @@ struct smtpd_domain {
 	size_t			 nroutes;
 	char			*tls_cert, *tls_key;
 	int			 spf_mode;	/* 0 off, 1 tag, 2 reject */
+	int			 spf_helo;	/* check HELO for every message */
 	char			**milters;	/* raw lines, NULL-ended */
 	struct smtpd_limits	 limits;
 	/* TLS and AUTH (smtp_auth.c, common/tls.c). */

@@ -269,6 +269,7 @@ spf_check(SPF_server_t *srv, const struct spf_req *q, struct spf_res *a)
 	SPF_response_t	*resp = NULL;
 	const char	*v;
 	char		 id[600];
+	size_t		 o;
 	int		 bad;
 	SPF_errcode_t	 err;
 
@@ -325,6 +326,17 @@ spf_check(SPF_server_t *srv, const struct spf_req *q, struct spf_res *a)
 		    "receiver=%s;", spf_result_name(a->result),
 		    a->comment[0] != '\0' ? a->comment : "no result",
 		    q->ip, q->sender, q->helo, q->receiver);
+	/* RFC 7208 §9.1 keys libspf2 leaves out; "" is the HELO check
+	 * (<>, or spf_helo's own request). */
+	o = strlen(a->received);
+	if (strstr(a->received, "receiver=") == NULL)
+		o += (size_t)snprintf(a->received + o,
+		    sizeof(a->received) - o, " receiver=%s;", q->receiver);
+	if (o < sizeof(a->received) &&
+	    strstr(a->received, "identity=") == NULL)
+		(void)snprintf(a->received + o, sizeof(a->received) - o,
+		    " identity=%s;", q->sender[0] != '\0' ? "mailfrom" :
+		    "helo");
 	/* RFC 8601 §2.7.2: smtp.mailfrom, or smtp.helo for <>. */
 	authres_value(id, sizeof(id), q->sender[0] != '\0' ? q->sender :
 	    q->helo);

@@ -1,7 +1,8 @@
 """SPF checks (RFC 7208) in virtmail-smtpd with libspf2: the
 Received-SPF: and Authentication-Results: headers in tag mode, the
 550 5.7.23 / 451 4.7.24 replies in reject mode, and the removal of a
-forged Authentication-Results: that claims our authserv-id.  Clients
+forged Authentication-Results: that claims our authserv-id; the HELO
+identity checked too with spf_helo yes (RFC 7208 §2.3).  Clients
 connect from 192.0.2.20/.30 (libspf2 passes loopback clients)."""
 
 import os
@@ -23,10 +24,13 @@ ZONE_TXT = [
     ("mxrec.test", "v=spf1 mx:beta.test -all"),
     ("six.test", "v=spf1 ip6:2001:db8::20 -all"),
     ("slow.test", "v=spf1 include:x.hang.example -all"),
+    # HELO names (spf_helo yes): only 192.0.2.20 may use them.
+    ("helo-ok.test", "v=spf1 ip4:192.0.2.20 -all"),
+    ("helo-bad.test", "v=spf1 ip4:192.0.2.99 -all"),
 ]
 
 
-def _setup(env, mode):
+def _setup(env, mode, extra=""):
     for t in ZONE_TXT:
         if t not in env.dns.zone["txt"]:
             env.dns.zone["txt"].append(t)
@@ -34,7 +38,7 @@ def _setup(env, mode):
     env.dns.restart()
     a = env.make_domain_root("alpha.test", [ALPHA, vmtest.ALPHA_IP6])
     with open(a.path("etc/virtmail.conf"), "a") as f:
-        f.write("spf %s\n" % mode)
+        f.write("spf %s\n%s" % (mode, extra))
     with open(a.path("etc/resolv.conf"), "w") as f:
         f.write("nameserver 127.0.0.1\noptions timeout:1 attempts:1\n")
     vc = env.write_virtual_conf([(ALPHA, a.root),
@@ -134,6 +138,11 @@ def test_spf_reject(env):
     assert code == 250, (code, msg)
     code, msg = _send(OTHER_IP, "u@soft.test", subject="soft")
     assert code == 250, (code, msg)
+    # spf_helo is off by default: a failing HELO name is not checked.
+    code, msg = _send(PASS_IP, "u@beta.test", helo="helo-bad.test",
+                      subject="helo-off")
+    assert code == 250, (code, msg)
+    assert "Received-SPF: fail" not in _stored(a, "body helo-off")
 
 
 def test_spf_temperror(env):
@@ -151,3 +160,53 @@ def test_spf_temperror(env):
         assert code == 250, (code, msg)
     finally:
         sink.close()
+
+
+def _headers(m):
+    """The header fields of m, unfolded."""
+    head = m.split("\n\n", 1)[0]
+    return head.replace("\n\t", " ").replace("\n ", " ").split("\n")
+
+
+def test_spf_helo_always(env):
+    # spf_helo yes: the HELO identity is checked for every message too.
+    a, p = _setup(env, "tag", "spf_helo yes\n")
+    code, msg = _send(PASS_IP, "u@beta.test", helo="helo-ok.test",
+                      subject="helo-pass")
+    assert code == 250, (code, msg)
+    h = _headers(_stored(a, "body helo-pass"))
+    spf = [x for x in h if x.startswith("Received-SPF:")]
+    assert len(spf) == 2, h
+    assert spf[0].startswith("Received-SPF: pass") and \
+        "identity=mailfrom" in spf[0], spf
+    assert spf[1].startswith("Received-SPF: pass") and \
+        "identity=helo" in spf[1] and "helo=helo-ok.test" in spf[1], spf
+    ar = [x for x in h if x.startswith("Authentication-Results: mx.")]
+    assert ar == ["Authentication-Results: mx.alpha.test; "
+                  "spf=pass smtp.mailfrom=u@beta.test; "
+                  "spf=pass smtp.helo=helo-ok.test"], h
+    code, msg = _send(PASS_IP, "u@beta.test", helo="helo-bad.test",
+                      subject="helo-fail")
+    assert code == 250, (code, msg)
+    h = _headers(_stored(a, "body helo-fail"))
+    spf = [x for x in h if x.startswith("Received-SPF:")]
+    assert spf[0].startswith("Received-SPF: pass") and \
+        spf[1].startswith("Received-SPF: fail") and \
+        "identity=helo" in spf[1], spf
+    assert "spf=fail smtp.helo=helo-bad.test" in "\n".join(h), h
+    # A HELO name that is no domain is not checked (RFC 7208 §2.3).
+    code, msg = _send(PASS_IP, "u@beta.test", helo="[192.0.2.20]",
+                      subject="helo-literal")
+    assert code == 250, (code, msg)
+    h = _headers(_stored(a, "body helo-literal"))
+    assert len([x for x in h if x.startswith("Received-SPF:")]) == 1, h
+
+
+def test_spf_helo_reject(env):
+    a, p = _setup(env, "reject", "spf_helo yes\n")
+    code, msg = _send(PASS_IP, "u@beta.test", helo="helo-bad.test",
+                      subject="hrej")
+    assert code == 550 and "5.7.23" in msg, (code, msg)
+    code, msg = _send(PASS_IP, "u@beta.test", helo="helo-ok.test",
+                      subject="hok")
+    assert code == 250, (code, msg)
