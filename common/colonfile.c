@@ -9,10 +9,13 @@
  * truncated.  Never exits.
  */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "buf.h"
 #include "colonfile.h"
 #include "compat.h"
+#include "fileio.h"
 
 int
 colonfile_walk(const char *file, const char *text, size_t len,
@@ -115,4 +118,38 @@ colon_skip_line(const char *file, int lineno, const char *s, size_t len,
 	for (i = 0; i < len && (s[i] == ' ' || s[i] == '\t'); i++)
 		;
 	return i == len || s[i] == '#';
+}
+
+void *
+colon_grow(void *arr, size_t n, size_t *cap, size_t size)
+{
+	size_t	 ncap;
+	void	*na;
+
+	if (n < *cap)
+		return arr;
+	ncap = *cap ? *cap * 2 : 16;
+	if ((na = reallocarray(arr, ncap, size)) == NULL)
+		return NULL;
+	*cap = ncap;
+	return na;
+}
+
+int
+colonfile_load(const char *path, size_t max, int secret,
+    colonfile_parse_fn *parse, void *f, struct diag *d,
+    const char **error_r)
+{
+	struct buf	b;
+	int		r = -1;
+
+	buf_init(&b, max);
+	if (file_read_all(path, max, &b, error_r) == 0 &&
+	    (r = parse(f, path, buf_cstr(&b), b.len, d)) == -1)
+		*error_r = errno == EFBIG ? "file too large" : "out of memory";
+	if (secret)
+		buf_free_secret(&b);
+	else
+		buf_free(&b);
+	return r;
 }

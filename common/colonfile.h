@@ -49,4 +49,22 @@ int	colon_number(const struct colon_field *f, long long max,
 int	colon_skip_line(const char *file, int lineno, const char *s,
 	    size_t len, struct diag *d);
 
+/*
+ * The array arr (n elements of size bytes, room for *cap) with room
+ * for one more: arr itself, or a larger copy (*cap updated), or NULL
+ * when out of memory (arr is left as it was).
+ */
+void	*colon_grow(void *arr, size_t n, size_t *cap, size_t size);
+
+typedef int colonfile_parse_fn(void *f, const char *name, const char *text,
+	    size_t len, struct diag *d);
+/*
+ * Read path (refusing more than max bytes) and hand it to parse.  With
+ * secret set the bytes read are wiped afterwards.  0, or -1 with
+ * *error_r.
+ */
+int	colonfile_load(const char *path, size_t max, int secret,
+	    colonfile_parse_fn *parse, void *f, struct diag *d,
+	    const char **error_r);
+
 #endif

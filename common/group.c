@@ -13,16 +13,13 @@
  */
 #include <sys/types.h>
 
-#include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "buf.h"
 #include "colonfile.h"
 #include "compat.h"
 #include "diag.h"
-#include "fileio.h"
 #include "group.h"
 #include "passwd.h"
 
@@ -109,7 +106,7 @@ group_parse_line(void *ctx, const char *file, int lineno, const char *s,
 	struct group_entry	 e, *ne;
 	const char		*why;
 	long long		 gid;
-	size_t			 n, ncap;
+	size_t			 n;
 	int			 r;
 
 	if (colon_skip_line(file, lineno, s, len, d))
@@ -141,14 +138,9 @@ group_parse_line(void *ctx, const char *file, int lineno, const char *s,
 		goto oom;
 	if (r == 1)
 		goto skip;
-	if (gf->n == *cap) {
-		ncap = *cap ? *cap * 2 : 16;
-		if ((ne = reallocarray(gf->entries, ncap, sizeof(*ne))) ==
-		    NULL)
-			goto oom;
-		gf->entries = ne;
-		*cap = ncap;
-	}
+	if ((ne = colon_grow(gf->entries, gf->n, cap, sizeof(*ne))) == NULL)
+		goto oom;
+	gf->entries = ne;
 	gf->entries[gf->n++] = e;
 	return 0;
 skip:
@@ -181,24 +173,21 @@ group_parse(struct group_file *f, const char *name, const char *text,
 	return 0;
 }
 
+/* colonfile_parse_fn for group_load. */
+static int
+group_parse_file(void *f, const char *name, const char *text, size_t len,
+    struct diag *d)
+{
+	return group_parse(f, name, text, len, d);
+}
+
 int
 group_load(struct group_file *f, const char *path, struct diag *d,
     const char **error_r)
 {
-	struct buf	b;
-	int		r;
-
 	memset(f, 0, sizeof(*f));
-	buf_init(&b, GROUP_FILE_MAX);
-	if (file_read_all(path, GROUP_FILE_MAX, &b, error_r) == -1) {
-		buf_free(&b);
-		return -1;
-	}
-	r = group_parse(f, path, buf_cstr(&b), b.len, d);
-	buf_free(&b);
-	if (r == -1)
-		*error_r = errno == EFBIG ? "file too large" : "out of memory";
-	return r;
+	return colonfile_load(path, GROUP_FILE_MAX, 0, group_parse_file, f,
+	    d, error_r);
 }
 
 void

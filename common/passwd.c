@@ -14,16 +14,13 @@
  */
 #include <sys/types.h>
 
-#include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "buf.h"
 #include "colonfile.h"
 #include "compat.h"
 #include "diag.h"
-#include "fileio.h"
 #include "passwd.h"
 
 #define PASSWD_FIELDS		7
@@ -80,7 +77,7 @@ passwd_parse_line(void *ctx, const char *file, int lineno, const char *s,
 	struct passwd_entry	 e, *ne;
 	const char		*why;
 	long long		 uid, gid;
-	size_t			 n, ncap;
+	size_t			 n;
 
 	if (colon_skip_line(file, lineno, s, len, d))
 		return 0;
@@ -118,14 +115,9 @@ passwd_parse_line(void *ctx, const char *file, int lineno, const char *s,
 	    (e.dir = strndup(f[5].p, f[5].len)) == NULL ||
 	    (e.shell = strndup(f[6].p, f[6].len)) == NULL)
 		goto oom;
-	if (pf->n == *cap) {
-		ncap = *cap ? *cap * 2 : 16;
-		if ((ne = reallocarray(pf->entries, ncap, sizeof(*ne))) ==
-		    NULL)
-			goto oom;
-		pf->entries = ne;
-		*cap = ncap;
-	}
+	if ((ne = colon_grow(pf->entries, pf->n, cap, sizeof(*ne))) == NULL)
+		goto oom;
+	pf->entries = ne;
 	pf->entries[pf->n++] = e;
 	return 0;
 skip:
@@ -158,24 +150,21 @@ passwd_parse(struct passwd_file *f, const char *name, const char *text,
 	return 0;
 }
 
+/* colonfile_parse_fn for passwd_load. */
+static int
+passwd_parse_file(void *f, const char *name, const char *text, size_t len,
+    struct diag *d)
+{
+	return passwd_parse(f, name, text, len, d);
+}
+
 int
 passwd_load(struct passwd_file *f, const char *path, struct diag *d,
     const char **error_r)
 {
-	struct buf	b;
-	int		r;
-
 	memset(f, 0, sizeof(*f));
-	buf_init(&b, PASSWD_FILE_MAX);
-	if (file_read_all(path, PASSWD_FILE_MAX, &b, error_r) == -1) {
-		buf_free(&b);
-		return -1;
-	}
-	r = passwd_parse(f, path, buf_cstr(&b), b.len, d);
-	buf_free(&b);
-	if (r == -1)
-		*error_r = errno == EFBIG ? "file too large" : "out of memory";
-	return r;
+	return colonfile_load(path, PASSWD_FILE_MAX, 0, passwd_parse_file, f,
+	    d, error_r);
 }
 
 void

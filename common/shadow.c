@@ -13,16 +13,13 @@
  *	"file:line: message" through struct diag; the line is skipped.
  *	Messages never quote the hash field.
  */
-#include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "buf.h"
 #include "colonfile.h"
 #include "compat.h"
 #include "diag.h"
-#include "fileio.h"
 #include "passwd.h"
 #include "shadow.h"
 
@@ -77,7 +74,7 @@ shadow_parse_line(void *ctx, const char *file, int lineno, const char *s,
 	struct shadow_entry	 e, *ne;
 	long			*num[6];
 	const char		*why;
-	size_t			 i, n, ncap;
+	size_t			 i, n;
 
 	if (colon_skip_line(file, lineno, s, len, d))
 		return 0;
@@ -115,14 +112,9 @@ shadow_parse_line(void *ctx, const char *file, int lineno, const char *s,
 	}
 	if ((e.hash = strndup(f[1].p, f[1].len)) == NULL)
 		goto oom;
-	if (sf->n == *cap) {
-		ncap = *cap ? *cap * 2 : 16;
-		if ((ne = reallocarray(sf->entries, ncap, sizeof(*ne))) ==
-		    NULL)
-			goto oom;
-		sf->entries = ne;
-		*cap = ncap;
-	}
+	if ((ne = colon_grow(sf->entries, sf->n, cap, sizeof(*ne))) == NULL)
+		goto oom;
+	sf->entries = ne;
 	sf->entries[sf->n++] = e;
 	return 0;
 skip:
@@ -156,24 +148,21 @@ shadow_parse(struct shadow_file *f, const char *name, const char *text,
 	return 0;
 }
 
+/* colonfile_parse_fn for shadow_load. */
+static int
+shadow_parse_file(void *f, const char *name, const char *text, size_t len,
+    struct diag *d)
+{
+	return shadow_parse(f, name, text, len, d);
+}
+
 int
 shadow_load(struct shadow_file *f, const char *path, struct diag *d,
     const char **error_r)
 {
-	struct buf	b;
-	int		r;
-
 	memset(f, 0, sizeof(*f));
-	buf_init(&b, SHADOW_FILE_MAX);
-	if (file_read_all(path, SHADOW_FILE_MAX, &b, error_r) == -1) {
-		buf_free_secret(&b);
-		return -1;
-	}
-	r = shadow_parse(f, path, buf_cstr(&b), b.len, d);
-	buf_free_secret(&b);
-	if (r == -1)
-		*error_r = errno == EFBIG ? "file too large" : "out of memory";
-	return r;
+	return colonfile_load(path, SHADOW_FILE_MAX, 1, shadow_parse_file, f,
+	    d, error_r);
 }
 
 void
