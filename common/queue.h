@@ -11,9 +11,9 @@
  *	env/ID	the envelope; its presence commits the message
  *	hold/ID	envelopes put on hold (quarantine)
  *
- * A message is committed by: write msg in tmp/, fsync, rename to msg/;
- * write env in tmp/, fsync, rename to env/; fsync env/ and msg/.  Only
- * then may the receiver acknowledge it.  Envelope updates write a new
+ * A message is committed by: write msg in tmp/, fsync, rename to msg/,
+ * fsync msg/; write env in tmp/, fsync, rename to env/, fsync env/.
+ * Only then may the receiver acknowledge it.  Envelope updates write a new
  * file and rename it over the old one.  A finished message loses its
  * envelope first, then its body, so a crash leaves at worst an orphan
  * body, which queue_gc() removes.
