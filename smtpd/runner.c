@@ -339,7 +339,7 @@ runner_pass_start(struct rmsg *m)
 		runner_admin_bounce(m);
 		return;
 	}
-	runner_local_load();
+	(void)runner_local_load();	/* failure: local recipients wait */
 	for (i = 0; i < m->env.nrcpts; i++) {
 		if (m->env.rcpts[i].state != QUEUE_RCPT_PENDING) {
 			m->rs[i].decided = 1;
@@ -506,6 +506,7 @@ runner_run(struct smtpd_domain *sd, const struct smtpd_conf *conf, int dfd)
 	const char	*err;
 
 	memset(&runner, 0, sizeof(runner));
+	smtp_userdb_init(&runner.udb);
 	runner.sd = sd;
 	runner.conf = conf;
 	runner.dfd = dfd;

@@ -116,10 +116,7 @@ struct runner {
 	struct ev_timer		 tick;
 	unsigned int		 ticks;
 	/* The domain's files, reloaded when they change. */
-	struct passwd_file	 pw;
-	struct aliases		 al;
-	struct timespec		 pw_mtime, al_mtime;
-	int			 pw_loaded, al_loaded;
+	struct smtp_userdb	 udb;
 	unsigned int		 retry_min, retry_max, lifetime;
 };
 
@@ -158,7 +155,7 @@ void	runner_dsn_owed(struct rmsg *m);
 void	runner_dsn_delay_warning(struct rmsg *m);
 
 /* runner_local.c */
-void	runner_local_load(void);
+int	runner_local_load(void);
 void	runner_local_route(struct rmsg *m, size_t i);
 void	runner_local_start(struct rtask *t);
 void	runner_local_on_reply(int fd, int events, void *arg);

@@ -26,7 +26,6 @@
  */
 
 #include <sys/types.h>
-#include <sys/stat.h>
 
 #include <ctype.h>
 #include <errno.h>
@@ -47,52 +46,14 @@
 #include "smtpd.h"
 #include "xmalloc.h"
 
-/* Reload etc/passwd and etc/aliases when they changed. */
-void
+/*
+ * Reload etc/passwd and etc/aliases when they changed; -1 when passwd
+ * cannot be read (local recipients then wait: a temporary failure).
+ */
+int
 runner_local_load(void)
 {
-	struct stat	 st;
-	struct diag	 d;
-	const char	*err;
-
-	memset(&d, 0, sizeof(d));
-	if (stat("/etc/passwd", &st) == 0 && (!runner.pw_loaded ||
-	    st.st_mtim.tv_sec != runner.pw_mtime.tv_sec ||
-	    st.st_mtim.tv_nsec != runner.pw_mtime.tv_nsec)) {
-		struct passwd_file	 pf;
-
-		memset(&pf, 0, sizeof(pf));
-		if (passwd_load(&pf, "/etc/passwd", &d, &err) == -1)
-			log_warnx("/etc/passwd: %s", err);
-		else {
-			if (runner.pw_loaded)
-				passwd_free(&runner.pw);
-			runner.pw = pf;
-			runner.pw_loaded = 1;
-			runner.pw_mtime = st.st_mtim;
-		}
-	}
-	if (stat("/etc/aliases", &st) == -1) {
-		if (runner.al_loaded)
-			aliases_free(&runner.al);
-		runner.al_loaded = 0;
-		return;
-	}
-	if (!runner.al_loaded || st.st_mtim.tv_sec != runner.al_mtime.tv_sec ||
-	    st.st_mtim.tv_nsec != runner.al_mtime.tv_nsec) {
-		struct aliases	 a;
-
-		memset(&a, 0, sizeof(a));
-		if (aliases_load(&a, "/etc/aliases", &d, &err) == -1)
-			log_warnx("/etc/aliases: %s", err);
-		else {
-			if (runner.al_loaded)
-				aliases_free(&runner.al);
-			runner.al = a;
-			runner.al_loaded = 1;
-			runner.al_mtime = st.st_mtim;
-		}
-	}
+	return smtp_userdb_refresh(&runner.udb);
 }
 
 struct runner_exp {
@@ -154,15 +115,15 @@ runner_user(const char *name)
 	char				 low[PASSWD_NAME_MAX + 1];
 	size_t				 k;
 
-	if (!runner.pw_loaded || !passwd_name_valid(name))
+	if (!passwd_name_valid(name))
 		return NULL;
-	if ((pw = passwd_find(&runner.pw, name)) != NULL)
+	if ((pw = passwd_find(&runner.udb.pw, name)) != NULL)
 		return pw;
 	/* Local parts are matched case-insensitively. */
 	for (k = 0; name[k] != '\0' && k < PASSWD_NAME_MAX; k++)
 		low[k] = (char)tolower((unsigned char)name[k]);
 	low[k] = '\0';
-	return passwd_find(&runner.pw, low);
+	return passwd_find(&runner.udb.pw, low);
 }
 
 static void	runner_expand(struct rmsg *m, size_t i, const char *local,
@@ -182,7 +143,13 @@ runner_target(struct runner_exp *x, const struct alias_target *t)
 
 	switch (t->type) {
 	case ALIAS_LOCAL:
-		if ((pw = runner_user(t->value)) == NULL) {
+		if (!runner.udb.pw_loaded) {
+			/* Unreadable passwd: wait, never "no such user". */
+			reason = "cannot read /etc/passwd";
+			runner_log(m, i, m->env.rcpts[i].addr, NULL,
+			    "deferred", reason);
+			runner_note_result(&m->rs[i], DELIVER_TEMPFAIL, reason);
+		} else if ((pw = runner_user(t->value)) == NULL) {
 			reason = strcasecmp(t->value, "postmaster") == 0 ?
 			    "postmaster is neither an alias nor a user" :
 			    "no such user";
@@ -262,7 +229,7 @@ runner_expand(struct rmsg *m, size_t i, const char *local,
 	x.parent = parent;
 	x.name = local;
 	x.depth = parent != NULL ? parent->depth + 1 : 0;
-	if (aliases_expand(runner.al_loaded ? &runner.al : &empty, local,
+	if (aliases_expand(runner.udb.al_loaded ? &runner.udb.al : &empty, local,
 	    runner_exp_collect, &x, &err) == -1) {
 		runner_log(m, i, m->env.rcpts[i].addr, NULL, "bounced", err);
 		runner_note_result(&m->rs[i], DELIVER_PERMFAIL, err);

@@ -188,17 +188,6 @@ struct smtp_spf {
  * re-read when their mtime, size or inode changes.  One per worker,
  * shared by its sessions.
  */
-struct smtp_userdb {
-	const char		*passwd_path;	/* default "/etc/passwd" */
-	const char		*aliases_path;	/* default "/etc/aliases" */
-	struct passwd_file	 pw;
-	struct aliases		 al;
-	struct timespec		 pw_mtime, al_mtime;
-	off_t			 pw_size, al_size;
-	ino_t			 pw_ino, al_ino;
-	int			 pw_loaded, al_loaded;
-};
-
 struct smtp_session {
 	enum smtp_state		 state;
 	struct smtpd_domain	*sd;
@@ -337,16 +326,6 @@ void	smtp_session_free(struct smtp_session *s);
 void	smtp_session_tls(struct smtp_session *s, const char *version,
 	    const char *cipher, int bits);
 
-/* smtp_userdb.c: set up a user database with default paths. */
-void	smtp_userdb_init(struct smtp_userdb *u);
-void	smtp_userdb_free(struct smtp_userdb *u);
-/*
- * Look up a local part (case-insensitively) among users and aliases.
- * 1 and the canonical name in name_r, 0 when unknown, -1 on a
- * temporary failure (passwd unreadable).
- */
-int	smtp_userdb_lookup(struct smtp_userdb *u, const char *local,
-	    char *name_r, size_t size);
 
 /*
  * The rest is private to the engine's own files: smtp_session.c (state

@@ -132,6 +132,14 @@ userdb_aliases(struct smtp_userdb *u)
 }
 
 int
+smtp_userdb_refresh(struct smtp_userdb *u)
+{
+	if (userdb_passwd(u) == -1 || userdb_aliases(u) == -1)
+		return -1;
+	return 0;
+}
+
+int
 smtp_userdb_lookup(struct smtp_userdb *u, const char *local, char *name_r,
     size_t size)
 {
@@ -148,7 +156,7 @@ smtp_userdb_lookup(struct smtp_userdb *u, const char *local, char *name_r,
 	/* Refuses '/', "..", ':' and controls before any lookup. */
 	if (!passwd_name_valid(lower))
 		return 0;
-	if (userdb_passwd(u) == -1 || userdb_aliases(u) == -1)
+	if (smtp_userdb_refresh(u) == -1)
 		return -1;
 	for (i = 0; i < u->pw.n; i++) {
 		if (strcasecmp(u->pw.entries[i].name, lower) == 0) {

@@ -14,12 +14,15 @@
 #define VIRTMAIL_SMTPD_H
 
 #include <sys/socket.h>
+#include <sys/types.h>
 
 #include <netinet/in.h>
 
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
+#include "aliases.h"
 #include "buf.h"
 #include "domain.h"
 #include "passwd.h"
@@ -767,5 +770,37 @@ int	milter_symlist_parse(const char *d, size_t len,
 /* 1 when name ("x", "{x}") is in the list of stage. */
 int	milter_symlist_has(const struct milter_symlist *sl, int stage,
 	    const char *name);
+
+/*
+ * smtp_userdb.c — a domain's etc/passwd and etc/aliases, re-read when
+ * they change; shared by the SMTP worker (RCPT checks) and the queue
+ * runner (delivery).
+ */
+struct smtp_userdb {
+	const char		*passwd_path;	/* default "/etc/passwd" */
+	const char		*aliases_path;	/* default "/etc/aliases" */
+	struct passwd_file	 pw;
+	struct aliases		 al;
+	struct timespec		 pw_mtime, al_mtime;
+	off_t			 pw_size, al_size;
+	ino_t			 pw_ino, al_ino;
+	int			 pw_loaded, al_loaded;
+};
+
+/* Set up a user database with the default paths. */
+void	smtp_userdb_init(struct smtp_userdb *u);
+void	smtp_userdb_free(struct smtp_userdb *u);
+/*
+ * Look up a local part (case-insensitively) among users and aliases.
+ * 1 and the canonical name in name_r, 0 when unknown, -1 on a
+ * temporary failure (passwd unreadable).
+ */
+int	smtp_userdb_lookup(struct smtp_userdb *u, const char *local,
+	    char *name_r, size_t size);
+/*
+ * Re-read whatever changed.  A missing or unreadable passwd is -1 (a
+ * temporary failure, never "no such user"); no aliases file is none.
+ */
+int	smtp_userdb_refresh(struct smtp_userdb *u);
 
 #endif

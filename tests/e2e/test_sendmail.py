@@ -305,3 +305,22 @@ def test_pickup_refuses_hostile_files(env):
     assert len(maildir(a, "bob")) == 1
     # The linked file of the runner's own queue is untouched.
     assert os.path.exists(a.path("var/spool/virtmail/tmp/link1"))
+
+
+def test_unreadable_passwd_defers(env):
+    """A runner that cannot read etc/passwd defers local mail and
+    delivers it once it can; it never bounces it as "no such user"."""
+    a, b, vconf, gconf = setup(env)
+    p = start(env, vconf, gconf, [a, b])
+    pw = a.path("etc/passwd")
+    os.chmod(pw, 0o600)     # root only: the run_as runner cannot read it
+    rc, err = inject(a, ["-d", a.root, "-f", "alice@alpha.test", "bob"],
+                     b"Subject: wait for passwd\n\nx\n", chroot=False)
+    assert rc == 0, err
+    env.wait_for_log(p, r"to=<bob@alpha\.test>.*status=deferred.*"
+                     r"cannot read /etc/passwd", timeout=15)
+    assert not maildir(a, "bob")
+    os.chmod(pw, 0o644)
+    data = wait_mail(a, "bob")
+    assert b"Subject: wait for passwd" in data[0], data
+    assert "status=bounced" not in p.log(), p.log()
