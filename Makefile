@@ -247,6 +247,12 @@ bench: all $(BUILD)/smtp_source
 	$(PYTHON) tests/netns.py tests/bench/bench.py --build $(abspath $(BUILD))
 	$(PYTHON) tests/netns.py tests/bench/bench_pop3.py --build $(abspath $(BUILD))
 
+# Postfix and Dovecot for make bench to measure beside virtmail on this
+# machine; their system services are left stopped.  Not part of deps.
+.PHONY: bench-peers-deps
+bench-peers-deps:
+	@sh tests/bench/peers-deps.sh
+
 # The demo: what is missing first (make deps), then the build.
 run:
 	@sh tests/deps.sh
