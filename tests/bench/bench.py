@@ -5,10 +5,13 @@ namespace that tests/netns.py creates.
 For 1 KiB and 100 KiB messages at concurrency 1, 10 and 50, it measures
 messages per second accepted (250 after DATA, from smtp_source) and
 accepted-and-delivered (until the last file appears in the Maildir),
-then the memory of 1000 idle connections.  Postfix 3.7's figures for
-the same load on this kind of machine (from the issue that asked for
-this benchmark) are printed beside ours for comparison.  Figures only:
-nothing here passes or fails.
+then the memory of 1000 idle connections.  When Postfix is installed
+(make bench-peers-deps), a private Postfix instance (peers.py) gets the
+same load from the same smtp_source right after virtmail, on the same
+address, and its figures are printed beside ours ("postfix here").
+Postfix 3.7's figures from the issue that asked for this benchmark
+stay in their own column ("issue ref"): they were measured on another
+machine.  Figures only: nothing here passes or fails.
 """
 
 import argparse
@@ -25,8 +28,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(SRC, "tests", "e2e"))
 import vmtest  # noqa: E402
+import peers  # noqa: E402
 
 IP = vmtest.ALPHA_IP4
+PEER_PORT = 2525        # Postfix's smtpd, beside virtmail's port 25
 # Postfix 3.7, virtual Maildir, fsync on, smtp-source (msg/s).
 POSTFIX = {(1024, 1): 573, (1024, 10): 882, (1024, 50): 735,
            (102400, 1): 327, (102400, 10): 474, (102400, 50): 488}
@@ -87,11 +92,11 @@ def count_new(maildir):
     return len(os.listdir(os.path.join(maildir, "new")))
 
 
-def one_run(source, maildir, size, conc, count):
+def one_run(source, maildir, size, conc, count, port=25):
     before = count_new(maildir)
     t0 = time.monotonic()
     p = subprocess.run([source, "-c", str(conc), "-m", str(count), "-s",
-                        str(size), IP, "25"], stdout=subprocess.PIPE,
+                        str(size), IP, str(port)], stdout=subprocess.PIPE,
                        stderr=subprocess.PIPE, timeout=600)
     out = p.stdout.decode()
     m = re.search(r"sent=(\d+) failed=(\d+) seconds=([\d.]+)", out)
@@ -103,6 +108,45 @@ def one_run(source, maildir, size, conc, count):
         time.sleep(0.01)
     delivered_secs = time.monotonic() - t0
     return sent, failed, sent / secs, sent / delivered_secs
+
+
+def start_postfix(a, work, dom):
+    """A private Postfix on IP:PEER_PORT delivering bob@ the domain to
+    a Maildir of its own, with bob's uid; (peer or None, note)."""
+    if a.no_peers:
+        return None, "postfix here: not measured (--no-peers)"
+    if not peers.Postfix.available():
+        return None, "postfix here: - (not installed; %s)" % \
+            peers.INSTALL_HINT
+    uid = dom.uids["bob"]
+    pf = peers.Postfix(os.path.join(work, "postfix"), IP, PEER_PORT,
+                       dom.name, "bob", uid, uid)
+    try:
+        pf.start()
+    except (RuntimeError, OSError, subprocess.SubprocessError) as e:
+        pf.stop()
+        return None, "postfix here: - (did not start: %s)" % e
+    return pf, ("postfix here: Postfix %s on %s:%d, same load right "
+                "after virtmail's, virtual(8) Maildir delivery, fsync on, "
+                "default limits" % (pf.version(), IP, PEER_PORT))
+
+
+def postfix_idle(pf, source, idle):
+    """PSS per idle connection of the private Postfix.  One smtpd per
+    connection, at most default_process_limit (100) of them: measure
+    with fewer than that."""
+    n = min(idle, 90)
+    base = pss_kib(daemon_pids(pf.pid))
+    p = subprocess.Popen([source, "-i", str(n), "-w", "8", IP,
+                          str(PEER_PORT)], stdout=subprocess.PIPE)
+    line = p.stdout.readline().decode().strip()
+    time.sleep(1)
+    with_idle = pss_kib(daemon_pids(pf.pid))
+    p.wait(30)
+    return ("postfix here: %.0f KiB per idle connection (%s; all its "
+            "processes %.1f MiB -> %.1f MiB)" % (
+                (with_idle - base) / max(1, n), line, base / 1024,
+                with_idle / 1024))
 
 
 def main():
@@ -118,11 +162,16 @@ def main():
                     help="print CPU seconds per daemon process per run")
     ap.add_argument("--only", default="",
                     help="comma-separated SIZE:CONC runs, e.g. 1024:10")
+    ap.add_argument("--no-peers", action="store_true",
+                    help="measure virtmail only, even if Postfix is here")
     a = ap.parse_args()
     vmtest.check_isolated()
+    # A plain kill still runs the finally clause below.
+    signal.signal(signal.SIGTERM, lambda sig, frame: sys.exit(143))
     work = tempfile.mkdtemp(prefix="virtmail-bench.")
     os.chmod(work, 0o755)
     proc = None
+    pf = None
     try:
         alpha = vmtest.make_domain_root(os.path.join(work, "d"),
                                         "alpha.test", [IP])
@@ -139,11 +188,16 @@ def main():
         vmtest.wait_for_port(IP, 25, timeout=15)
         source = os.path.join(a.build, "smtp_source")
         maildir = alpha.maildir("bob")
+        pf, pf_note = start_postfix(a, work, alpha)
 
         print("virtmail-smtpd, fsync on, one domain, local Maildir delivery")
-        print("%-8s %5s %8s %10s %12s %14s" % (
-            "size", "conc", "messages", "accepted/s", "delivered/s",
-            "postfix 3.7/s"))
+        print(pf_note)
+        print("%-20s %23s   %23s   %9s" % (
+            "", "------ virtmail ------", "---- postfix here ----",
+            "issue ref"))
+        print("%-8s %5s %5s %11s %11s   %11s %11s   %9s" % (
+            "size", "conc", "msgs", "accepted/s", "delivered/s",
+            "accepted/s", "delivered/s", "postfix/s"))
         runs = [(size, conc) for size in (1024, 102400)
                 for conc in (1, 10, 50)]
         if a.only:
@@ -155,10 +209,27 @@ def main():
             sent, failed, acc, dlv = one_run(source, maildir, size,
                                              conc, count)
             cpu1 = cpu_times(daemon_pids(proc.pid))
-            print("%-8s %5d %8d %10.0f %12.0f %14d%s" % (
+            # The same load against Postfix, right after ours.
+            pf_cols, pf_failed, pf_cpu = ("-", "-"), 0, None
+            if pf is not None:
+                pcpu0 = cpu_times(daemon_pids(pf.pid))
+                psent, pf_failed, pacc, pdlv = one_run(
+                    source, pf.maildir, size, conc, count, PEER_PORT)
+                pcpu1 = cpu_times(daemon_pids(pf.pid))
+                pf_cols = ("%.0f" % pacc, "%.0f" % pdlv)
+                pf_cpu = sum(t - pcpu0.get(pid, (n, 0))[1]
+                             for pid, (n, t) in pcpu1.items())
+                pf.reset_maildir()
+            ref = POSTFIX.get((size, conc))
+            notes = []
+            if failed:
+                notes.append("%d failed" % failed)
+            if pf_failed:
+                notes.append("postfix: %d failed" % pf_failed)
+            print("%-8s %5d %5d %11.0f %11.0f   %11s %11s   %9s%s" % (
                 "%d KiB" % (size // 1024), conc, sent, acc, dlv,
-                POSTFIX.get((size, conc), 0),
-                "  (%d failed)" % failed if failed else ""),
+                pf_cols[0], pf_cols[1], ref if ref else "-",
+                "  (%s)" % ", ".join(notes) if notes else ""),
                 flush=True)
             if a.cpu:
                 wpid = worker_pid(log_path)
@@ -166,6 +237,9 @@ def main():
                     "%s%d %.2f" % ("worker " if pid == wpid else "",
                                    pid, t - cpu0.get(pid, (n, 0))[1])
                     for pid, (n, t) in sorted(cpu1.items())))
+                if pf_cpu is not None:
+                    # master's figure includes its reaped children.
+                    print("   postfix cpu s, all processes: %.2f" % pf_cpu)
             # Keep the Maildir from growing without bound.
             shutil.rmtree(os.path.join(maildir, "new"))
             os.mkdir(os.path.join(maildir, "new"), 0o700)
@@ -191,9 +265,14 @@ def main():
                   base_worker / 1024, with_worker / 1024,
                   (with_worker - base_worker) / max(1, a.idle),
                   base_all / 1024, with_all / 1024))
-        print("postfix 3.7: about 1.3 MiB per idle connection (PSS)")
+        if pf is not None:
+            print(postfix_idle(pf, source, a.idle))
+        print("issue ref, postfix 3.7: about 1.3 MiB per idle connection "
+              "(PSS)")
         return 0
     finally:
+        if pf is not None:
+            pf.stop()
         if proc is not None and proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)
             try:
