@@ -56,6 +56,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,6 +69,7 @@
 #define QUEUE_MAGIC		"VMQ "
 #define QUEUE_LEN_DIGITS	8	/* QUEUE_ENV_MAX fits */
 #define QUEUE_OPEN_TRIES	100
+#define QUEUE_POOL_MAX		64	/* spare files kept by recycle */
 #define QUEUE_F_STORED		(QUEUE_F_8BITMIME | QUEUE_F_SMTPUTF8 | \
 				 QUEUE_F_BOUNCE)
 
@@ -728,6 +730,49 @@ queue_id_valid(const char *s)
 	return s[QUEUE_ID_LEN] == '\0';
 }
 
+/*
+ * Spare message files (queue_writer_recycle): on a file system where
+ * a new inode costs far more than a rename (ext4 without a journal
+ * scans recently freed inodes, docs/performance.md), a file that was
+ * never committed is renamed to the next message's name and truncated
+ * instead of being unlinked and created again.  Shared by the
+ * worker's threads.
+ */
+static struct {
+	pthread_mutex_t	 mu;
+	int		 fd[QUEUE_POOL_MAX];
+	char		 path[QUEUE_POOL_MAX][512];
+	size_t		 n;
+} queue_pool = { .mu = PTHREAD_MUTEX_INITIALIZER };
+
+/* A spare file renamed to path, or -1 (none: create one). */
+static int
+queue_pool_take(const char *path)
+{
+	char	 old[512];
+	int	 fd = -1;
+
+	if (pthread_mutex_lock(&queue_pool.mu) != 0)
+		return -1;
+	if (queue_pool.n > 0) {
+		queue_pool.n--;
+		fd = queue_pool.fd[queue_pool.n];
+		memcpy(old, queue_pool.path[queue_pool.n], sizeof(old));
+	}
+	(void)pthread_mutex_unlock(&queue_pool.mu);
+	if (fd == -1)
+		return -1;
+	/* Never over another file (ids are checked by O_EXCL below). */
+	if (renameat2(AT_FDCWD, old, AT_FDCWD, path, RENAME_NOREPLACE) ==
+	    -1 || ftruncate(fd, 0) == -1 || lseek(fd, 0, SEEK_SET) == -1) {
+		/* queue_gc() may have removed an old spare: fine. */
+		(void)close(fd);
+		(void)unlink(old);
+		return -1;
+	}
+	return fd;
+}
+
 int
 queue_writer_open(struct queue_writer *w, const char *qdir,
     const char **error_r)
@@ -746,8 +791,9 @@ queue_writer_open(struct queue_writer *w, const char *qdir,
 			*error_r = "queue path too long";
 			return -1;
 		}
-		w->fd = open(w->tmp_path, O_WRONLY | O_CREAT | O_EXCL |
-		    O_CLOEXEC | O_NOFOLLOW, 0600);
+		if ((w->fd = queue_pool_take(w->tmp_path)) == -1)
+			w->fd = open(w->tmp_path, O_WRONLY | O_CREAT |
+			    O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
 		if (w->fd == -1) {
 			if (errno == EEXIST)
 				continue;
@@ -925,6 +971,30 @@ queue_writer_commit(struct queue_writer *w, const char *qdir,
 	*error_r = err;
 	errno = saved;
 	return -1;
+}
+
+void
+queue_writer_recycle(struct queue_writer *w)
+{
+	int	 saved = errno, kept = 0;
+
+	if (w->fd != -1 && w->tmp_path[0] != '\0' &&
+	    pthread_mutex_lock(&queue_pool.mu) == 0) {
+		if (queue_pool.n < QUEUE_POOL_MAX) {
+			queue_pool.fd[queue_pool.n] = w->fd;
+			memcpy(queue_pool.path[queue_pool.n], w->tmp_path,
+			    sizeof(queue_pool.path[0]));
+			queue_pool.n++;
+			kept = 1;
+		}
+		(void)pthread_mutex_unlock(&queue_pool.mu);
+	}
+	if (kept) {
+		w->fd = -1;
+		w->tmp_path[0] = '\0';
+	} else
+		queue_writer_abort(w);
+	errno = saved;
 }
 
 void

@@ -117,6 +117,9 @@ int	queue_writer_commit(struct queue_writer *w, const char *qdir,
 	    struct queue_env *e, const char **error_r);
 /* Throw away an uncommitted message. */
 void	queue_writer_abort(struct queue_writer *w);
+/* The same, keeping its file as a spare for a later queue_writer_open()
+ * in this process (renamed and truncated: no new inode). */
+void	queue_writer_recycle(struct queue_writer *w);
 
 /* Load env/ID (or hold/ID when held).  0, or -1 with *error_r. */
 int	queue_env_load(const char *qdir, const char *id, struct queue_env *e,

@@ -639,6 +639,71 @@ test_gc(const char *qdir)
 }
 
 /*
+ * A recycled file comes back, renamed to the next id and empty, as
+ * the same inode; one that queue_gc() removed meanwhile is replaced.
+ */
+static void
+test_recycle(const char *qdir)
+{
+	struct queue_writer	 w;
+	struct queue_env	 e;
+	struct stat		 st;
+	const char		*err;
+	char			 names[512], old[512], path[PATH_MAX];
+	char			 data[64];
+	ino_t			 ino;
+	int			 fd;
+	ssize_t			 n;
+
+	CHECK(queue_writer_open(&w, qdir, &err) == 0, "recycle: open");
+	CHECK(queue_writer_write(&w, "first message\n", 14) == 0,
+	    "recycle: write");
+	CHECK(fstat(w.fd, &st) == 0, "recycle: fstat");
+	ino = st.st_ino;
+	memcpy(old, w.tmp_path, sizeof(old));
+	queue_writer_recycle(&w);
+	CHECK(w.fd == -1 && w.tmp_path[0] == '\0', "recycle: writer empty");
+	CHECK(access(old, F_OK) == 0, "recycle: file kept");
+
+	CHECK(queue_writer_open(&w, qdir, &err) == 0, "recycle: reopen");
+	CHECK(fstat(w.fd, &st) == 0 && st.st_ino == ino && st.st_size == 0,
+	    "recycle: same inode, truncated");
+	CHECK(access(old, F_OK) == -1 && access(w.tmp_path, F_OK) == 0,
+	    "recycle: renamed to the new id");
+	CHECK(queue_writer_write(&w, "second\n", 7) == 0, "recycle: write 2");
+	memset(&e, 0, sizeof(e));
+	e.sender = (char *)"";
+	e.helo = (char *)"h";
+	e.client_addr = (char *)"";
+	CHECK(queue_env_add_rcpt(&e, "bob@alpha.test", NULL) == 0,
+	    "recycle: rcpt");
+	CHECK(queue_writer_commit(&w, qdir, &e, &err) == 0,
+	    "recycle: commit");
+	fmt(path, sizeof(path), "%s/msg/%s", qdir, e.id);
+	fd = open(path, O_RDONLY);
+	n = fd == -1 ? -1 : read(fd, data, sizeof(data));
+	CHECK(n == 7 && memcmp(data, "second\n", 7) == 0,
+	    "recycle: only the new message");
+	if (fd != -1)
+		(void)close(fd);
+	CHECK(queue_remove(qdir, e.id, &err) == 0, "recycle: remove");
+	e.sender = e.helo = e.client_addr = NULL;
+	queue_env_free(&e);
+
+	/* A spare that vanished (queue_gc) is replaced by a new file. */
+	CHECK(queue_writer_open(&w, qdir, &err) == 0, "recycle: open 3");
+	memcpy(old, w.tmp_path, sizeof(old));
+	queue_writer_recycle(&w);
+	CHECK(unlink(old) == 0, "recycle: spare removed");
+	CHECK(queue_writer_open(&w, qdir, &err) == 0 && w.fd != -1,
+	    "recycle: open without the spare");
+	CHECK(queue_writer_write(&w, "x", 1) == 0, "recycle: write 3");
+	queue_writer_abort(&w);
+	dir_names(qdir, "tmp", names, sizeof(names));
+	CHECK(strcmp(names, "") == 0, "recycle: tmp/ empty");
+}
+
+/*
  * A commit whose envelope cannot be renamed into env/ must remove the
  * body it already moved into msg/.  Run as an unprivileged child so
  * that directory permissions apply.
@@ -842,6 +907,7 @@ main(void)
 	}
 	fmt(qdir, sizeof(qdir), "%s/queue", base);
 	test_files(qdir);
+	test_recycle(qdir);
 	test_gc(qdir);
 	test_commit_cleanup();
 	test_fdpass();
