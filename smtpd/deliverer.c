@@ -1,6 +1,7 @@
 /*
- * deliverer.c — a domain's privileged deliverer: the parent of the
- * domain's queue runner, which writes local mailboxes on its behalf.
+ * deliverer.c — a domain's privileged deliverer, which writes local
+ * mailboxes on behalf of the domain's queue runner (its child) or of
+ * the SMTP worker's commit threads (whose child it is: smtp_direct.c).
  *
  * PROCESS SHAPE
  *	runner_main() (runner.c) chroots into the domain's root as root,
@@ -23,7 +24,9 @@
  *	The master supervises the deliverer; SIGTERM to it is passed on
  *	to the runner, which finishes the deliveries in flight and exits;
  *	the deliverer exits when the runner's socket closes and its
- *	children are done.
+ *	children are done.  The worker's deliverer serves one socket per
+ *	commit thread the same way and ends when the worker's sockets
+ *	close.
  *
  * SECURITY
  *	The deliverer trusts nothing from the runner: a request that does
@@ -71,6 +74,7 @@ struct dchild {
 	LIST_ENTRY(dchild)	 entry;
 	pid_t			 pid;
 	int			 fd;		/* result pipe */
+	size_t			 client;	/* who asked: index in D.cfds */
 	uint32_t		 reqid;
 	struct buf		 in;
 	struct ev_timer		 timer;		/* DELIVERER_TIMEOUT */
@@ -82,8 +86,9 @@ LIST_HEAD(dchild_list, dchild);
 static struct {
 	struct ev_loop		*loop;
 	struct smtpd_domain	*sd;
-	int			 rfd;		/* to the runner; -1 when gone */
-	pid_t			 runner_pid;
+	int			*cfds;		/* clients; -1 when gone */
+	size_t			 ncfds, nopen;
+	pid_t			 runner_pid;	/* -1: the worker's deliverer */
 	struct dchild_list	 children;
 	size_t			 nchildren;
 } D;
@@ -230,7 +235,8 @@ out:
 }
 
 static void
-deliverer_reply(uint32_t reqid, enum deliver_status st, const char *reason)
+deliverer_reply(size_t client, uint32_t reqid, enum deliver_status st,
+    const char *reason)
 {
 	struct deliver_res	 res;
 	char			 msg[DELIVER_MSG_MAX];
@@ -240,11 +246,11 @@ deliverer_reply(uint32_t reqid, enum deliver_status st, const char *reason)
 	res.reqid = reqid;
 	res.status = st;
 	(void)strlcpy(res.reason, reason, sizeof(res.reason));
-	if (D.rfd == -1)
+	if (D.cfds[client] == -1)
 		return;
 	if (deliver_res_encode(&res, msg, sizeof(msg), &len) == -1 ||
-	    fdpass_send(D.rfd, -1, msg, len) == -1)
-		log_warn("runner: reply");
+	    fdpass_send(D.cfds[client], -1, msg, len) == -1)
+		log_warn("deliverer: reply");
 }
 
 static void
@@ -252,7 +258,7 @@ deliverer_maybe_exit(void)
 {
 	int	 status;
 
-	if (D.rfd != -1 || D.nchildren > 0)
+	if (D.nopen > 0 || D.nchildren > 0)
 		return;
 	if (D.runner_pid > 0) {
 		while (waitpid(D.runner_pid, &status, 0) == -1 &&
@@ -264,19 +270,20 @@ deliverer_maybe_exit(void)
 }
 
 static void
-deliverer_drop_runner(const char *why)
+deliverer_drop_client(size_t client, const char *why)
 {
-	if (D.rfd == -1)
+	if (D.cfds[client] == -1)
 		return;
 	if (why != NULL) {
-		log_warnx("deliverer: %s; closing the runner's connection",
-		    why);
+		log_warnx("deliverer: %s; closing the %s's connection", why,
+		    D.runner_pid != -1 ? "runner" : "worker");
 		if (D.runner_pid > 0)
 			(void)kill(D.runner_pid, SIGTERM);
 	}
-	(void)ev_del(D.loop, D.rfd);
-	(void)close(D.rfd);
-	D.rfd = -1;
+	(void)ev_del(D.loop, D.cfds[client]);
+	(void)close(D.cfds[client]);
+	D.cfds[client] = -1;
+	D.nopen--;
 	deliverer_maybe_exit();
 }
 
@@ -314,9 +321,10 @@ deliverer_on_child(int fd, int events, void *arg)
 	deliverer_clean(res.mailbox);
 	deliverer_clean(res.reason);
 	res.reqid = c->reqid;
-	if (D.rfd != -1 && (deliver_res_encode(&res, chunk, sizeof(chunk),
-	    &len) == -1 || fdpass_send(D.rfd, -1, chunk, len) == -1))
-		log_warn("deliverer: reply to runner");
+	if (D.cfds[c->client] != -1 && (deliver_res_encode(&res, chunk,
+	    sizeof(chunk), &len) == -1 || fdpass_send(D.cfds[c->client], -1,
+	    chunk, len) == -1))
+		log_warn("deliverer: reply");
 	(void)ev_del(D.loop, fd);
 	(void)close(fd);
 	buf_free(&c->in);
@@ -346,49 +354,54 @@ deliverer_on_request(int fd, int events, void *arg)
 	sigset_t		 none;
 	const char		*err;
 	char			 msg[DELIVER_MSG_MAX + 1];
+	size_t			 client = (size_t)((int *)arg - D.cfds);
 	ssize_t			 n;
 	pid_t			 pid;
 	int			 msgfd = -1, p[2], a, b;
 
 	(void)events;
-	(void)arg;
 	n = fdpass_recv(fd, &msgfd, msg, sizeof(msg));
 	if (n == -1 && (errno == EINTR || errno == EAGAIN))
 		return;
 	if (n <= 0) {
-		deliverer_drop_runner(n == 0 ? NULL : "receive failed");
+		deliverer_drop_client(client, n == 0 ? NULL :
+		    "receive failed");
 		return;
 	}
 	if (msgfd == -1 || deliver_req_decode(msg, (size_t)n, &req,
 	    &err) == -1) {
 		if (msgfd != -1)
 			(void)close(msgfd);
-		deliverer_drop_runner(msgfd == -1 ? "request without message"
-		    : err);
+		deliverer_drop_client(client, msgfd == -1 ?
+		    "request without message" : err);
 		return;
 	}
 	if (priv_lookup_user("/", req.user, &u, &err) == -1) {
 		log_warnx("deliverer: refusing user %s: %s", req.user, err);
 		(void)close(msgfd);
-		deliverer_reply(req.reqid, DELIVER_TEMPFAIL,
+		deliverer_reply(client, req.reqid, DELIVER_TEMPFAIL,
 		    "recipient not valid for delivery");
 		return;
 	}
-	if (D.nchildren >= DELIVERER_CHILDREN_MAX) {
+	/* Each of the worker's threads waits for its answer. */
+	if (D.nchildren >= DELIVERER_CHILDREN_MAX &&
+	    D.nchildren >= D.ncfds) {
 		(void)close(msgfd);
-		deliverer_reply(req.reqid, DELIVER_TEMPFAIL, "deliverer busy");
+		deliverer_reply(client, req.reqid, DELIVER_TEMPFAIL,
+		    "deliverer busy");
 		return;
 	}
 	if (pipe2(p, O_CLOEXEC) == -1) {
 		(void)close(msgfd);
-		deliverer_reply(req.reqid, DELIVER_TEMPFAIL, "pipe failed");
+		deliverer_reply(client, req.reqid, DELIVER_TEMPFAIL,
+		    "pipe failed");
 		return;
 	}
 	if ((pid = fork()) == -1) {
 		(void)close(msgfd);
 		(void)close(p[0]);
 		(void)close(p[1]);
-		deliverer_reply(req.reqid, DELIVER_TEMPFAIL, "fork failed");
+		deliverer_reply(client, req.reqid, DELIVER_TEMPFAIL, "fork failed");
 		return;
 	}
 	if (pid == 0) {
@@ -416,6 +429,7 @@ deliverer_on_request(int fd, int events, void *arg)
 	c->pid = pid;
 	c->fd = p[0];
 	c->reqid = req.reqid;
+	c->client = client;
 	buf_init(&c->in, DELIVER_MSG_MAX);
 	if (fcntl(c->fd, F_SETFL, O_NONBLOCK) == -1 ||
 	    ev_add(D.loop, c->fd, EV_READ, deliverer_on_child, c) == -1)
@@ -452,11 +466,15 @@ deliverer_on_signal(int signo, void *arg)
 }
 
 void __attribute__((noreturn))
-deliverer_main(struct smtpd_domain *sd, int rfd, pid_t runner_pid)
+deliverer_main(struct smtpd_domain *sd, int *cfds, size_t ncfds,
+    pid_t runner_pid)
 {
+	size_t	 i;
+
 	memset(&D, 0, sizeof(D));
 	D.sd = sd;
-	D.rfd = rfd;
+	D.cfds = cfds;
+	D.ncfds = D.nopen = ncfds;
 	D.runner_pid = runner_pid;
 	LIST_INIT(&D.children);
 	log_set_procname("smtpd-deliverer");
@@ -464,9 +482,12 @@ deliverer_main(struct smtpd_domain *sd, int rfd, pid_t runner_pid)
 		fatal("deliverer: event loop");
 	if (ev_signal(D.loop, SIGCHLD, deliverer_on_signal, NULL) == -1 ||
 	    ev_signal(D.loop, SIGTERM, deliverer_on_signal, NULL) == -1 ||
-	    ev_signal(D.loop, SIGINT, deliverer_on_signal, NULL) == -1 ||
-	    ev_add(D.loop, rfd, EV_READ, deliverer_on_request, NULL) == -1)
+	    ev_signal(D.loop, SIGINT, deliverer_on_signal, NULL) == -1)
 		fatal("deliverer: event setup");
+	for (i = 0; i < ncfds; i++)
+		if (ev_add(D.loop, cfds[i], EV_READ, deliverer_on_request,
+		    &cfds[i]) == -1)
+			fatal("deliverer: event setup");
 	(void)ev_loop_run(D.loop);
 	fatalx("deliverer: event loop ended");
 }

@@ -513,6 +513,8 @@ master_inetd(const struct smtpd_opts *o)
 		fatal("inetd: the client's descriptors");
 	/* The AUTH service stays root in the root (smtp_auth.c). */
 	sd.auth_fd = smtp_auth_start(&sd, fds, fds[1] != fds[0] ? 2 : 1);
+	/* Its one session commits one message at a time. */
+	smtp_direct_start(&sd, fds, fds[1] != fds[0] ? 2 : 1, 1);
 	/* Before reading a byte from the client. */
 	if (priv_enter_root(vd->dir, &u, &err) == -1)
 		fatalx("inetd: %s", err);
@@ -774,6 +776,7 @@ master_child(struct mchild *ch)
 		fds[i] = md->ls[i].fd;
 	fds[md->nls] = md->pass[1];
 	md->sd.auth_fd = smtp_auth_start(&md->sd, fds, md->nls + 1);
+	smtp_direct_start(&md->sd, fds, md->nls + 1, SMTPD_DIRECT_MAX);
 	free(fds);
 	if (priv_enter_root(md->vd.dir, &u, &err) == -1)
 		fatalx("worker: %s", err);

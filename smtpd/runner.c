@@ -576,5 +576,5 @@ runner_main(struct smtpd_domain *sd, const struct smtpd_conf *conf)
 		runner_run(sd, conf, sp[1]);
 	}
 	(void)close(sp[1]);
-	deliverer_main(sd, sp[0], pid);
+	deliverer_main(sd, &sp[0], 1, pid);
 }

@@ -121,7 +121,8 @@ struct runner {
 };
 
 /* deliverer.c */
-void	deliverer_main(struct smtpd_domain *sd, int rfd, pid_t runner_pid)
+void	deliverer_main(struct smtpd_domain *sd, int *cfds, size_t ncfds,
+	    pid_t runner_pid)
 	    __attribute__((noreturn));
 
 /* runner.c */

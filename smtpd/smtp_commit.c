@@ -69,7 +69,8 @@ commit_unlock(struct commit_pool *p)
 static void *
 commit_thread(void *arg)
 {
-	struct commit_pool	*p = arg;
+	struct commit_slot	*slot = arg;
+	struct commit_pool	*p = slot->pool;
 	struct conn		*c;
 	uint64_t		 one = 1;
 	ssize_t			 n;
@@ -92,7 +93,14 @@ commit_thread(void *arg)
 		commit_unlock(p);
 
 		/* Returns once the message is durable, or failed. */
+		c->s.direct_fd = slot->direct_fd;
 		smtp_session_commit(&c->s);
+		if (c->s.direct_fd == -1 && slot->direct_fd != -1) {
+			/* Lost (smtp_direct.c): queue from now on. */
+			(void)close(slot->direct_fd);
+			slot->direct_fd = -1;
+		}
+		c->s.direct_fd = -1;
 
 		commit_lock(p);
 		c->cnext = p->done;
@@ -211,8 +219,11 @@ smtp_commit_pool_start(struct server *srv)
 	/* Signals stay blocked in the threads (ev_signal blocked them). */
 	/* One session (inetd) commits one message at a time. */
 	for (i = 0; i < (srv->oneshot ? 1 : SMTP_COMMIT_THREADS); i++) {
+		p->slots[i].pool = p;
+		p->slots[i].direct_fd = i < srv->sd->ndirect_fds ?
+		    srv->sd->direct_fds[i] : -1;
 		if ((r = pthread_create(&p->threads[i], &attr, commit_thread,
-		    p)) != 0) {
+		    &p->slots[i])) != 0) {
 			errno = r;
 			log_warn("commit pool: %zu threads", i);
 			break;

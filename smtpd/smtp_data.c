@@ -486,7 +486,11 @@ smtp_session_commit(struct smtp_session *s)
 		r = queue_env_add_rcpt(&e, s->rcpts[i], NULL);
 	(void)strlcpy(id, s->w.id, sizeof(id));
 	err = 0;
-	if (r == 0) {
+	if (r == 0 && e.hold_reason == NULL &&
+	    (size_t)smtp_direct_deliver(s, &e) == e.nrcpts) {
+		/* All in their mailboxes: nothing to queue. */
+		queue_writer_recycle(&s->w);
+	} else if (r == 0) {
 		r = queue_writer_commit(&s->w, s->queue_dir, &e, &error);
 		err = errno;
 	} else {

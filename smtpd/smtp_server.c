@@ -316,6 +316,8 @@ conn_feed(struct conn *c)
 		act = smtp_session_input(&c->s, &c->in);
 		if (act != SMTP_ACT_COMMIT)
 			break;
+		/* The user database is the loop's: look up here. */
+		smtp_direct_plan(&c->s);
 		if (smtp_commit_submit(c) == 0)
 			return;		/* resumes in commit_done_cb() */
 		smtp_session_commit(&c->s);
@@ -567,7 +569,8 @@ static void	server_listen(struct server *, int);
 
 /*
  * Each session holds a descriptor: raise the soft RLIMIT_NOFILE to fit
- * max_sessions of them, the commit threads' queue files and a margin.
+ * max_sessions of them, the commit threads' queue files and direct
+ * delivery sockets, the spare queue files (queue.c) and a margin.
  * Only the hard limit (set by whoever starts the master) bounds it;
  * below it we log how many sessions can be served.
  */
@@ -578,7 +581,7 @@ server_raise_nofile(const struct smtpd_limits *l)
 	rlim_t		 want;
 
 	want = (rlim_t)lim(l->sessions_max, SMTP_DEF_SESSIONS) +
-	    2 * SMTP_COMMIT_THREADS + 64;
+	    4 * SMTP_COMMIT_THREADS + 128;
 	if (getrlimit(RLIMIT_NOFILE, &rl) == -1) {
 		log_warn("getrlimit");
 		return;

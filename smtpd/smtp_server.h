@@ -74,6 +74,10 @@ struct commit_pool {
 	struct conn		*todo, **todo_tail;
 	struct conn		*done;
 	pthread_t		 threads[SMTP_COMMIT_THREADS];
+	struct commit_slot {
+		struct commit_pool	*pool;
+		int			 direct_fd;	/* or -1 */
+	}			 slots[SMTP_COMMIT_THREADS];
 	size_t			 nthreads;
 	unsigned int		 inflight;	/* loop's count */
 	int			 efd;

@@ -151,6 +151,7 @@ smtp_transaction_clear(struct smtp_session *s)
 	}
 	free(s->sender);
 	s->sender = NULL;
+	smtp_direct_clear(s);
 	for (i = 0; i < s->nrcpts; i++)
 		free(s->rcpts[i]);
 	free(s->rcpts);
@@ -175,6 +176,7 @@ smtp_session_init(struct smtp_session *s, struct smtpd_domain *sd,
     const struct sockaddr *peer, socklen_t peer_len, struct buf *out)
 {
 	memset(s, 0, sizeof(*s));
+	s->direct_fd = -1;
 	s->state = SMTP_STATE_GREETING;
 	s->sd = sd;
 	s->udb = udb;

@@ -224,6 +224,12 @@ struct smtp_session {
 	unsigned int		 flags;		/* QUEUE_F_* */
 	uint64_t		 size_declared;
 
+	/* Delivery before the 250 (smtp_direct.c), per recipient. */
+	char			**direct_to;	/* "user@domain", or NULL */
+	char			**direct_user;	/* passwd name, or NULL */
+	size_t			 ndirect;
+	int			 direct_fd;	/* the commit thread's; -1 */
+
 	/* DATA. */
 	struct queue_writer	 w;
 	int			 w_open;
@@ -288,6 +294,12 @@ enum smtp_action smtp_session_input(struct smtp_session *s, struct buf *in);
  * Call only after SMTP_ACT_COMMIT; the I/O layer may batch or defer it.
  */
 void	smtp_session_commit(struct smtp_session *s);
+/* smtp_direct.c.  In the event loop, before the commit: which
+ * recipients may be delivered before the 250. */
+void	smtp_direct_plan(struct smtp_session *s);
+void	smtp_direct_clear(struct smtp_session *s);
+/* In the commit: deliver them; returns how many were marked done in e. */
+int	smtp_direct_deliver(struct smtp_session *s, struct queue_env *e);
 /* The peer closed its side: drop any message being received. */
 void	smtp_session_eof(struct smtp_session *s);
 /* A timeout or deadline passed: append 421 4.4.2, the session is over. */

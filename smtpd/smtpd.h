@@ -116,6 +116,8 @@ struct smtpd_domain {
 	unsigned int		 auth_delay;	/* s after a failed AUTH */
 	unsigned int		 auth_failures_max; /* per session */
 	int			 auth_fd;	/* worker: the auth service */
+	int			*direct_fds;	/* worker: its deliverer, one */
+	size_t			 ndirect_fds;	/* per commit thread */
 	struct tls_policy	*tls_policies;
 	size_t			 ntls_policies;
 	char			*tls_ca_file;	/* inside the root */
@@ -236,6 +238,15 @@ int	master_check(const struct smtpd_opts *o);
 int	master_inetd(const struct smtpd_opts *o);
 /* Run the master until SIGTERM; returns the exit status. */
 int	master_run(const struct smtpd_opts *o);
+
+/*
+ * smtp_direct.c — the SMTP worker's own deliverer, for delivery before
+ * the 250.  Called as root before the chroot; sets sd->direct_fds to n
+ * sockets (one per commit thread), or leaves none when it cannot.
+ */
+#define SMTPD_DIRECT_MAX	32	/* SMTP_COMMIT_THREADS */
+void	smtp_direct_start(struct smtpd_domain *sd, const int *close_fds,
+	    size_t nclose, size_t n);
 
 /* runner.c — the queue runner; called in a fresh child of the master,
  * still root and not chrooted.  Never returns. */

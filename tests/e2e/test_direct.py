@@ -1,0 +1,163 @@
+"""Delivery before the 250 (smtpd/smtp_direct.c): plain local users get
+the message in their mailbox before the client hears 250, and nothing is
+queued; aliases, failed deliveries and a lost deliverer fall back to the
+queue, and every recipient still gets the message exactly once."""
+
+import os
+import re
+import signal
+import smtplib
+import time
+
+import vmtest
+from test_delivery import (ALPHA, maildir_files, queue_ids, setup, start,
+                           wait_files)
+
+
+def send_id(sender, rcpts, msg):
+    """Send; return the queue id from the 250 reply."""
+    with smtplib.SMTP(ALPHA, 25, timeout=20) as s:
+        s.ehlo("client.test")
+        s.mail(sender)
+        for r in rcpts:
+            code, text = s.rcpt(r)
+            assert code == 250, (r, code, text)
+        code, text = s.data(msg)
+        assert code == 250, (code, text)
+    m = re.search(rb"queued as ([0-9a-f]{16})", text)
+    assert m, text
+    return m.group(1).decode()
+
+
+def queue_files(dom):
+    out = []
+    for sub in ("env", "msg", "tmp"):
+        d = dom.path("var/spool/virtmail/" + sub)
+        out += [sub + "/" + n for n in os.listdir(d)]
+    return out
+
+
+def base_qid(path):
+    m = re.search(r"\.V([0-9a-f]{16})I(\d+)\.", os.path.basename(path))
+    assert m, path
+    return m.group(1), int(m.group(2))
+
+
+def test_direct_before_250(env):
+    a, b, vconf, gconf = setup(env)
+    p = start(env, vconf, gconf)
+    body = b"Subject: direct\r\n\r\n.leading dot\r\nhello\r\n"
+    qid = send_id("carol@remote.test", ["bob@alpha.test"], body)
+    # Already there when the 250 arrives: no waiting.
+    files = maildir_files(a, "bob")
+    assert len(files) == 1, (files, p.log())
+    assert base_qid(files[0]) == (qid, 0)
+    st = os.stat(files[0])
+    assert (st.st_uid, st.st_gid) == (a.uids["bob"], a.uids["bob"])
+    assert st.st_mode & 0o777 == 0o600
+    data = open(files[0], "rb").read()
+    assert data.startswith(b"Return-Path: <carol@remote.test>\n"
+                           b"Delivered-To: bob@alpha.test\nReceived: "), data
+    assert data.endswith(b"\n\n.leading dot\nhello\n"), data
+    # Never queued: no envelope, no body, no spool file but spares.
+    assert not queue_ids(a)
+    assert not [f for f in queue_files(a) if not f.startswith("tmp/")]
+    env.wait_for_log(p, r"%s delivery to=<bob@alpha.test> "
+                     r"mailbox=/home/bob/Maildir status=sent delay=0s" % qid)
+    env.wait_for_log(p, r"%s smtp message from=<carol@remote.test>" % qid)
+
+
+def test_direct_with_aliases_and_case(env):
+    a, b, vconf, gconf = setup(env)
+    p = start(env, vconf, gconf)
+    # BOB is bob (local parts are case-insensitive); list is an alias
+    # for bob and alice, so it is the runner's.
+    qid = send_id("carol@remote.test", ["BOB@Alpha.Test", "list@alpha.test"],
+                  b"Subject: mixed\r\n\r\nmixed\r\n")
+    assert len(wait_files(a, "bob", 2)) == 2, p.log()
+    assert len(wait_files(a, "alice", 1)) == 1, p.log()
+    got = sorted(base_qid(f) for f in maildir_files(a, "bob"))
+    assert got == [(qid, 0), (qid, 1)], got
+    direct = [f for f in maildir_files(a, "bob") if base_qid(f)[1] == 0][0]
+    assert b"Delivered-To: bob@alpha.test\n" in open(direct, "rb").read()
+    # The session records the recipient as the user's own name.
+    env.wait_for_log(p, r"%s delivery to=<bob@alpha.test> "
+                     r"mailbox=/home/bob/Maildir status=sent delay=0s" % qid)
+    deadline = time.monotonic() + 10
+    while queue_ids(a) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not queue_ids(a)
+    time.sleep(0.5)
+    assert len(maildir_files(a, "bob")) == 2
+    assert len(maildir_files(a, "alice")) == 1
+
+
+def test_direct_failure_is_queued(env):
+    a, b, vconf, gconf = setup(env)
+    p = start(env, vconf, gconf)
+    new = os.path.join(a.maildir("bob"), "new")
+    os.rmdir(new)
+    with open(new, "w") as f:       # Maildir/new is not a directory
+        f.write("in the way\n")
+    qid = send_id("carol@remote.test", ["bob@alpha.test", "alice@alpha.test"],
+                  b"Subject: later\r\n\r\nlater\r\n")
+    # alice had hers at once; bob's waits in the queue.
+    assert len(maildir_files(a, "alice")) == 1
+    env.wait_for_log(p, r"%s delivery to=<bob@alpha.test> mailbox=none "
+                     r"status=queued reason=" % qid)
+    assert queue_ids(a) == [qid], queue_ids(a)
+    env.wait_for_log(p, r"%s delivery to=<bob@alpha.test> .*"
+                     r"status=deferred" % qid)
+    os.unlink(new)
+    os.mkdir(new, 0o700)
+    os.chown(new, a.uids["bob"], a.uids["bob"])
+    files = wait_files(a, "bob", 1)
+    assert [base_qid(f) for f in files] == [(qid, 0)], (files, p.log())
+    deadline = time.monotonic() + 10
+    while queue_ids(a) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not queue_ids(a)
+    # alice was recorded as delivered: the runner did not write again.
+    time.sleep(0.5)
+    assert len(maildir_files(a, "alice")) == 1
+    assert len(maildir_files(a, "bob")) == 1
+
+
+def children(pid):
+    out = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % name) as f:
+                st = f.read()
+        except OSError:
+            continue
+        if int(st[st.rindex(")") + 2:].split()[1]) == pid:
+            out.append(int(name))
+    return out
+
+
+def test_direct_deliverer_lost(env):
+    a, b, vconf, gconf = setup(env)
+    p = start(env, vconf, gconf)
+    send_id("carol@remote.test", ["bob@alpha.test"], b"Subject: 1\r\n\r\n1\r\n")
+    m = re.search(r"alpha.test: worker started pid=(\d+)", p.log())
+    assert m, p.log()
+    # The worker's children: its AUTH service and its deliverer.
+    kids = children(int(m.group(1)))
+    assert len(kids) == 2, kids
+    for k in kids:
+        os.kill(k, signal.SIGKILL)
+    time.sleep(0.2)
+    qid = send_id("carol@remote.test", ["bob@alpha.test"],
+                  b"Subject: 2\r\n\r\n2\r\n")
+    files = wait_files(a, "bob", 2)
+    assert len(files) == 2, p.log()
+    assert (qid, 0) in [base_qid(f) for f in files]
+    deadline = time.monotonic() + 10
+    while queue_ids(a) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not queue_ids(a)
+    assert vmtest.wait_for_text(p.log, r"direct delivery: deliverer channel "
+                                r"lost; queueing")
