@@ -90,6 +90,7 @@ POP3D_UNIT_TESTS = \
 SMTPD_LIB_SRCS = \
 	smtpd/bounce.c \
 	smtpd/conf.c \
+	smtpd/deliver_agent.c \
 	smtpd/deliver_local.c \
 	smtpd/deliverer.c \
 	smtpd/dns.c \

@@ -258,8 +258,9 @@ deliverer_maybe_exit(void)
 {
 	int	 status;
 
-	if (D.nopen > 0 || D.nchildren > 0)
+	if (D.nopen > 0 || D.nchildren > 0 || deliver_agent_busy() > 0)
 		return;
+	deliver_agent_close_all();
 	if (D.runner_pid > 0) {
 		while (waitpid(D.runner_pid, &status, 0) == -1 &&
 		    errno == EINTR)
@@ -287,6 +288,22 @@ deliverer_drop_client(size_t client, const char *why)
 	deliverer_maybe_exit();
 }
 
+/* Relay an answer to the client that asked (a child's or an agent's:
+ * both answer as the user, so nothing in it is trusted). */
+static void
+deliverer_answer(size_t client, struct deliver_res *res)
+{
+	char	 msg[DELIVER_MSG_MAX];
+	size_t	 len;
+
+	deliverer_clean(res->mailbox);
+	deliverer_clean(res->reason);
+	if (D.cfds[client] != -1 && (deliver_res_encode(res, msg,
+	    sizeof(msg), &len) == -1 || fdpass_send(D.cfds[client], -1, msg,
+	    len) == -1))
+		log_warn("deliverer: reply");
+}
+
 static void
 deliverer_on_child(int fd, int events, void *arg)
 {
@@ -294,7 +311,6 @@ deliverer_on_child(int fd, int events, void *arg)
 	struct deliver_res	 res;
 	const char		*err;
 	char			 chunk[DELIVER_MSG_MAX];
-	size_t			 len;
 	ssize_t			 n;
 
 	(void)events;
@@ -317,14 +333,8 @@ deliverer_on_child(int fd, int events, void *arg)
 		(void)strlcpy(res.reason, c->timed_out ? "delivery timed out" :
 		    "delivery process failed", sizeof(res.reason));
 	}
-	/* A Maildir child answers as the user: nothing is trusted. */
-	deliverer_clean(res.mailbox);
-	deliverer_clean(res.reason);
 	res.reqid = c->reqid;
-	if (D.cfds[c->client] != -1 && (deliver_res_encode(&res, chunk,
-	    sizeof(chunk), &len) == -1 || fdpass_send(D.cfds[c->client], -1,
-	    chunk, len) == -1))
-		log_warn("deliverer: reply");
+	deliverer_answer(c->client, &res);
 	(void)ev_del(D.loop, fd);
 	(void)close(fd);
 	buf_free(&c->in);
@@ -381,6 +391,11 @@ deliverer_on_request(int fd, int events, void *arg)
 		(void)close(msgfd);
 		deliverer_reply(client, req.reqid, DELIVER_TEMPFAIL,
 		    "recipient not valid for delivery");
+		return;
+	}
+	/* Maildir: a long-lived writer of that user's, when there is one. */
+	if (deliver_agent_deliver(&u, client, &req, msgfd) == 0) {
+		explicit_bzero(&u, sizeof(u));
 		return;
 	}
 	/* Each of the worker's threads waits for its answer. */
@@ -458,6 +473,7 @@ deliverer_on_signal(int signo, void *arg)
 				D.runner_pid = -1;
 			}
 		}
+		deliverer_maybe_exit();
 		return;
 	}
 	/* SIGTERM/SIGINT: the runner finishes its deliveries first. */
@@ -480,6 +496,8 @@ deliverer_main(struct smtpd_domain *sd, int *cfds, size_t ncfds,
 	log_set_procname("smtpd-deliverer");
 	if ((D.loop = ev_loop_new()) == NULL)
 		fatal("deliverer: event loop");
+	deliver_agent_init(D.loop, sd->hostname, deliverer_answer,
+	    deliverer_maybe_exit);
 	if (ev_signal(D.loop, SIGCHLD, deliverer_on_signal, NULL) == -1 ||
 	    ev_signal(D.loop, SIGTERM, deliverer_on_signal, NULL) == -1 ||
 	    ev_signal(D.loop, SIGINT, deliverer_on_signal, NULL) == -1)

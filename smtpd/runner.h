@@ -120,6 +120,20 @@ struct runner {
 	unsigned int		 retry_min, retry_max, lifetime;
 };
 
+/* deliver_agent.c — the deliverer's long-lived Maildir writers. */
+struct priv_user;
+#define DELIVER_AGENT_TIMEOUT	600	/* s for one delivery */
+typedef void	deliver_agent_reply_cb(size_t client, struct deliver_res *res);
+void	deliver_agent_init(struct ev_loop *loop, const char *hostname,
+	    deliver_agent_reply_cb *reply, void (*done)(void));
+/* Hand a Maildir delivery to an agent of u: 0 (msgfd is closed, the
+ * answer comes through reply), or -1: the caller delivers itself. */
+int	deliver_agent_deliver(const struct priv_user *u, size_t client,
+	    const struct deliver_req *req, int msgfd);
+size_t	deliver_agent_busy(void);
+/* Close every idle agent. */
+void	deliver_agent_close_all(void);
+
 /* deliverer.c */
 void	deliverer_main(struct smtpd_domain *sd, int *cfds, size_t ncfds,
 	    pid_t runner_pid)

@@ -5,6 +5,7 @@ queue, and every recipient still gets the message exactly once."""
 
 import os
 import re
+import shutil
 import signal
 import smtplib
 import time
@@ -161,3 +162,53 @@ def test_direct_deliverer_lost(env):
     assert not queue_ids(a)
     assert vmtest.wait_for_text(p.log, r"direct delivery: deliverer channel "
                                 r"lost; queueing")
+
+
+def test_direct_creates_maildir(env):
+    a, b, vconf, gconf = setup(env)
+    p = start(env, vconf, gconf)
+    md = a.maildir("alice")
+    uid = a.uids["alice"]
+    shutil.rmtree(md)
+    send_id("carol@remote.test", ["alice@alpha.test"],
+            b"Subject: 1\r\n\r\nfirst\r\n")
+    for sub in ("", "tmp", "new", "cur"):
+        st = os.stat(os.path.join(md, sub))
+        assert (st.st_uid, st.st_gid) == (uid, uid), (sub, st)
+        assert st.st_mode & 0o777 == 0o700, (sub, oct(st.st_mode))
+    assert len(maildir_files(a, "alice")) == 1, p.log()
+    # Only new/ and cur/ gone: they come back at the link.
+    shutil.rmtree(os.path.join(md, "new"))
+    shutil.rmtree(os.path.join(md, "cur"))
+    send_id("carol@remote.test", ["alice@alpha.test"],
+            b"Subject: 2\r\n\r\nsecond\r\n")
+    assert len(maildir_files(a, "alice")) == 1, p.log()
+    assert not os.listdir(os.path.join(md, "tmp"))
+
+
+def test_direct_agent_follows_passwd(env):
+    """A writer kept for a user is not reused once etc/passwd gives the
+    user another uid: the next file belongs to the new owner."""
+    a, b, vconf, gconf = setup(env)
+    p = start(env, vconf, gconf)
+    send_id("carol@remote.test", ["alice@alpha.test"],
+            b"Subject: 1\r\n\r\nfirst\r\n")
+    old = a.uids["alice"]
+    new = old + 1000
+    pw = a.path("etc/passwd")
+    lines = open(pw).read().splitlines()
+    with open(pw + ".new", "w") as f:
+        for line in lines:
+            fl = line.split(":")
+            if fl[0] == "alice":
+                fl[2] = fl[3] = str(new)
+            f.write(":".join(fl) + "\n")
+    os.rename(pw + ".new", pw)
+    for dirpath, dirs, files in os.walk(os.path.dirname(a.maildir("alice"))):
+        for n in [dirpath] + [os.path.join(dirpath, x) for x in files]:
+            os.chown(n, new, new)
+    time.sleep(1.1)     # a new mtime for the worker's passwd cache
+    send_id("carol@remote.test", ["alice@alpha.test"],
+            b"Subject: 2\r\n\r\nsecond\r\n")
+    owners = sorted(os.stat(f).st_uid for f in maildir_files(a, "alice"))
+    assert owners == [new, new], (owners, old, new, p.log())

@@ -1,0 +1,311 @@
+/*
+ * deliver_agent.c — the deliverer's long-lived Maildir writers, one
+ * process per user and delivery in flight, reused for later deliveries
+ * to the same user instead of a fork and an exit per delivery.
+ *
+ * DESCRIPTION
+ *	The deliverer (deliverer.c) hands a Maildir delivery for user U
+ *	to an idle agent of U, or starts one: a child that becomes U for
+ *	good (priv_drop) and then, for each request on its socket, runs
+ *	deliver_local() on the message descriptor that came with it and
+ *	answers.  An agent does one delivery at a time; concurrent
+ *	deliveries to one user get more agents, up to AGENT_MAX in all
+ *	(then an idle agent of another user is closed, or the caller forks
+ *	as before).  An agent idle for AGENT_IDLE is closed, and so is one
+ *	whose user's uid, gid, groups or home changed in etc/passwd or
+ *	etc/group since it started.
+ *
+ * SECURITY
+ *	An agent runs as its user only, with no descriptor but its socket
+ *	and the message of the delivery at hand; its credentials changed
+ *	from root, so the user cannot ptrace it.  It only ever gets that
+ *	user's deliveries.  The deliverer trusts nothing it answers: the
+ *	answer must decode exactly, its text is made printable by the
+ *	caller, and an agent that overruns DELIVER_AGENT_TIMEOUT is killed
+ *	and the delivery reported as a temporary failure.
+ */
+#include <sys/types.h>
+#include <sys/prctl.h>
+#include <sys/queue.h>
+#include <sys/socket.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "compat.h"
+#include "event.h"
+#include "fdpass.h"
+#include "log.h"
+#include "privdrop.h"
+#include "runner.h"
+#include "smtpd.h"
+#include "xmalloc.h"
+
+#define AGENT_MAX		32	/* agents in all */
+#define AGENT_IDLE		10000	/* ms without work: closed */
+
+struct agent {
+	LIST_ENTRY(agent)	 entry;
+	struct priv_user	 u;
+	pid_t			 pid;
+	int			 fd;		/* socket to the agent */
+	int			 busy;
+	size_t			 client;	/* who asked */
+	uint32_t		 reqid;
+	struct ev_timer		 timer;		/* timeout or idle */
+};
+
+static struct {
+	struct ev_loop		*loop;
+	const char		*hostname;
+	deliver_agent_reply_cb	*reply;
+	void			(*done)(void);	/* after each answer */
+	LIST_HEAD(, agent)	 list;
+	size_t			 n, nbusy;
+} A;
+
+void
+deliver_agent_init(struct ev_loop *loop, const char *hostname,
+    deliver_agent_reply_cb *reply, void (*done)(void))
+{
+	memset(&A, 0, sizeof(A));
+	A.loop = loop;
+	A.hostname = hostname;
+	A.reply = reply;
+	A.done = done;
+	LIST_INIT(&A.list);
+}
+
+size_t
+deliver_agent_busy(void)
+{
+	return A.nbusy;
+}
+
+/* The agent process: one delivery per request, until its socket closes. */
+static void __attribute__((noreturn))
+agent_main(int fd, const struct priv_user *u)
+{
+	struct deliver_req	 req;
+	struct deliver_res	 res;
+	const char		*err;
+	char			 msg[DELIVER_MSG_MAX + 1];
+	size_t			 len;
+	ssize_t			 n;
+	int			 msgfd;
+
+	if (priv_drop(u, &err) == -1)
+		fatalx("deliver agent: %s", err);
+	/* Cleared by the change of credentials. */
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL) == -1)
+		_exit(1);
+	for (;;) {
+		msgfd = -1;
+		n = fdpass_recv(fd, &msgfd, msg, sizeof(msg));
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			_exit(0);
+		memset(&res, 0, sizeof(res));
+		if (msgfd == -1 || deliver_req_decode(msg, (size_t)n, &req,
+		    &err) == -1 || req.mbox)
+			_exit(1);
+		deliver_local(&req, u->home, u->uid, A.hostname, msgfd, &res);
+		(void)close(msgfd);
+		if (deliver_res_encode(&res, msg, sizeof(msg), &len) == -1 ||
+		    fdpass_send(fd, -1, msg, len) == -1)
+			_exit(1);
+	}
+}
+
+static int
+agent_same_user(const struct priv_user *a, const struct priv_user *b)
+{
+	size_t	 i;
+
+	if (strcmp(a->name, b->name) != 0 || a->uid != b->uid ||
+	    a->gid != b->gid || a->ngroups != b->ngroups ||
+	    strcmp(a->home, b->home) != 0)
+		return 0;
+	for (i = 0; i < a->ngroups; i++)
+		if (a->groups[i] != b->groups[i])
+			return 0;
+	return 1;
+}
+
+/* Close an agent: its socket's EOF ends it; SIGCHLD reaps it. */
+static void
+agent_close(struct agent *a)
+{
+	ev_timer_cancel(A.loop, &a->timer);
+	(void)ev_del(A.loop, a->fd);
+	(void)close(a->fd);
+	if (a->busy)
+		A.nbusy--;
+	LIST_REMOVE(a, entry);
+	A.n--;
+	explicit_bzero(&a->u, sizeof(a->u));
+	free(a);
+}
+
+static void
+agent_fail(struct agent *a, const char *reason)
+{
+	struct deliver_res	 res;
+
+	memset(&res, 0, sizeof(res));
+	res.reqid = a->reqid;
+	res.status = DELIVER_TEMPFAIL;
+	(void)strlcpy(res.reason, reason, sizeof(res.reason));
+	A.reply(a->client, &res);
+}
+
+static void
+agent_on_timer(void *arg)
+{
+	struct agent	*a = arg;
+
+	if (a->busy) {
+		if (kill(a->pid, SIGKILL) == -1 && errno != ESRCH)
+			log_warn("deliver agent: kill %ld", (long)a->pid);
+		agent_fail(a, "delivery timed out");
+	}
+	agent_close(a);
+	A.done();
+}
+
+static void
+agent_on_answer(int fd, int events, void *arg)
+{
+	struct agent		*a = arg;
+	struct deliver_res	 res;
+	const char		*err;
+	char			 msg[DELIVER_MSG_MAX + 1];
+	ssize_t			 n;
+	int			 rfd = -1;
+
+	(void)events;
+	n = fdpass_recv(fd, &rfd, msg, sizeof(msg));
+	if (n == -1 && (errno == EINTR || errno == EAGAIN))
+		return;
+	if (rfd != -1)
+		(void)close(rfd);
+	if (!a->busy || n <= 0 || deliver_res_decode(msg, (size_t)n, &res,
+	    &err) == -1) {
+		/* Gone, or speaking out of turn: never used again. */
+		if (a->busy)
+			agent_fail(a, "delivery process failed");
+		agent_close(a);
+		A.done();
+		return;
+	}
+	res.reqid = a->reqid;
+	a->busy = 0;
+	A.nbusy--;
+	A.reply(a->client, &res);
+	ev_timer_set(A.loop, &a->timer, AGENT_IDLE, agent_on_timer, a);
+	A.done();
+}
+
+static struct agent *
+agent_start(const struct priv_user *u)
+{
+	struct agent	*a;
+	sigset_t	 none;
+	pid_t		 pid;
+	int		 sp[2];
+
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) == -1)
+		return NULL;
+	if ((pid = fork()) == -1) {
+		(void)close(sp[0]);
+		(void)close(sp[1]);
+		return NULL;
+	}
+	if (pid == 0) {
+		(void)sigemptyset(&none);
+		(void)sigprocmask(SIG_SETMASK, &none, NULL);
+		(void)signal(SIGTERM, SIG_DFL);
+		(void)signal(SIGINT, SIG_DFL);
+		(void)signal(SIGCHLD, SIG_DFL);
+		if (dup2(sp[1], 3) == -1)
+			_exit(1);
+		if (close_range(4, ~0U, 0) == -1) {
+			for (pid = 4; pid < 1024; pid++)
+				(void)close(pid);
+		}
+		agent_main(3, u);
+	}
+	(void)close(sp[1]);
+	a = xcalloc(1, sizeof(*a));
+	a->u = *u;
+	a->pid = pid;
+	a->fd = sp[0];
+	if (fcntl(a->fd, F_SETFL, O_NONBLOCK) == -1 ||
+	    ev_add(A.loop, a->fd, EV_READ, agent_on_answer, a) == -1)
+		fatal("deliver agent: watch");
+	LIST_INSERT_HEAD(&A.list, a, entry);
+	A.n++;
+	return a;
+}
+
+int
+deliver_agent_deliver(const struct priv_user *u, size_t client,
+    const struct deliver_req *req, int msgfd)
+{
+	struct agent	*a, *next, *idle = NULL, *other = NULL;
+	char		 msg[DELIVER_MSG_MAX];
+	size_t		 len;
+
+	if (req->mbox || deliver_req_encode(req, msg, sizeof(msg), &len) ==
+	    -1)
+		return -1;
+	for (a = LIST_FIRST(&A.list); a != NULL; a = next) {
+		next = LIST_NEXT(a, entry);
+		if (a->busy)
+			continue;
+		if (agent_same_user(&a->u, u)) {
+			idle = a;
+			break;
+		}
+		if (strcmp(a->u.name, u->name) == 0)
+			agent_close(a);		/* etc/passwd changed */
+		else
+			other = a;
+	}
+	if (idle == NULL) {
+		if (A.n >= AGENT_MAX && other != NULL)
+			agent_close(other);
+		if (A.n >= AGENT_MAX || (idle = agent_start(u)) == NULL)
+			return -1;
+	}
+	if (fdpass_send(idle->fd, msgfd, msg, len) == -1) {
+		agent_close(idle);
+		return -1;
+	}
+	(void)close(msgfd);
+	idle->busy = 1;
+	idle->client = client;
+	idle->reqid = req->reqid;
+	A.nbusy++;
+	ev_timer_set(A.loop, &idle->timer, (DELIVER_AGENT_TIMEOUT) * 1000ULL,
+	    agent_on_timer, idle);
+	return 0;
+}
+
+void
+deliver_agent_close_all(void)
+{
+	struct agent	*a, *next;
+
+	for (a = LIST_FIRST(&A.list); a != NULL; a = next) {
+		next = LIST_NEXT(a, entry);
+		if (!a->busy)
+			agent_close(a);
+	}
+}
