@@ -594,7 +594,7 @@ deliver_maildir(const struct deliver_req *r, const char *home,
 	char		 tpath[PATH_MAX], npath[PATH_MAX];
 	struct buf	 hdr;
 	struct stat	 st;
-	int		 fd = -1, n1, n2, n3, n4;
+	int		 fd = -1, made, linked, n1, n2, n3, n4;
 
 	buf_init(&hdr, 0);
 	if (*home != '/') {
@@ -617,11 +617,6 @@ deliver_maildir(const struct deliver_req *r, const char *home,
 		deliver_fail(res, DELIVER_PERMFAIL, 0, "Maildir path too long");
 		goto done;
 	}
-	if (deliver_mkdir(md) == -1 || deliver_mkdir(dtmp) == -1 ||
-	    deliver_mkdir(dnew) == -1 || deliver_mkdir(dcur) == -1) {
-		deliver_fail_errno(res, "create Maildir");
-		goto done;
-	}
 	n1 = snprintf(tpath, sizeof(tpath), "%s/%s", dtmp, name);
 	n2 = snprintf(npath, sizeof(npath), "%s/%s", dnew, name);
 	if (n1 < 0 || (size_t)n1 >= sizeof(tpath) || n2 < 0 ||
@@ -642,8 +637,22 @@ deliver_maildir(const struct deliver_req *r, const char *home,
 		deliver_fail_errno(res, "headers");
 		goto done;
 	}
-	fd = open(tpath, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW |
-	    O_CLOEXEC, 0600);
+	/*
+	 * The folders are created only when missing: a mkdir() that finds
+	 * one takes its parent's lock all the same, which concurrent
+	 * deliveries to one user would queue on.
+	 */
+	for (made = 0;; made = 1) {
+		fd = open(tpath, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW |
+		    O_CLOEXEC, 0600);
+		if (fd != -1 || errno != ENOENT || made)
+			break;
+		if (deliver_mkdir(md) == -1 || deliver_mkdir(dtmp) == -1 ||
+		    deliver_mkdir(dnew) == -1 || deliver_mkdir(dcur) == -1) {
+			deliver_fail_errno(res, "create Maildir");
+			goto done;
+		}
+	}
 	if (fd == -1) {
 		deliver_fail_errno(res, "create in Maildir/tmp");
 		goto done;
@@ -659,7 +668,14 @@ deliver_maildir(const struct deliver_req *r, const char *home,
 	}
 	fd = -1;
 	/* link, not rename: an existing new/NAME is our earlier copy. */
-	if (link(tpath, npath) == -1 && errno != EEXIST) {
+	if ((linked = link(tpath, npath)) == -1 && errno == ENOENT) {
+		if (deliver_mkdir(dnew) == -1 || deliver_mkdir(dcur) == -1) {
+			deliver_fail_errno(res, "create Maildir");
+			goto fail;
+		}
+		linked = link(tpath, npath);
+	}
+	if (linked == -1 && errno != EEXIST) {
 		deliver_fail_errno(res, "link into Maildir/new");
 		goto fail;
 	}
