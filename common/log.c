@@ -10,7 +10,10 @@
  *	bytes into the log.  Every entry point preserves errno.
  */
 
+#include <sys/stat.h>
+
 #include <errno.h>
+#include <paths.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +27,7 @@
 #define LOG_LINE_MAX	8192
 
 static int	 log_initialized;
+static int	 log_syslog;	/* a syslog socket was there at log_init() */
 static int	 log_debug_stderr;
 static int	 log_verbose;
 /* openlog() keeps the pointer: this must stay valid and unchanged. */
@@ -39,7 +43,8 @@ static void	log_assert_msg(const char *, ...)
 void
 log_init(const char *ident, int debug, int verbose)
 {
-	int	 saved_errno = errno;
+	struct stat	 st;
+	int		 saved_errno = errno;
 
 	if (ident == NULL || *ident == '\0')
 		ident = "virtmail";
@@ -53,6 +58,11 @@ log_init(const char *ident, int debug, int verbose)
 	 */
 	openlog(log_ident, LOG_PID | LOG_NDELAY, LOG_MAIL);
 	log_initialized = 1;
+	/*
+	 * Without a syslog socket, syslog() would try to connect again on
+	 * every line (a socket and a failed connect each time): skip it.
+	 */
+	log_syslog = stat(_PATH_LOG, &st) == 0 && S_ISSOCK(st.st_mode);
 	errno = saved_errno;
 }
 
@@ -111,7 +121,7 @@ log_vlog(int pri, const char *prefix, const char *errstr, const char *fmt,
 		    fmt != NULL ? ": " : "", errstr);
 	}
 
-	if (log_initialized)
+	if (log_initialized && log_syslog)
 		syslog(pri, "%s", msg);
 	if (log_debug_stderr || !log_initialized)
 		(void)fprintf(stderr, "%s[%ld]: %s\n", log_procname,

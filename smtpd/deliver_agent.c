@@ -8,10 +8,14 @@
  *	to an idle agent of U, or starts one: a child that becomes U for
  *	good (priv_drop) and then, for each request on its socket, runs
  *	deliver_local() on the message descriptor that came with it and
- *	answers.  An agent does one delivery at a time; concurrent
- *	deliveries to one user get more agents, up to AGENT_MAX in all
- *	(then an idle agent of another user is closed, or the caller forks
- *	as before).  An agent idle for AGENT_IDLE is closed, and so is one
+ *	answers.  An agent does one delivery at a time.  A user gets at
+ *	most AGENT_PER_USER of them: deliveries into one Maildir take its
+ *	directories' locks in turn anyway (creating a file there costs
+ *	far more than writing it, docs/performance.md), and more writers
+ *	would only spin on those locks; further deliveries wait, in order,
+ *	for one of them.  There are at most AGENT_MAX agents in all (then
+ *	an idle agent of another user is closed, or the caller forks as
+ *	before).  An agent idle for AGENT_IDLE is closed, and so is one
  *	whose user's uid, gid, groups or home changed in etc/passwd or
  *	etc/group since it started.
  *
@@ -47,7 +51,20 @@
 #include "xmalloc.h"
 
 #define AGENT_MAX		32	/* agents in all */
+#define AGENT_PER_USER		2	/* see above */
+#define AGENT_WAIT_MAX		256	/* deliveries waiting for an agent */
 #define AGENT_IDLE		10000	/* ms without work: closed */
+
+/* A delivery waiting for one of its user's agents. */
+struct agent_wait {
+	TAILQ_ENTRY(agent_wait)	 entry;
+	struct priv_user	 u;
+	size_t			 client;
+	uint32_t		 reqid;
+	int			 msgfd;
+	size_t			 len;
+	char			 msg[DELIVER_MSG_MAX];
+};
 
 struct agent {
 	LIST_ENTRY(agent)	 entry;
@@ -67,6 +84,8 @@ static struct {
 	void			(*done)(void);	/* after each answer */
 	LIST_HEAD(, agent)	 list;
 	size_t			 n, nbusy;
+	TAILQ_HEAD(, agent_wait) waiting;
+	size_t			 nwaiting;
 } A;
 
 void
@@ -79,12 +98,13 @@ deliver_agent_init(struct ev_loop *loop, const char *hostname,
 	A.reply = reply;
 	A.done = done;
 	LIST_INIT(&A.list);
+	TAILQ_INIT(&A.waiting);
 }
 
 size_t
 deliver_agent_busy(void)
 {
-	return A.nbusy;
+	return A.nbusy + A.nwaiting;
 }
 
 /* The agent process: one delivery per request, until its socket closes. */
@@ -165,10 +185,13 @@ agent_fail(struct agent *a, const char *reason)
 	A.reply(a->client, &res);
 }
 
+static void	agent_wake(const struct priv_user *);
+
 static void
 agent_on_timer(void *arg)
 {
-	struct agent	*a = arg;
+	struct agent		*a = arg;
+	struct priv_user	 u = a->u;
 
 	if (a->busy) {
 		if (kill(a->pid, SIGKILL) == -1 && errno != ESRCH)
@@ -176,7 +199,72 @@ agent_on_timer(void *arg)
 		agent_fail(a, "delivery timed out");
 	}
 	agent_close(a);
+	agent_wake(&u);
+	explicit_bzero(&u, sizeof(u));
 	A.done();
+}
+
+/* Give agent a the delivery in msg; -1 (a closed) when it cannot. */
+static int
+agent_send(struct agent *a, size_t client, uint32_t reqid, int msgfd,
+    const char *msg, size_t len)
+{
+	if (fdpass_send(a->fd, msgfd, msg, len) == -1) {
+		agent_close(a);
+		return -1;
+	}
+	(void)close(msgfd);
+	a->busy = 1;
+	a->client = client;
+	a->reqid = reqid;
+	A.nbusy++;
+	ev_timer_set(A.loop, &a->timer, (DELIVER_AGENT_TIMEOUT) * 1000ULL,
+	    agent_on_timer, a);
+	return 0;
+}
+
+/* Answer a waiting delivery with a temporary failure and forget it. */
+static void
+agent_wait_fail(struct agent_wait *w)
+{
+	struct deliver_res	 res;
+
+	(void)close(w->msgfd);
+	memset(&res, 0, sizeof(res));
+	res.reqid = w->reqid;
+	res.status = DELIVER_TEMPFAIL;
+	(void)strlcpy(res.reason, "delivery process failed",
+	    sizeof(res.reason));
+	A.reply(w->client, &res);
+	explicit_bzero(&w->u, sizeof(w->u));
+	free(w);
+}
+
+/* a is idle: the oldest delivery waiting for its user, if any. */
+static void
+agent_next(struct agent *a)
+{
+	struct agent_wait	*w;
+	struct priv_user	 u;
+
+	TAILQ_FOREACH(w, &A.waiting, entry)
+		if (agent_same_user(&a->u, &w->u))
+			break;
+	if (w == NULL)
+		return;
+	TAILQ_REMOVE(&A.waiting, w, entry);
+	A.nwaiting--;
+	if (agent_send(a, w->client, w->reqid, w->msgfd, w->msg,
+	    w->len) == -1) {
+		/* a is closed: the others waiting need another agent. */
+		u = w->u;
+		agent_wait_fail(w);
+		agent_wake(&u);
+		explicit_bzero(&u, sizeof(u));
+		return;
+	}
+	explicit_bzero(&w->u, sizeof(w->u));
+	free(w);
 }
 
 static void
@@ -184,6 +272,7 @@ agent_on_answer(int fd, int events, void *arg)
 {
 	struct agent		*a = arg;
 	struct deliver_res	 res;
+	struct priv_user	 u;
 	const char		*err;
 	char			 msg[DELIVER_MSG_MAX + 1];
 	ssize_t			 n;
@@ -200,7 +289,10 @@ agent_on_answer(int fd, int events, void *arg)
 		/* Gone, or speaking out of turn: never used again. */
 		if (a->busy)
 			agent_fail(a, "delivery process failed");
+		u = a->u;
 		agent_close(a);
+		agent_wake(&u);
+		explicit_bzero(&u, sizeof(u));
 		A.done();
 		return;
 	}
@@ -209,6 +301,7 @@ agent_on_answer(int fd, int events, void *arg)
 	A.nbusy--;
 	A.reply(a->client, &res);
 	ev_timer_set(A.loop, &a->timer, AGENT_IDLE, agent_on_timer, a);
+	agent_next(a);
 	A.done();
 }
 
@@ -254,29 +347,79 @@ agent_start(const struct priv_user *u)
 	return a;
 }
 
+/*
+ * An agent of u is gone: if deliveries wait for u and no agent of u is
+ * left to take them, start one.
+ */
+static void
+agent_wake(const struct priv_user *u)
+{
+	struct agent_wait	*w, *next;
+	struct agent		*a;
+
+	TAILQ_FOREACH(w, &A.waiting, entry)
+		if (agent_same_user(&w->u, u))
+			break;
+	if (w == NULL)
+		return;
+	LIST_FOREACH(a, &A.list, entry)
+		if (agent_same_user(&a->u, u))
+			return;
+	if (A.n < AGENT_MAX && (a = agent_start(u)) != NULL)
+		agent_next(a);
+	else {
+		/* No agent to be had: they fail now, and are retried. */
+		for (w = TAILQ_FIRST(&A.waiting); w != NULL; w = next) {
+			next = TAILQ_NEXT(w, entry);
+			if (!agent_same_user(&w->u, u))
+				continue;
+			TAILQ_REMOVE(&A.waiting, w, entry);
+			A.nwaiting--;
+			agent_wait_fail(w);
+		}
+	}
+}
+
 int
 deliver_agent_deliver(const struct priv_user *u, size_t client,
     const struct deliver_req *req, int msgfd)
 {
-	struct agent	*a, *next, *idle = NULL, *other = NULL;
-	char		 msg[DELIVER_MSG_MAX];
-	size_t		 len;
+	struct agent_wait	*w;
+	struct agent		*a, *next, *idle = NULL, *other = NULL;
+	char			 msg[DELIVER_MSG_MAX];
+	size_t			 len, busy = 0;
 
 	if (req->mbox || deliver_req_encode(req, msg, sizeof(msg), &len) ==
 	    -1)
 		return -1;
 	for (a = LIST_FIRST(&A.list); a != NULL; a = next) {
 		next = LIST_NEXT(a, entry);
-		if (a->busy)
-			continue;
 		if (agent_same_user(&a->u, u)) {
-			idle = a;
-			break;
-		}
-		if (strcmp(a->u.name, u->name) == 0)
+			if (!a->busy) {
+				idle = a;
+				break;
+			}
+			busy++;
+		} else if (a->busy)
+			continue;
+		else if (strcmp(a->u.name, u->name) == 0)
 			agent_close(a);		/* etc/passwd changed */
 		else
 			other = a;
+	}
+	if (idle == NULL && busy >= AGENT_PER_USER) {
+		if (A.nwaiting >= AGENT_WAIT_MAX)
+			return -1;
+		w = xcalloc(1, sizeof(*w));
+		w->u = *u;
+		w->client = client;
+		w->reqid = req->reqid;
+		w->msgfd = msgfd;
+		w->len = len;
+		memcpy(w->msg, msg, len);
+		TAILQ_INSERT_TAIL(&A.waiting, w, entry);
+		A.nwaiting++;
+		return 0;
 	}
 	if (idle == NULL) {
 		if (A.n >= AGENT_MAX && other != NULL)
@@ -284,18 +427,7 @@ deliver_agent_deliver(const struct priv_user *u, size_t client,
 		if (A.n >= AGENT_MAX || (idle = agent_start(u)) == NULL)
 			return -1;
 	}
-	if (fdpass_send(idle->fd, msgfd, msg, len) == -1) {
-		agent_close(idle);
-		return -1;
-	}
-	(void)close(msgfd);
-	idle->busy = 1;
-	idle->client = client;
-	idle->reqid = req->reqid;
-	A.nbusy++;
-	ev_timer_set(A.loop, &idle->timer, (DELIVER_AGENT_TIMEOUT) * 1000ULL,
-	    agent_on_timer, idle);
-	return 0;
+	return agent_send(idle, client, req->reqid, msgfd, msg, len);
 }
 
 void

@@ -240,11 +240,9 @@ def main():
                 if pf_cpu is not None:
                     # master's figure includes its reaped children.
                     print("   postfix cpu s, all processes: %.2f" % pf_cpu)
-            # Keep the Maildir from growing without bound.
-            shutil.rmtree(os.path.join(maildir, "new"))
-            os.mkdir(os.path.join(maildir, "new"), 0o700)
-            os.chown(os.path.join(maildir, "new"), alpha.uids["bob"],
-                     alpha.uids["bob"])
+            # An empty new/ for the next run (nothing deleted yet).
+            peers.set_aside(os.path.join(maildir, "new"), alpha.uids["bob"],
+                            alpha.uids["bob"])
 
         if a.idle == 0:
             return 0

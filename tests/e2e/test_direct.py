@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import signal
+import threading
 import smtplib
 import time
 
@@ -212,3 +213,36 @@ def test_direct_agent_follows_passwd(env):
             b"Subject: 2\r\n\r\nsecond\r\n")
     owners = sorted(os.stat(f).st_uid for f in maildir_files(a, "alice"))
     assert owners == [new, new], (owners, old, new, p.log())
+
+
+def test_direct_concurrent_one_user(env):
+    """More sessions at once (16, under the per-client limit) than a user
+    has writers: the deliveries
+    wait their turn, and each message is there once, before its 250."""
+    a, b, vconf, gconf = setup(env)
+    p = start(env, vconf, gconf)
+    ids = []
+    lock = threading.Lock()
+
+    def one(i):
+        qid = send_id("carol@remote.test", ["bob@alpha.test"],
+                      b"Subject: c%d\r\n\r\nbody %d\r\n" % (i, i))
+        with lock:
+            ids.append(qid)
+            # Every message acknowledged so far is in the mailbox.
+            got = {base_qid(f)[0] for f in maildir_files(a, "bob")}
+            assert set(ids) <= got, (set(ids) - got)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len(ids) == 16, p.log()
+    files = maildir_files(a, "bob")
+    assert sorted(base_qid(f)[0] for f in files) == sorted(ids)
+    assert not queue_ids(a)
+    for qid in ids:
+        env.wait_for_log(p, r"%s delivery to=<bob@alpha.test> "
+                         r"mailbox=/home/bob/Maildir status=sent "
+                         r"delay=0s" % qid)
