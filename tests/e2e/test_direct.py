@@ -217,8 +217,8 @@ def test_direct_agent_follows_passwd(env):
 
 def test_direct_concurrent_one_user(env):
     """More sessions at once (16, under the per-client limit) than a user
-    has writers: the deliveries
-    wait their turn, and each message is there once, before its 250."""
+    has writers: the deliveries wait their turn, and each message is
+    there once, before its 250."""
     a, b, vconf, gconf = setup(env)
     p = start(env, vconf, gconf)
     ids = []
