@@ -37,6 +37,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "compat.h"
@@ -45,6 +46,7 @@
 
 #define MAILBOX_MMAP_MIN	(1024 * 1024)	/* larger files are mapped */
 #define MAILBOX_MSG_SIZE_MAX	((uint64_t)1 << 34)
+#define MAILBOX_TMP_AGE		(36 * 3600)	/* s: tmp/ leftovers removed */
 
 /* ---- wire form ---- */
 
@@ -340,6 +342,38 @@ mailbox_maildir_scan(struct pop3_mailbox *mb, int dfd, const char *sub,
 	return rv;
 }
 
+/*
+ * Files left in tmp/ by a writer that died: the Maildir convention
+ * (qmail's maildir(5)) lets a reader remove them after 36 hours.  A
+ * writer at work changes its file's mtime.
+ * Best effort: failures change nothing for the session.
+ */
+static void
+mailbox_maildir_clean_tmp(int dfd)
+{
+	DIR		*d;
+	struct dirent	*de;
+	struct stat	 st;
+	time_t		 cutoff = time(NULL) - MAILBOX_TMP_AGE;
+	int		 tfd;
+
+	if ((tfd = openat(dfd, "tmp", O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+	    O_CLOEXEC)) == -1)
+		return;
+	if ((d = fdopendir(tfd)) == NULL) {
+		(void)close(tfd);
+		return;
+	}
+	while ((de = readdir(d)) != NULL) {
+		if (de->d_name[0] == '.' ||
+		    fstatat(tfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) == -1 ||
+		    !S_ISREG(st.st_mode) || st.st_mtime > cutoff)
+			continue;
+		(void)unlinkat(tfd, de->d_name, 0);
+	}
+	(void)closedir(d);
+}
+
 int
 mailbox_open_maildir(struct pop3_mailbox *mb, const char *dir,
     const char **error_r)
@@ -367,6 +401,7 @@ mailbox_open_maildir(struct pop3_mailbox *mb, const char *dir,
 	/* Names start with the delivery time: oldest first. */
 	if (mb->n > 1)
 		qsort(mb->msgs, mb->n, sizeof(*mb->msgs), mailbox_msg_cmp);
+	mailbox_maildir_clean_tmp(dfd);
 	return 0;
 }
 

@@ -270,6 +270,23 @@ def test_retr_exact_top_uidl(env):
     assert b"\xe9\xe8\xff\x80" in raw
 
 
+def test_maildir_tmp_leftovers(env):
+    """Files a dead writer left in tmp/ go after 36 hours (maildir(5)),
+    at the next login; younger ones and anything not a file stay."""
+    a, b, vc, gc, p = _setup(env)
+    tmp = os.path.join(a.maildir("bob"), "tmp")
+    old = time.time() - 37 * 3600
+    for name in ("dead", "young"):
+        with open(os.path.join(tmp, name), "w") as f:
+            f.write("half a message")
+    os.utime(os.path.join(tmp, "dead"), (old, old))
+    os.mkdir(os.path.join(tmp, "olddir"))
+    os.utime(os.path.join(tmp, "olddir"), (old, old))
+    c = _login(ALPHA, "bob", "alpha-pw")
+    c.quit()
+    assert sorted(os.listdir(tmp)) == ["olddir", "young"], os.listdir(tmp)
+
+
 def test_dele_rset_quit_drop(env):
     a, b, vc, gc, p = _setup(env)
     for i in range(3):
