@@ -7,8 +7,10 @@ messages per second accepted (250 after DATA, from smtp_source) and
 accepted-and-delivered (until the last file appears in the Maildir),
 then the memory of 1000 idle connections.  When Postfix is installed
 (make bench-peers-deps), a private Postfix instance (peers.py) gets the
-same load from the same smtp_source right after virtmail, on the same
-address, and its figures are printed beside ours ("postfix here").
+same load from the same smtp_source on the same address, in turns with
+virtmail (--repeat runs of each, default 3, so that a disturbance of
+this shared machine hits both alike), and the medians are printed
+side by side ("postfix here").
 Postfix 3.7's figures from the issue that asked for this benchmark
 stay in their own column ("issue ref"): they were measured on another
 machine.  Figures only: nothing here passes or fails.
@@ -92,6 +94,12 @@ def count_new(maildir):
     return len(os.listdir(os.path.join(maildir, "new")))
 
 
+def median(pairs):
+    """The median of each figure of (accepted, delivered) pairs."""
+    return tuple(sorted(p[k] for p in pairs)[len(pairs) // 2]
+                 for k in range(2))
+
+
 def one_run(source, maildir, size, conc, count, port=25):
     before = count_new(maildir)
     t0 = time.monotonic()
@@ -126,8 +134,8 @@ def start_postfix(a, work, dom):
     except (RuntimeError, OSError, subprocess.SubprocessError) as e:
         pf.stop()
         return None, "postfix here: - (did not start: %s)" % e
-    return pf, ("postfix here: Postfix %s on %s:%d, same load right "
-                "after virtmail's, virtual(8) Maildir delivery, fsync on, "
+    return pf, ("postfix here: Postfix %s on %s:%d, same load in turns "
+                "with virtmail, virtual(8) Maildir delivery, fsync on, "
                 "default limits" % (pf.version(), IP, PEER_PORT))
 
 
@@ -159,7 +167,11 @@ def main():
     ap.add_argument("--idle", type=int, default=1000,
                     help="idle connections (0: skip)")
     ap.add_argument("--cpu", action="store_true",
-                    help="print CPU seconds per daemon process per run")
+                    help="print CPU seconds per daemon process, all "
+                    "runs of a row together")
+    ap.add_argument("--repeat", type=int, default=3,
+                    help="runs per row and server, in turns; the median "
+                    "is printed")
     ap.add_argument("--only", default="",
                     help="comma-separated SIZE:CONC runs, e.g. 1024:10")
     ap.add_argument("--no-peers", action="store_true",
@@ -205,21 +217,35 @@ def main():
                     for r in a.only.split(",")]
         for size, conc in runs:
             count = a.small if size <= 10240 else a.large
+            ours, theirs = [], []
+            failed = pf_failed = 0
+            pf_cols, pf_cpu = ("-", "-"), None
             cpu0 = cpu_times(daemon_pids(proc.pid))
-            sent, failed, acc, dlv = one_run(source, maildir, size,
-                                             conc, count)
-            cpu1 = cpu_times(daemon_pids(proc.pid))
-            # The same load against Postfix, right after ours.
-            pf_cols, pf_failed, pf_cpu = ("-", "-"), 0, None
             if pf is not None:
                 pcpu0 = cpu_times(daemon_pids(pf.pid))
-                psent, pf_failed, pacc, pdlv = one_run(
-                    source, pf.maildir, size, conc, count, PEER_PORT)
+            # Turns: ours, then the same load against Postfix, --repeat
+            # times, so that a disturbance hits both alike.
+            for _ in range(a.repeat):
+                sent, f, acc, dlv = one_run(source, maildir, size, conc,
+                                            count)
+                ours.append((acc, dlv))
+                failed += f
+                # An empty new/ for the next run (nothing deleted yet).
+                peers.set_aside(os.path.join(maildir, "new"),
+                                alpha.uids["bob"], alpha.uids["bob"])
+                if pf is not None:
+                    psent, f, pacc, pdlv = one_run(
+                        source, pf.maildir, size, conc, count, PEER_PORT)
+                    theirs.append((pacc, pdlv))
+                    pf_failed += f
+                    pf.reset_maildir()
+            cpu1 = cpu_times(daemon_pids(proc.pid))
+            acc, dlv = median(ours)
+            if pf is not None:
                 pcpu1 = cpu_times(daemon_pids(pf.pid))
-                pf_cols = ("%.0f" % pacc, "%.0f" % pdlv)
+                pf_cols = tuple("%.0f" % x for x in median(theirs))
                 pf_cpu = sum(t - pcpu0.get(pid, (n, 0))[1]
                              for pid, (n, t) in pcpu1.items())
-                pf.reset_maildir()
             ref = POSTFIX.get((size, conc))
             notes = []
             if failed:
@@ -240,9 +266,6 @@ def main():
                 if pf_cpu is not None:
                     # master's figure includes its reaped children.
                     print("   postfix cpu s, all processes: %.2f" % pf_cpu)
-            # An empty new/ for the next run (nothing deleted yet).
-            peers.set_aside(os.path.join(maildir, "new"), alpha.uids["bob"],
-                            alpha.uids["bob"])
 
         if a.idle == 0:
             return 0

@@ -14,7 +14,7 @@ Dovecot figures were.
 
 When Dovecot is installed (make bench-peers-deps), a private Dovecot
 instance (peers.py) serves an identical Maildir on the same address
-and gets the same client code right after virtmail: "dovecot here".
+and gets the same client code as virtmail: "dovecot here".
 Dovecot 2.3's figures from the issue stay in their own column ("issue
 ref"): another machine.  A "client ceiling" line runs the same poplib
 RETR loop against a trivial in-memory server, which shows what poplib
@@ -322,8 +322,8 @@ def start_dovecot(a, work, dom):
     except (RuntimeError, OSError, subprocess.SubprocessError) as e:
         dv.stop()
         return None, "dovecot here: - (did not start: %s)" % e
-    return dv, ("dovecot here: Dovecot %s on %s:%d, same client right "
-                "after virtmail's, Maildir, passwd-file sha512-crypt, "
+    return dv, ("dovecot here: Dovecot %s on %s:%d, same client "
+                "as virtmail's, Maildir, passwd-file sha512-crypt, "
                 "defaults otherwise" % (dv.version(), IP, PEER_PORT))
 
 
