@@ -9,11 +9,12 @@
  *	good (priv_drop) and then, for each request on its socket, runs
  *	deliver_local() on the message descriptor that came with it and
  *	answers.  An agent does one delivery at a time.  A user gets at
- *	most AGENT_PER_USER of them: deliveries into one Maildir take its
- *	directories' locks in turn anyway (creating a file there costs
- *	far more than writing it, docs/performance.md), and more writers
- *	would only spin on those locks; further deliveries wait, in order,
- *	for one of them.  There are at most AGENT_MAX agents in all (then
+ *	most AGENT_PER_USER of them: a few let one delivery's fsyncs
+ *	overlap another's work, but deliveries into one Maildir take its
+ *	directories' locks in turn (creating a file there costs far more
+ *	than writing it, docs/performance.md), and more writers would only
+ *	spin on those locks.  Further deliveries wait, in order, for one
+ *	of them.  There are at most AGENT_MAX agents in all (then
  *	an idle agent of another user is closed, or the caller forks as
  *	before).  An agent idle for AGENT_IDLE is closed, and so is one
  *	whose user's uid, gid, groups or home changed in etc/passwd or
@@ -51,7 +52,7 @@
 #include "xmalloc.h"
 
 #define AGENT_MAX		32	/* agents in all */
-#define AGENT_PER_USER		2	/* see above */
+#define AGENT_PER_USER		4	/* see above */
 #define AGENT_WAIT_MAX		256	/* deliveries waiting for an agent */
 #define AGENT_IDLE		10000	/* ms without work: closed */
 
