@@ -4,9 +4,10 @@
  *
  * DESCRIPTION
  *	A session that reaches the end of its DATA is handed to a small
- *	pool of threads that run smtp_session_commit() (the queue writes
- *	and their fsyncs, then the 250 or 4xx appended to the session's
- *	output).  Meanwhile the event loop serves everyone else and does
+ *	pool of threads that run smtp_session_commit() (delivery to plain
+ *	local users through the thread's own socket to the worker's
+ *	deliverer, smtp_direct.c, and the queue writes and their fsyncs,
+ *	then the 250 or 4xx appended to the session's output).  Meanwhile the event loop serves everyone else and does
  *	not touch that session at all: its descriptor is out of the epoll
  *	set, its timer only re-arms, nothing of its output is written.
  *	Only when the thread is done does the loop flush the output, so
@@ -38,6 +39,10 @@
 #include "smtp_session.h"
 
 #define SMTP_COMMIT_STACK	(256 * 1024)
+
+/* master.c starts one deliverer socket per thread. */
+_Static_assert(SMTPD_DIRECT_MAX == SMTP_COMMIT_THREADS,
+    "one direct delivery socket per commit thread");
 
 static void
 commit_lock(struct commit_pool *p)
