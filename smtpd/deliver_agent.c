@@ -312,7 +312,7 @@ agent_start(const struct priv_user *u)
 	struct agent	*a;
 	sigset_t	 none;
 	pid_t		 pid;
-	int		 sp[2];
+	int		 sp[2], fd;
 
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) == -1)
 		return NULL;
@@ -327,11 +327,12 @@ agent_start(const struct priv_user *u)
 		(void)signal(SIGTERM, SIG_DFL);
 		(void)signal(SIGINT, SIG_DFL);
 		(void)signal(SIGCHLD, SIG_DFL);
-		if (dup2(sp[1], 3) == -1)
+		/* Nothing but the socket, as descriptor 3. */
+		if ((fd = fcntl(sp[1], F_DUPFD, 100)) == -1 || dup2(fd, 3) == -1)
 			_exit(1);
 		if (close_range(4, ~0U, 0) == -1) {
-			for (pid = 4; pid < 1024; pid++)
-				(void)close(pid);
+			for (fd = 4; fd < 1024; fd++)
+				(void)close(fd);
 		}
 		agent_main(3, u);
 	}
