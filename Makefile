@@ -245,7 +245,11 @@ $(BUILD)/smtp_source: tests/bench/smtp_source.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< -lpthread
 
-bench: all $(BUILD)/smtp_source
+$(BUILD)/fsync_loop: tests/bench/fsync_loop.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $<
+
+bench: all $(BUILD)/smtp_source $(BUILD)/fsync_loop
 	$(PYTHON) tests/netns.py tests/bench/bench.py --build $(abspath $(BUILD))
 	$(PYTHON) tests/netns.py tests/bench/bench_pop3.py --build $(abspath $(BUILD))
 

@@ -94,6 +94,22 @@ def count_new(maildir):
     return len(os.listdir(os.path.join(maildir, "new")))
 
 
+def disk_yardstick(build, work):
+    """The issue's yardstick for this disk, after the runs (its files
+    are removed with the work directory, at the very end)."""
+    prog = os.path.join(build, "fsync_loop")
+    if not os.path.exists(prog):
+        return
+    d = os.path.join(work, "fsync-loop")
+    os.mkdir(d)
+    out = subprocess.run([prog, d, "2000", "1024"], stdout=subprocess.PIPE,
+                         timeout=300).stdout.decode()
+    m = re.search(r"per_second=(\d+)", out)
+    print("disk: create+write+fsync+rename+fsync-dir of 1 KiB files: %s/s "
+          "here (issue's machine: about 2,260/s)" % (
+              m.group(1) if m else "?"), flush=True)
+
+
 def median(pairs):
     """The median of each figure of (accepted, delivered) pairs."""
     return tuple(sorted(p[k] for p in pairs)[len(pairs) // 2]
@@ -267,6 +283,7 @@ def main():
                     # master's figure includes its reaped children.
                     print("   postfix cpu s, all processes: %.2f" % pf_cpu)
 
+        disk_yardstick(a.build, work)
         if a.idle == 0:
             return 0
         wpid = worker_pid(log_path)
