@@ -246,3 +246,69 @@ def test_direct_concurrent_one_user(env):
         env.wait_for_log(p, r"%s delivery to=<bob@alpha.test> "
                          r"mailbox=/home/bob/Maildir status=sent "
                          r"delay=0s" % qid)
+
+
+def test_direct_agent_killed(env):
+    """A writer that dies while idle costs nothing: the next delivery
+    gets a new one."""
+    a, b, vconf, gconf = setup(env)
+    p = start(env, vconf, gconf)
+    send_id("carol@remote.test", ["bob@alpha.test"], b"Subject: 1\r\n\r\n1\r\n")
+    m = re.search(r"alpha.test: worker started pid=(\d+)", p.log())
+    assert m, p.log()
+    # The worker's children are its AUTH service and its deliverer; the
+    # deliverer's children are the writers (bob's, now idle).
+    agents = [g for k in children(int(m.group(1))) for g in children(k)]
+    assert agents, p.log()
+    for g in agents:
+        os.kill(g, signal.SIGKILL)
+    time.sleep(0.2)
+    ids = [send_id("carol@remote.test", ["bob@alpha.test"],
+                   b"Subject: %d\r\n\r\n%d\r\n" % (i, i)) for i in (2, 3)]
+    files = wait_files(a, "bob", 3)
+    got = sorted(base_qid(f)[0] for f in files)
+    assert len(files) == 3 and set(ids) <= set(got), (got, ids, p.log())
+    deadline = time.monotonic() + 10
+    while queue_ids(a) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not queue_ids(a)
+    assert len(maildir_files(a, "bob")) == 3
+
+
+def test_direct_agent_killed_while_writing(env):
+    """A writer killed in the middle of a delivery: the message is
+    queued with that recipient pending, and the runner delivers it,
+    once."""
+    a, b, vconf, gconf = setup(env)
+    p = start(env, vconf, gconf)
+    m = re.search(r"alpha.test: worker started pid=(\d+)", p.log())
+    assert m, p.log()
+    worker = int(m.group(1))
+    body = b"Subject: big\r\n\r\n" + (b"x" * 998 + b"\r\n") * 40000
+    result = []
+    t = threading.Thread(target=lambda: result.append(
+        send_id("carol@remote.test", ["bob@alpha.test"], body)))
+    t.start()
+    # The writer starts for this delivery: kill it as soon as it is there.
+    deadline = time.monotonic() + 20
+    killed = []
+    while not killed and time.monotonic() < deadline:
+        for k in children(worker):
+            for g in children(k):
+                os.kill(g, signal.SIGKILL)
+                killed.append(g)
+        time.sleep(0.002)
+    t.join(60)
+    assert killed and result, p.log()[-3000:]
+    qid = result[0]
+    env.wait_for_log(p, r"%s delivery to=<bob@alpha.test> mailbox=none "
+                     r"status=queued reason=\"delivery process failed\"" %
+                     qid)
+    files = wait_files(a, "bob", 1, timeout=30)
+    assert [base_qid(f) for f in files] == [(qid, 0)], files
+    assert os.path.getsize(files[0]) > 40000 * 999
+    deadline = time.monotonic() + 10
+    while queue_ids(a) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not queue_ids(a)
+    assert len(maildir_files(a, "bob")) == 1
