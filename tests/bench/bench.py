@@ -185,6 +185,10 @@ def main():
     ap.add_argument("--cpu", action="store_true",
                     help="print CPU seconds per daemon process, all "
                     "runs of a row together")
+    ap.add_argument("--dir", default=None,
+                    help="where the domain, the queues and the mailboxes "
+                    "go (another file system; default: the temporary "
+                    "directory)")
     ap.add_argument("--repeat", type=int, default=3,
                     help="runs per row and server, in turns; the median "
                     "is printed")
@@ -196,7 +200,7 @@ def main():
     vmtest.check_isolated()
     # A plain kill still runs the finally clause below.
     signal.signal(signal.SIGTERM, lambda sig, frame: sys.exit(143))
-    work = tempfile.mkdtemp(prefix="virtmail-bench.")
+    work = tempfile.mkdtemp(prefix="virtmail-bench.", dir=a.dir)
     os.chmod(work, 0o755)
     proc = None
     pf = None
