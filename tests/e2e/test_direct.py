@@ -31,6 +31,13 @@ def send_id(sender, rcpts, msg):
     return m.group(1).decode()
 
 
+def assert_queue_drains(dom, timeout=10):
+    deadline = time.monotonic() + timeout
+    while queue_ids(dom) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not queue_ids(dom), queue_ids(dom)
+
+
 def queue_files(dom):
     out = []
     for sub in ("env", "msg", "tmp"):
@@ -85,10 +92,7 @@ def test_direct_with_aliases_and_case(env):
     # The session records the recipient as the user's own name.
     env.wait_for_log(p, r"%s delivery to=<bob@alpha.test> "
                      r"mailbox=/home/bob/Maildir status=sent delay=0s" % qid)
-    deadline = time.monotonic() + 10
-    while queue_ids(a) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not queue_ids(a)
+    assert_queue_drains(a)
     time.sleep(0.5)
     assert len(maildir_files(a, "bob")) == 2
     assert len(maildir_files(a, "alice")) == 1
@@ -115,10 +119,7 @@ def test_direct_failure_is_queued(env):
     os.chown(new, a.uids["bob"], a.uids["bob"])
     files = wait_files(a, "bob", 1)
     assert [base_qid(f) for f in files] == [(qid, 0)], (files, p.log())
-    deadline = time.monotonic() + 10
-    while queue_ids(a) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not queue_ids(a)
+    assert_queue_drains(a)
     # alice was recorded as delivered: the runner did not write again.
     time.sleep(0.5)
     assert len(maildir_files(a, "alice")) == 1
@@ -157,10 +158,7 @@ def test_direct_deliverer_lost(env):
     files = wait_files(a, "bob", 2)
     assert len(files) == 2, p.log()
     assert (qid, 0) in [base_qid(f) for f in files]
-    deadline = time.monotonic() + 10
-    while queue_ids(a) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not queue_ids(a)
+    assert_queue_drains(a)
     assert vmtest.wait_for_text(p.log, r"direct delivery: deliverer channel "
                                 r"lost; queueing")
 
@@ -268,10 +266,7 @@ def test_direct_agent_killed(env):
     files = wait_files(a, "bob", 3)
     got = sorted(base_qid(f)[0] for f in files)
     assert len(files) == 3 and set(ids) <= set(got), (got, ids, p.log())
-    deadline = time.monotonic() + 10
-    while queue_ids(a) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not queue_ids(a)
+    assert_queue_drains(a)
     assert len(maildir_files(a, "bob")) == 3
 
 
@@ -307,8 +302,5 @@ def test_direct_agent_killed_while_writing(env):
     files = wait_files(a, "bob", 1, timeout=30)
     assert [base_qid(f) for f in files] == [(qid, 0)], files
     assert os.path.getsize(files[0]) > 40000 * 999
-    deadline = time.monotonic() + 10
-    while queue_ids(a) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not queue_ids(a)
+    assert_queue_drains(a)
     assert len(maildir_files(a, "bob")) == 1
