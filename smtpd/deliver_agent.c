@@ -310,7 +310,6 @@ static struct agent *
 agent_start(const struct priv_user *u)
 {
 	struct agent	*a;
-	sigset_t	 none;
 	pid_t		 pid;
 	int		 sp[2], fd;
 
@@ -322,11 +321,7 @@ agent_start(const struct priv_user *u)
 		return NULL;
 	}
 	if (pid == 0) {
-		(void)sigemptyset(&none);
-		(void)sigprocmask(SIG_SETMASK, &none, NULL);
-		(void)signal(SIGTERM, SIG_DFL);
-		(void)signal(SIGINT, SIG_DFL);
-		(void)signal(SIGCHLD, SIG_DFL);
+		deliverer_child_signals();
 		/* Nothing but the socket, as descriptor 3. */
 		if ((fd = fcntl(sp[1], F_DUPFD, 100)) == -1 || dup2(fd, 3) == -1)
 			_exit(1);

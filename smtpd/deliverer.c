@@ -234,6 +234,19 @@ out:
 	deliverer_child_reply(4, &res);
 }
 
+void
+deliverer_child_signals(void)
+{
+	sigset_t	 none;
+
+	/* The event loop blocked them (ev_signal). */
+	(void)sigemptyset(&none);
+	(void)sigprocmask(SIG_SETMASK, &none, NULL);
+	(void)signal(SIGTERM, SIG_DFL);
+	(void)signal(SIGINT, SIG_DFL);
+	(void)signal(SIGCHLD, SIG_DFL);
+}
+
 static void
 deliverer_reply(size_t client, uint32_t reqid, enum deliver_status st,
     const char *reason)
@@ -361,7 +374,6 @@ deliverer_on_request(int fd, int events, void *arg)
 	struct deliver_req	 req;
 	struct priv_user	 u;
 	struct dchild		*c;
-	sigset_t		 none;
 	const char		*err;
 	char			 msg[DELIVER_MSG_MAX + 1];
 	size_t			 client = (size_t)((int *)arg - D.cfds);
@@ -420,12 +432,8 @@ deliverer_on_request(int fd, int events, void *arg)
 		return;
 	}
 	if (pid == 0) {
+		deliverer_child_signals();
 		/* Keep only the message (3) and the result pipe (4). */
-		(void)sigemptyset(&none);
-		(void)sigprocmask(SIG_SETMASK, &none, NULL);
-		(void)signal(SIGTERM, SIG_DFL);
-		(void)signal(SIGINT, SIG_DFL);
-		(void)signal(SIGCHLD, SIG_DFL);
 		if ((a = fcntl(msgfd, F_DUPFD, 100)) == -1 ||
 		    (b = fcntl(p[1], F_DUPFD, 100)) == -1 ||
 		    dup2(a, 3) == -1 || dup2(b, 4) == -1)

@@ -135,6 +135,8 @@ size_t	deliver_agent_busy(void);
 void	deliver_agent_close_all(void);
 
 /* deliverer.c */
+/* In a child of the deliverer: default signal handling, none blocked. */
+void	deliverer_child_signals(void);
 void	deliverer_main(struct smtpd_domain *sd, int *cfds, size_t ncfds,
 	    pid_t runner_pid)
 	    __attribute__((noreturn));
