@@ -20,7 +20,11 @@
  */
 
 #include <sys/types.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+
+#include <linux/capability.h>
 
 #include <errno.h>
 #include <grp.h>
@@ -325,6 +329,60 @@ priv_drop(const struct priv_user *u, const char **error_r)
 	while (n-- > 0) {
 		if (cur[n] == 0) {
 			*error_r = "still in group 0 after dropping privileges";
+			return -1;
+		}
+	}
+	return 0;
+}
+
+int
+priv_limit_caps(const int *keep, size_t nkeep, const char **error_r)
+{
+	struct __user_cap_header_struct	 hdr;
+	struct __user_cap_data_struct	 data[2], got[2];
+	size_t				 i;
+	int				 cap, kept;
+
+	memset(data, 0, sizeof(data));
+	for (i = 0; i < nkeep; i++) {
+		if (keep[i] < 0 || keep[i] >= 64) {
+			*error_r = "bad capability number";
+			return -1;
+		}
+		data[keep[i] / 32].permitted |= 1U << (keep[i] % 32);
+		data[keep[i] / 32].effective |= 1U << (keep[i] % 32);
+	}
+	/* The bounding set first, while CAP_SETPCAP is still effective. */
+	for (cap = 0; cap < 64; cap++) {
+		kept = (data[cap / 32].permitted >> (cap % 32)) & 1;
+		if (kept)
+			continue;
+		if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) == -1) {
+			if (errno == EINVAL)
+				break;		/* past the kernel's last one */
+			*error_r = priv_error("dropping capability %d: %s", cap,
+			    strerror(errno));
+			return -1;
+		}
+	}
+	memset(&hdr, 0, sizeof(hdr));
+	hdr.version = _LINUX_CAPABILITY_VERSION_3;
+	hdr.pid = 0;
+	if (syscall(SYS_capset, &hdr, data) == -1) {
+		*error_r = priv_error("capset: %s", strerror(errno));
+		return -1;
+	}
+	/* Trust nothing: read back what the kernel now holds. */
+	memset(got, 0, sizeof(got));
+	if (syscall(SYS_capget, &hdr, got) == -1) {
+		*error_r = priv_error("capget: %s", strerror(errno));
+		return -1;
+	}
+	for (i = 0; i < 2; i++) {
+		if (got[i].permitted != data[i].permitted ||
+		    got[i].effective != data[i].effective ||
+		    got[i].inheritable != 0) {
+			*error_r = "capabilities do not match after capset";
 			return -1;
 		}
 	}

@@ -11,6 +11,8 @@
 
 #include <sys/types.h>
 
+#include <linux/capability.h>
+
 #include <stddef.h>
 
 #define PRIV_GROUPS_MAX		64
@@ -49,5 +51,21 @@ int	priv_enter_root(const char *dir, const struct priv_user *u,
  * uid nor the gid can go back to 0.  0, or -1 with *error_r.
  */
 int	priv_drop(const struct priv_user *u, const char **error_r);
+/*
+ * For a process that must stay root inside a root (the deliverers):
+ * keep only the capabilities in keep (CAP_* numbers) in the bounding,
+ * permitted and effective sets, none inheritable.  Whatever else made
+ * root root (chroot, mknod, mount, ptrace, open_by_handle_at, ...) is
+ * gone for good, for the process and its children.  0, or -1 with
+ * *error_r.
+ */
+int	priv_limit_caps(const int *keep, size_t nkeep, const char **error_r);
+/*
+ * What writing mailboxes needs of root: become the user (SETUID,
+ * SETGID), signal children that did (KILL), create an mbox for its
+ * user and hold its dotlock in the spool (CHOWN, DAC_OVERRIDE).
+ */
+#define PRIV_CAPS_MAILBOX	{ CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_KILL, \
+				  CAP_SETGID, CAP_SETUID }
 
 #endif

@@ -226,6 +226,8 @@ void
 auth_session_main(struct smtpd_domain *sd, const struct pop3_conf *pc,
     int fd, const struct sockaddr_storage *peer, int tls_implicit)
 {
+	/* Root for the user's session, an mbox's lock; nothing else. */
+	static const int	 keep[] = PRIV_CAPS_MAILBOX;
 	struct pop3_login_args	 la;
 	struct pop3_session_args sa;
 	struct pop3_auth_req	*req;
@@ -259,7 +261,9 @@ auth_session_main(struct smtpd_domain *sd, const struct pop3_conf *pc,
 	    socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) == -1 ||
 	    (sd->tls != NULL && socketpair(AF_UNIX, SOCK_STREAM |
 	    SOCK_CLOEXEC, 0, pp) == -1) ||
-	    priv_enter_root(sd->vd->dir, NULL, &err) == -1) {
+	    priv_enter_root(sd->vd->dir, NULL, &err) == -1 ||
+	    priv_limit_caps(keep, sizeof(keep) / sizeof(keep[0]), &err) ==
+	    -1) {
 		log_warnx("%s pop3 cannot start the session", id);
 		auth_refuse(fd, "-ERR [SYS/TEMP] service not available\r\n");
 		_exit(1);

@@ -493,7 +493,12 @@ void __attribute__((noreturn))
 deliverer_main(struct smtpd_domain *sd, int *cfds, size_t ncfds,
     pid_t runner_pid)
 {
-	size_t	 i;
+	static const int keep[] = PRIV_CAPS_MAILBOX;
+	const char	*err;
+	size_t		 i;
+
+	if (priv_limit_caps(keep, sizeof(keep) / sizeof(keep[0]), &err) == -1)
+		fatalx("deliverer: %s", err);
 
 	memset(&D, 0, sizeof(D));
 	D.sd = sd;

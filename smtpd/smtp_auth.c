@@ -260,7 +260,9 @@ smtp_auth_start(const struct smtpd_domain *sd, const int *close_fds,
 		    getppid() != parent)
 			_exit(0);
 		/* Root inside the root: etc/shadow is 0600 root. */
-		if (priv_enter_root(sd->vd->dir, NULL, &err) == -1)
+		/* Root only to read etc/shadow, which root owns. */
+		if (priv_enter_root(sd->vd->dir, NULL, &err) == -1 ||
+		    priv_limit_caps(NULL, 0, &err) == -1)
 			fatalx("smtp auth: %s", err);
 		auth_service(sd, sp[1]);
 	}

@@ -187,6 +187,31 @@ def test_session_privileges(env):
     want = a.uids["bob"]
     assert (want, os.path.realpath(a.root)) in pids, pids
 
+    # Before login, the privileged step is root inside the root with
+    # only what it needs (common/privdrop.h, PRIV_CAPS_MAILBOX).
+    s = socket.create_connection((ALPHA, PORT), timeout=5)
+    s.recv(100)
+    caps = []
+    for name in os.listdir("/proc"):
+        try:
+            if "virtmail-pop3d" not in open("/proc/%s/cmdline" % name,
+                                            "rb").read().decode("latin1"):
+                continue
+            root = os.readlink("/proc/%s/root" % name)
+            with open("/proc/%s/status" % name) as f:
+                st = f.read()
+        except OSError:
+            continue
+        if root != os.path.realpath(a.root) or \
+                not re.search(r"^Uid:\s+0\s", st, re.M):
+            continue
+        caps.append([int(re.search(r"^%s:\s+(\S+)" % k, st, re.M).group(1),
+                         16) for k in ("CapEff", "CapPrm", "CapBnd")])
+    s.close()
+    # CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_KILL, CAP_SETGID, CAP_SETUID.
+    want_caps = (1 << 0) | (1 << 1) | (1 << 5) | (1 << 6) | (1 << 7)
+    assert caps == [[want_caps] * 3], caps
+
 
 def test_capa_auth_plain_pipelining(env):
     a, b, vc, gc, p = _setup(env)

@@ -175,6 +175,60 @@ def test_banner_per_ip_and_privileges(env):
         assert not (mine & inodes), (dom, mine & inodes)
 
 
+# CAP_CHOWN 0, CAP_DAC_OVERRIDE 1, CAP_KILL 5, CAP_SETGID 6, CAP_SETUID 7.
+MAILBOX_CAPS = (1 << 0) | (1 << 1) | (1 << 5) | (1 << 6) | (1 << 7)
+
+
+def _caps(pid):
+    """{"CapEff": int, "CapPrm": ..., "CapBnd": ..., "CapInh": ...}."""
+    out = {}
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("Cap"):
+                k, v = line.split(":")
+                out[k] = int(v, 16)
+    return out
+
+
+def _children(pid):
+    out = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open("/proc/%s/stat" % name) as f:
+                    st = f.read()
+            except OSError:
+                continue
+            if int(st[st.rindex(")") + 2:].split()[1]) == pid:
+                out.append(int(name))
+    return out
+
+
+def test_root_processes_keep_few_capabilities(env):
+    """The processes that stay uid 0 inside a domain's root keep only
+    what their job needs: the deliverers (the runner's parent, the
+    worker's child) what writing mailboxes needs, the AUTH service
+    nothing at all.  None can chroot, mknod, mount or ptrace."""
+    a, b, vc, gc = _setup(env, beta=False)
+    p = _start(env, vc, gc, ips=(ALPHA,))
+    worker = _worker_pid(env, p, "alpha.test")
+    m = re.search(r"alpha.test: runner started pid=(\d+)", p.log())
+    assert m, p.log()
+    root = os.path.realpath(a.root)
+    procs = [int(m.group(1))] + _children(worker)
+    assert len(procs) == 3, procs
+    seen = []
+    for pid in procs:
+        assert _uids(pid)[1] == 0, pid
+        assert os.readlink("/proc/%d/root" % pid) == root
+        c = _caps(pid)
+        assert c["CapInh"] == 0, (pid, c)
+        assert c["CapEff"] == c["CapPrm"] == c["CapBnd"], (pid, c)
+        seen.append(c["CapEff"])
+    assert sorted(seen) == [0, MAILBOX_CAPS, MAILBOX_CAPS], \
+        [hex(x) for x in seen]
+
+
 def _listen_inodes(ip):
     """socket:[inode] names of the TCP listeners on ip (v4)."""
     out = set()
