@@ -110,6 +110,7 @@ SMTPD_LIB_SRCS = \
 	smtpd/smtp_commit.c \
 	smtpd/smtp_data.c \
 	smtpd/smtp_direct.c \
+	smtpd/smtp_direct_start.c \
 	smtpd/smtp_envelope.c \
 	smtpd/smtp_headers.c \
 	smtpd/smtp_hooks.c \

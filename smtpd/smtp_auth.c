@@ -43,6 +43,7 @@
 #include "passwd.h"
 #include "privdrop.h"
 #include "smtpd.h"
+#include "tls.h"
 
 #define SMTP_AUTH_MAGIC		"AUTH1"
 #define SMTP_AUTH_IPS		256	/* client addresses remembered */
@@ -256,6 +257,8 @@ smtp_auth_start(const struct smtpd_domain *sd, const int *close_fds,
 			if (close_fds[i] != -1)
 				(void)close(close_fds[i]);
 		log_set_procname(SMTPD_NAME "[auth]");
+		/* No private key stays here (freeing wipes it). */
+		tls_server_free(sd->tls);
 		if (prctl(PR_SET_PDEATHSIG, SIGKILL) == -1 ||
 		    getppid() != parent)
 			_exit(0);

@@ -24,22 +24,18 @@
  *	requests and answers are those of the queue runner.
  *
  * SECURITY
- *	smtp_direct_start() runs in the worker while it is still root,
- *	before the chroot; the deliverer child enters the root as root
- *	and trusts nothing the worker sends (deliverer.c): a compromised
- *	worker gets no more from it than by queueing the same message
- *	for the runner.  smtp_direct_plan() runs in the event loop, which
- *	owns the user database; smtp_direct_deliver() runs in a commit
- *	thread and touches only its session, its socket and the log.
+ *	The deliverer (started by smtp_direct_start.c) trusts nothing
+ *	the worker sends (deliverer.c): a compromised worker gets no more
+ *	from it than by queueing the same message for the runner.
+ *	smtp_direct_plan() runs in the event loop, which owns the user
+ *	database; smtp_direct_deliver() runs in a commit thread and
+ *	touches only its session, its socket and the log.
  */
 #include <sys/types.h>
-#include <sys/prctl.h>
-#include <sys/socket.h>
 
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,67 +46,10 @@
 #include "fdpass.h"
 #include "log.h"
 #include "passwd.h"
-#include "privdrop.h"
 #include "queue.h"
-#include "runner.h"
 #include "smtp_session.h"
 #include "smtpd.h"
 #include "xmalloc.h"
-
-void
-smtp_direct_start(struct smtpd_domain *sd, const int *close_fds,
-    size_t nclose, size_t n)
-{
-	const char	*err;
-	pid_t		 pid, parent = getpid();
-	size_t		 i, k;
-	int		*fds_r, *theirs, sp[2];
-
-	fds_r = xcalloc(n, sizeof(*fds_r));
-	theirs = xcalloc(n, sizeof(*theirs));
-	for (i = 0; i < n; i++) {
-		if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0,
-		    sp) == -1) {
-			log_warn("smtp direct delivery: socketpair");
-			break;
-		}
-		fds_r[i] = sp[0];
-		theirs[i] = sp[1];
-	}
-	if (i < n || (pid = fork()) == -1) {
-		if (i == n)
-			log_warn("smtp direct delivery: fork");
-		for (k = 0; k < i; k++) {
-			(void)close(fds_r[k]);
-			(void)close(theirs[k]);
-		}
-		free(fds_r);
-		free(theirs);
-		return;
-	}
-	if (pid == 0) {
-		for (i = 0; i < n; i++)
-			(void)close(fds_r[i]);
-		/* Not the listeners, the master's channel or AUTH's. */
-		for (i = 0; i < nclose; i++)
-			if (close_fds[i] != -1)
-				(void)close(close_fds[i]);
-		if (sd->auth_fd != -1)
-			(void)close(sd->auth_fd);
-		log_set_procname(SMTPD_NAME "[deliver]");
-		if (prctl(PR_SET_PDEATHSIG, SIGKILL) == -1 ||
-		    getppid() != parent)
-			_exit(0);
-		if (priv_enter_root(sd->vd->dir, NULL, &err) == -1)
-			fatalx("smtp direct delivery: %s", err);
-		deliverer_main(sd, theirs, n, -1);
-	}
-	for (i = 0; i < n; i++)
-		(void)close(theirs[i]);
-	free(theirs);
-	sd->direct_fds = fds_r;
-	sd->ndirect_fds = n;
-}
 
 /*
  * The passwd user a recipient goes to when it is a plain local user,

@@ -1,0 +1,89 @@
+/*
+ * smtp_direct_start.c — starting the SMTP worker's own deliverer, for
+ * delivery before the 250 (smtp_direct.c).
+ *
+ * SECURITY
+ *	Runs in the worker's process while it is still root, before the
+ *	chroot, as smtp_auth_start() does.  The child closes the worker's
+ *	other descriptors (listeners, the master's channel, the AUTH
+ *	socket), frees the TLS contexts it inherited (freeing wipes the
+ *	private keys), enters the domain's root as root and becomes the
+ *	deliverer (deliverer.c), which keeps only the capabilities that
+ *	writing mailboxes needs.  It dies with the worker.
+ *
+ *	In a file of its own: the static virtmail-sendmail links the
+ *	session engine, and with it smtp_direct.c, but never this (nor
+ *	OpenSSL).
+ */
+#include <sys/types.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+
+#include <signal.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "privdrop.h"
+#include "runner.h"
+#include "smtpd.h"
+#include "tls.h"
+#include "xmalloc.h"
+
+void
+smtp_direct_start(struct smtpd_domain *sd, const int *close_fds,
+    size_t nclose, size_t n)
+{
+	const char	*err;
+	pid_t		 pid, parent = getpid();
+	size_t		 i, k;
+	int		*fds_r, *theirs, sp[2];
+
+	fds_r = xcalloc(n, sizeof(*fds_r));
+	theirs = xcalloc(n, sizeof(*theirs));
+	for (i = 0; i < n; i++) {
+		if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0,
+		    sp) == -1) {
+			log_warn("smtp direct delivery: socketpair");
+			break;
+		}
+		fds_r[i] = sp[0];
+		theirs[i] = sp[1];
+	}
+	if (i < n || (pid = fork()) == -1) {
+		if (i == n)
+			log_warn("smtp direct delivery: fork");
+		for (k = 0; k < i; k++) {
+			(void)close(fds_r[k]);
+			(void)close(theirs[k]);
+		}
+		free(fds_r);
+		free(theirs);
+		return;
+	}
+	if (pid == 0) {
+		for (i = 0; i < n; i++)
+			(void)close(fds_r[i]);
+		/* Not the listeners, the master's channel or AUTH's. */
+		for (i = 0; i < nclose; i++)
+			if (close_fds[i] != -1)
+				(void)close(close_fds[i]);
+		if (sd->auth_fd != -1)
+			(void)close(sd->auth_fd);
+		/* No private key stays here (freeing wipes it). */
+		tls_server_free(sd->tls);
+		sd->tls = NULL;
+		log_set_procname(SMTPD_NAME "[deliver]");
+		if (prctl(PR_SET_PDEATHSIG, SIGKILL) == -1 ||
+		    getppid() != parent)
+			_exit(0);
+		if (priv_enter_root(sd->vd->dir, NULL, &err) == -1)
+			fatalx("smtp direct delivery: %s", err);
+		deliverer_main(sd, theirs, n, -1);
+	}
+	for (i = 0; i < n; i++)
+		(void)close(theirs[i]);
+	free(theirs);
+	sd->direct_fds = fds_r;
+	sd->ndirect_fds = n;
+}
