@@ -6,21 +6,24 @@
  * PROCESS SHAPE
  *	runner_main() (runner.c) chroots into the domain's root as root,
  *	forks the runner and calls deliverer_main() in the parent, which
- *	stays root and chrooted.  It does nothing but answer the runner's
- *	requests "deliver message fd F to local user U" (struct
+ *	stays uid 0 and chrooted with only the capabilities delivery
+ *	needs (priv_limit_caps, PRIV_CAPS_MAILBOX).  It does nothing but
+ *	answer requests "deliver message fd F to local user U" (struct
  *	deliver_req, deliver_local.c).  It re-checks U against the
- *	domain's etc/passwd (valid name, present, uid and gid not 0) and
- *	forks one child per delivery.  That child (root) closes every
- *	descriptor but the message and its result pipe.  For a Maildir it
- *	then calls setgroups/setresgid/setresuid to U's uid and gid from
- *	the domain's passwd (priv_drop) and writes the mailbox
- *	(deliver_local) itself.  For an mbox it takes the dotlock in the
- *	root-owned spool directory and forks a grandchild that drops to U
- *	and writes the mailbox.  The result comes back as a line of
- *	status ok/temp/perm and a reason, which the deliverer checks
- *	(strict decoding, control bytes replaced), bounded by a timeout,
- *	and relays to the runner.
- *
+ *	domain's etc/passwd (valid name, present, uid and gid not 0).  A
+ *	Maildir delivery goes to one of U's long-lived writers
+ *	(deliver_agent.c).  Otherwise (mbox, or no writer to be had) it
+ *	forks one child per delivery, which closes every descriptor but
+ *	the message and its result pipe.  For a Maildir that child calls
+ *	setgroups/setresgid/setresuid to U's uid and gid from the
+ *	domain's passwd (priv_drop) and writes the mailbox (deliver_local)
+ *	itself.  For an mbox it takes the dotlock in the root-owned spool
+ *	directory and forks a grandchild that drops to U and writes the
+ *	mailbox.  The result comes back as a line of status ok/temp/perm
+ *	and a reason, which the deliverer checks (strict decoding,
+ *	control bytes replaced), bounded by a timeout, and relays to the
+ *	client that asked.
+
  *	The master supervises the deliverer; SIGTERM to it is passed on
  *	to the runner, which finishes the deliveries in flight and exits;
  *	the deliverer exits when the runner's socket closes and its
@@ -29,14 +32,15 @@
  *	close.
  *
  * SECURITY
- *	The deliverer trusts nothing from the runner: a request that does
- *	not decode exactly, or comes without a descriptor, closes the
- *	connection (fail closed) and ends the runner.  It never opens a
- *	path the runner names; the only paths are the user's home from
- *	the domain's passwd and /var/spool/mail/USER with a validated
- *	name.  A user that is not in passwd, or has uid or gid 0, gets a
- *	temporary failure.  Nor does it trust what a delivery child
- *	answers (a Maildir child answers as the user): the answer must
+ *	The deliverer trusts nothing from the runner or the worker: a
+ *	request that does not decode exactly, or comes without a
+ *	descriptor, closes that connection (fail closed; the runner is
+ *	ended too).  It never opens a path a client names; the only
+ *	paths are the user's home from the domain's passwd and
+ *	/var/spool/mail/USER with a validated name.  A user that is not
+ *	in passwd, or has uid or gid 0, gets a temporary failure.  Nor
+ *	does it trust what a delivery child or writer answers (they
+ *	answer as the user): the answer must
  *	decode exactly, its text is made printable, and a child that
  *	overruns DELIVERER_TIMEOUT is killed and reported as a temporary
  *	failure.  The runner trusts the deliverer (more privileged):
