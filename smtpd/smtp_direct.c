@@ -51,6 +51,8 @@
 #include "smtpd.h"
 #include "xmalloc.h"
 
+#define DIRECT_WINDOW		16	/* requests in flight per commit */
+
 /*
  * The passwd user a recipient goes to when it is a plain local user,
  * else NULL; dom_r gets its domain in lower case.
@@ -160,17 +162,49 @@ direct_log(const char *id, const char *to, const char *orig,
 		    other ? ">" : "", creason);
 }
 
-/* Send every request first, then collect the answers: in parallel. */
+/*
+ * Ask for recipient i's delivery of the message on fd.  0 sent, 1 not
+ * deliverable here (the runner will say why), -1 the channel failed.
+ */
+static int
+direct_ask(struct smtp_session *s, const struct queue_env *e, size_t i,
+    int fd)
+{
+	struct deliver_req	 req;
+	char			 msg[DELIVER_MSG_MAX];
+	size_t			 len;
+
+	memset(&req, 0, sizeof(req));
+	req.reqid = (uint32_t)i + 1;
+	req.mbox = s->sd->mailbox_mbox;
+	(void)strlcpy(req.queue_id, s->w.id, sizeof(req.queue_id));
+	req.rcpt_index = (unsigned int)i;
+	req.created = (long long)e->created;
+	if (strlcpy(req.user, s->direct_user[i], sizeof(req.user)) >=
+	    sizeof(req.user) ||
+	    strlcpy(req.rcpt, s->direct_to[i], sizeof(req.rcpt)) >=
+	    sizeof(req.rcpt) ||
+	    strlcpy(req.sender, e->sender, sizeof(req.sender)) >=
+	    sizeof(req.sender) ||
+	    deliver_req_encode(&req, msg, sizeof(msg), &len) == -1)
+		return 1;
+	return fdpass_send(s->direct_fd, fd, msg, len) == -1 ? -1 : 0;
+}
+
+/*
+ * Up to DIRECT_WINDOW requests in flight, the answers read as they
+ * come: deliveries run in parallel, and neither side's socket buffer
+ * can fill up while the other waits on it.
+ */
 int
 smtp_direct_deliver(struct smtp_session *s, struct queue_env *e)
 {
-	struct deliver_req	 req;
 	struct deliver_res	 res;
 	const char		*err;
 	char			 msg[DELIVER_MSG_MAX];
-	size_t			 i, len, sent = 0, got = 0;
+	size_t			 i, next = 0, inflight = 0;
 	ssize_t			 n;
-	int			 fd, rfd, ndone = 0;
+	int			 fd, rfd, r, ndone = 0;
 
 	if (s->ndirect == 0 || s->direct_fd == -1)
 		return 0;
@@ -181,28 +215,18 @@ smtp_direct_deliver(struct smtp_session *s, struct queue_env *e)
 		    s->w.tmp_path);
 		return 0;
 	}
-	for (i = 0; i < s->nrcpts; i++) {
-		if (s->direct_to[i] == NULL)
-			continue;
-		memset(&req, 0, sizeof(req));
-		req.reqid = (uint32_t)i + 1;
-		req.mbox = s->sd->mailbox_mbox;
-		(void)strlcpy(req.queue_id, s->w.id, sizeof(req.queue_id));
-		req.rcpt_index = (unsigned int)i;
-		req.created = (long long)e->created;
-		if (strlcpy(req.user, s->direct_user[i], sizeof(req.user)) >=
-		    sizeof(req.user) ||
-		    strlcpy(req.rcpt, s->direct_to[i], sizeof(req.rcpt)) >=
-		    sizeof(req.rcpt) ||
-		    strlcpy(req.sender, e->sender, sizeof(req.sender)) >=
-		    sizeof(req.sender) ||
-		    deliver_req_encode(&req, msg, sizeof(msg), &len) == -1)
-			continue;	/* the runner says why */
-		if (fdpass_send(s->direct_fd, fd, msg, len) == -1)
-			goto broken;
-		sent++;
-	}
-	while (got < sent) {
+	for (;;) {
+		while (inflight < DIRECT_WINDOW && next < s->nrcpts) {
+			i = next++;
+			if (s->direct_to[i] == NULL)
+				continue;
+			if ((r = direct_ask(s, e, i, fd)) == -1)
+				goto broken;
+			if (r == 0)
+				inflight++;
+		}
+		if (inflight == 0)
+			break;
 		rfd = -1;
 		n = fdpass_recv(s->direct_fd, &rfd, msg, sizeof(msg));
 		if (n == -1 && errno == EINTR)
@@ -214,7 +238,7 @@ smtp_direct_deliver(struct smtp_session *s, struct queue_env *e)
 		    res.reqid > s->nrcpts ||
 		    s->direct_to[res.reqid - 1] == NULL)
 			goto broken;
-		got++;
+		inflight--;
 		i = res.reqid - 1;
 		direct_log(s->w.id, s->direct_to[i], e->rcpts[i].addr, &res);
 		if (res.status == DELIVER_OK &&

@@ -304,3 +304,21 @@ def test_direct_agent_killed_while_writing(env):
     assert os.path.getsize(files[0]) > 40000 * 999
     assert_queue_drains(a)
     assert len(maildir_files(a, "bob")) == 1
+
+
+def test_direct_many_recipients(env):
+    """A hundred local users in one message (the default limit): all
+    delivered before the 250, through more writers than a deliverer
+    keeps and more answers than a socket queue holds."""
+    users = {"u%02d" % i: "pw" for i in range(100)}
+    a = env.make_domain_root("alpha.test", [ALPHA], users=users)
+    vconf = env.write_virtual_conf([(ALPHA, a.root)])
+    p = env.start_process([env.bin("virtmail-smtpd"), "-d", "-f", vconf],
+                          name="smtpd")
+    env.wait_for_port(ALPHA, 25, proc=p)
+    qid = send_id("carol@remote.test", ["%s@alpha.test" % u for u in users],
+                  b"Subject: many\r\n\r\nto all\r\n")
+    for u in users:
+        files = maildir_files(a, u)
+        assert [base_qid(f)[0] for f in files] == [qid], (u, files)
+    assert not queue_ids(a)
