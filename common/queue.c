@@ -71,7 +71,7 @@
 #define QUEUE_OPEN_TRIES	100
 #define QUEUE_POOL_MAX		64	/* spare files kept by recycle */
 #define QUEUE_F_STORED		(QUEUE_F_8BITMIME | QUEUE_F_SMTPUTF8 | \
-				 QUEUE_F_BOUNCE)
+				 QUEUE_F_BOUNCE | QUEUE_F_WARNED)
 
 /* How strict a string field is about control characters. */
 enum queue_str_kind {

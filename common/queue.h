@@ -44,6 +44,7 @@
 #define QUEUE_F_SMTPUTF8	0x02
 #define QUEUE_F_BOUNCE		0x04	/* a DSN we generated */
 #define QUEUE_F_RECOVERED	0x08	/* in memory only: loaded after restart */
+#define QUEUE_F_WARNED		0x10	/* the delay warning was sent */
 
 enum queue_rcpt_state {
 	QUEUE_RCPT_PENDING,	/* not yet delivered */

@@ -90,7 +90,6 @@ struct rmsg {
 	struct rremote		*remote;
 	size_t			 nremote, rjobs;	/* jobs in mta.c */
 	/* Across passes. */
-	int			 warned;	/* delay warning sent */
 	int			 flush;		/* ignore next_attempt once */
 	enum runner_admin	 admin;		/* from the control socket */
 	struct rctl		*ctl;		/* waits for the answer */

@@ -113,24 +113,29 @@ runner_dsn_owed(struct rmsg *m)
 }
 
 /*
- * delay_warning: one "delayed" DSN once a message waits that long.
- * XXX: remembered in memory only, so a restarted runner warns again.
+ * delay_warning: one "delayed" DSN once a message waits that long,
+ * recorded in the envelope (QUEUE_F_WARNED) once the DSN is queued: a
+ * restarted runner does not warn again, and a crash in between warns
+ * twice rather than never.
  */
 void
 runner_dsn_delay_warning(struct rmsg *m)
 {
-	size_t	*list, n = 0, i;
+	const char	*err;
+	size_t		*list, n = 0, i;
 
-	if (runner.conf->delay_warning == 0 || m->warned ||
-	    m->env.sender[0] == '\0' ||
+	if (runner.conf->delay_warning == 0 ||
+	    (m->env.flags & QUEUE_F_WARNED) || m->env.sender[0] == '\0' ||
 	    time(NULL) - m->env.created < (time_t)runner.conf->delay_warning)
 		return;
-	m->warned = 1;
 	list = xcalloc(m->env.nrcpts + 1, sizeof(*list));
 	for (i = 0; i < m->env.nrcpts; i++)
 		if (m->env.rcpts[i].state == QUEUE_RCPT_PENDING)
 			list[n++] = i;
-	if (n > 0)
-		(void)runner_dsn_queue(m, list, n, 0);
+	if (n == 0 || runner_dsn_queue(m, list, n, 0) == 0) {
+		m->env.flags |= QUEUE_F_WARNED;
+		if (queue_env_update(QUEUE_DIR, &m->env, &err) == -1)
+			log_warnx("%s: envelope update: %s", m->id, err);
+	}
 	free(list);
 }

@@ -492,3 +492,33 @@ def test_control_socket(env):
     _, _, per_rcpt, _ = dsn_of(got[0])
     assert "bounced by administrator" in per_rcpt[0]["Diagnostic-Code"]
     sink.close()
+
+
+def test_delay_warning_once_across_restarts(env):
+    """delay_warning: one "delayed" DSN to the sender while the message
+    waits, and no second one from a restarted daemon (the envelope
+    remembers it)."""
+    sink = Sink(rcpt=lambda a: "451 4.3.0 try later")
+    a, b, p = _route_setup(env, sink, gconf_extra="delay_warning 1s\n")
+    send(ALPHA, "bob@alpha.test", ["slow@sink.test"],
+         b"Subject: slow\r\nMessage-ID: <d1@client.test>\r\n\r\nx\r\n")
+    got = wait_files(a, "bob", 1, timeout=15)
+    assert len(got) == 1, p.log()
+    msg, per_msg, per_rcpt, headers = dsn_of(got[0])
+    assert per_rcpt[0]["Action"] == "delayed", per_rcpt[0].items()
+    assert per_rcpt[0]["Final-Recipient"] == "rfc822; slow@sink.test"
+    env.wait_for_log(p, r"dsn delay to=<bob@alpha.test>")
+    # A new daemon retries the same message several times.
+    p.stop()
+    p = env.start_process([env.bin("virtmail-smtpd"), "-d", "-f",
+                           env.path("virtual.conf"), "-C",
+                           env.path("virtmail.conf")], name="smtpd2")
+    env.wait_for_port(ALPHA, 25, proc=p)
+    before = sink.conns
+    deadline = time.monotonic() + 15
+    while sink.conns < before + 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert sink.conns >= before + 2, (sink.conns, p.log())
+    assert len(files(a, "bob")) == 1, p.log()
+    assert "dsn delay" not in p.log(), p.log()
+    sink.close()
