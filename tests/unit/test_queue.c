@@ -61,7 +61,8 @@ env_sample(struct queue_env *e)
 	e->client_addr = xs("192.0.2.99");
 	e->auth_user = xs("alice");
 	e->size = 12345;
-	e->flags = QUEUE_F_8BITMIME | QUEUE_F_SMTPUTF8 | QUEUE_F_RECOVERED;
+	e->flags = QUEUE_F_8BITMIME | QUEUE_F_SMTPUTF8 | QUEUE_F_WARNED |
+	    QUEUE_F_RECOVERED;
 	e->attempts = 3;
 	e->next_attempt = 1700000600;
 	if (queue_env_add_rcpt(e, "bob@alpha.test", "rfc822;bob@alpha.test")
@@ -132,7 +133,8 @@ test_codec(void)
 	CHECK(b.len > 6 && memcmp(b.data, "VMQ 1\n", 6) == 0, "magic line");
 	CHECK(b.len > 5 && memcmp(b.data + b.len - 5, "E 0:\n", 5) == 0,
 	    "end record last");
-	CHECK(strstr(b.data, "F 1:3\n") != NULL, "in-memory flag not stored");
+	/* 8BITMIME|SMTPUTF8|WARNED = 19; RECOVERED stays in memory. */
+	CHECK(strstr(b.data, "F 2:19\n") != NULL, "in-memory flag not stored");
 	CHECK(queue_env_decode(b.data, b.len, &d, &err) == 0, "decode");
 	CHECK(env_equal(&e, &d), "round trip equal");
 	CHECK(d.rcpts[2].diag != NULL &&
