@@ -43,31 +43,6 @@ max_sessions_per_ip 20000
 """
 
 
-def pss_kib(pids):
-    total = 0
-    for pid in pids:
-        try:
-            with open("/proc/%d/smaps_rollup" % pid) as f:
-                for line in f:
-                    if line.startswith("Pss:"):
-                        total += int(line.split()[1])
-        except OSError:
-            pass
-    return total
-
-
-def daemon_pids(pgid):
-    pids = []
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                if os.getpgid(int(name)) == pgid:
-                    pids.append(int(name))
-            except OSError:
-                pass
-    return pids
-
-
 def worker_pid(log_path):
     with open(log_path) as f:
         m = re.findall(r"alpha.test: worker started pid=(\d+)", f.read())
@@ -160,12 +135,12 @@ def postfix_idle(pf, source, idle):
     connection, at most default_process_limit (100) of them: measure
     with fewer than that."""
     n = min(idle, 90)
-    base = pss_kib(daemon_pids(pf.pid))
+    base = vmtest.pss_kib(vmtest.group_pids(pf.pid))
     p = subprocess.Popen([source, "-i", str(n), "-w", "8", IP,
                           str(PEER_PORT)], stdout=subprocess.PIPE)
     line = p.stdout.readline().decode().strip()
     time.sleep(1)
-    with_idle = pss_kib(daemon_pids(pf.pid))
+    with_idle = vmtest.pss_kib(vmtest.group_pids(pf.pid))
     p.wait(30)
     return ("postfix here: %.0f KiB per idle connection (%s; all its "
             "processes %.1f MiB -> %.1f MiB)" % (
@@ -240,9 +215,9 @@ def main():
             ours, theirs = [], []
             failed = pf_failed = 0
             pf_cols, pf_cpu = ("-", "-"), None
-            cpu0 = cpu_times(daemon_pids(proc.pid))
+            cpu0 = cpu_times(vmtest.group_pids(proc.pid))
             if pf is not None:
-                pcpu0 = cpu_times(daemon_pids(pf.pid))
+                pcpu0 = cpu_times(vmtest.group_pids(pf.pid))
             # Turns: ours, then the same load against Postfix, --repeat
             # times, so that a disturbance hits both alike.
             for _ in range(a.repeat):
@@ -259,10 +234,10 @@ def main():
                     theirs.append((pacc, pdlv))
                     pf_failed += f
                     pf.reset_maildir()
-            cpu1 = cpu_times(daemon_pids(proc.pid))
+            cpu1 = cpu_times(vmtest.group_pids(proc.pid))
             acc, dlv = median(ours)
             if pf is not None:
-                pcpu1 = cpu_times(daemon_pids(pf.pid))
+                pcpu1 = cpu_times(vmtest.group_pids(pf.pid))
                 pf_cols = tuple("%.0f" % x for x in median(theirs))
                 pf_cpu = sum(t - pcpu0.get(pid, (n, 0))[1]
                              for pid, (n, t) in pcpu1.items())
@@ -291,14 +266,14 @@ def main():
         if a.idle == 0:
             return 0
         wpid = worker_pid(log_path)
-        base_worker = pss_kib([wpid]) if wpid else 0
-        base_all = pss_kib(daemon_pids(proc.pid))
+        base_worker = vmtest.pss_kib([wpid]) if wpid else 0
+        base_all = vmtest.pss_kib(vmtest.group_pids(proc.pid))
         idle = subprocess.Popen([source, "-i", str(a.idle), "-w", "8", IP,
                                  "25"], stdout=subprocess.PIPE)
         line = idle.stdout.readline().decode().strip()
         time.sleep(1)
-        with_worker = pss_kib([wpid]) if wpid else 0
-        with_all = pss_kib(daemon_pids(proc.pid))
+        with_worker = vmtest.pss_kib([wpid]) if wpid else 0
+        with_all = vmtest.pss_kib(vmtest.group_pids(proc.pid))
         idle.wait(30)
         print()
         print("idle connections: %s" % line)

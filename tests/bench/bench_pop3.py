@@ -62,31 +62,6 @@ DOVECOT_FILES = ("dovecot-uidlist", "dovecot-uidvalidity",
                  "dovecot.list.index", "dovecot.list.index.log")
 
 
-def pss_kib(pids):
-    total = 0
-    for pid in pids:
-        try:
-            with open("/proc/%d/smaps_rollup" % pid) as f:
-                for line in f:
-                    if line.startswith("Pss:"):
-                        total += int(line.split()[1])
-        except OSError:
-            pass
-    return total
-
-
-def group_pids(pgid):
-    pids = []
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                if os.getpgid(int(name)) == pgid:
-                    pids.append(int(name))
-            except OSError:
-                pass
-    return pids
-
-
 def message(size=4096):
     line = b"x" * 75 + b"\n"
     return b"From: a@example.test\nSubject: bench\n\n" + \
@@ -253,7 +228,7 @@ def idle_pss(port, pids, n):
     """KiB of PSS per idle unauthenticated connection; (per, base KiB,
     with KiB).  pids() lists the server's processes."""
     time.sleep(0.5)
-    base = pss_kib(pids())
+    base = vmtest.pss_kib(pids())
     socks = []
     try:
         for _ in range(n):
@@ -261,7 +236,7 @@ def idle_pss(port, pids, n):
         for s in socks:
             s.recv(100)
         time.sleep(0.5)
-        with_idle = pss_kib(pids())
+        with_idle = vmtest.pss_kib(pids())
     finally:
         for s in socks:
             s.close()
@@ -437,7 +412,7 @@ def main():
         row("login (PASS, sha512-crypt)", "ms", "%.1f", *each(login_ms),
             DOVECOT["login"])
         if a.idle > 0:
-            pids = [lambda: group_pids(proc.pid)]
+            pids = [lambda: vmtest.group_pids(proc.pid)]
             if dv is not None:
                 pids.append(lambda: peers.tree_pids(dv.pid))
             r = [idle_pss(port, pids[i], a.idle)

@@ -126,29 +126,15 @@ def test_direct_failure_is_queued(env):
     assert len(maildir_files(a, "bob")) == 1
 
 
-def children(pid):
-    out = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % name) as f:
-                st = f.read()
-        except OSError:
-            continue
-        if int(st[st.rindex(")") + 2:].split()[1]) == pid:
-            out.append(int(name))
-    return out
-
-
 def test_direct_deliverer_lost(env):
     a, b, vconf, gconf = setup(env)
     p = start(env, vconf, gconf)
-    send_id("carol@remote.test", ["bob@alpha.test"], b"Subject: 1\r\n\r\n1\r\n")
+    send_id("carol@remote.test", ["bob@alpha.test"],
+            b"Subject: 1\r\n\r\n1\r\n")
     m = re.search(r"alpha.test: worker started pid=(\d+)", p.log())
     assert m, p.log()
     # The worker's children: its AUTH service and its deliverer.
-    kids = children(int(m.group(1)))
+    kids = vmtest.child_pids(int(m.group(1)))
     assert len(kids) == 2, kids
     for k in kids:
         os.kill(k, signal.SIGKILL)
@@ -251,12 +237,14 @@ def test_direct_agent_killed(env):
     gets a new one."""
     a, b, vconf, gconf = setup(env)
     p = start(env, vconf, gconf)
-    send_id("carol@remote.test", ["bob@alpha.test"], b"Subject: 1\r\n\r\n1\r\n")
+    send_id("carol@remote.test", ["bob@alpha.test"],
+            b"Subject: 1\r\n\r\n1\r\n")
     m = re.search(r"alpha.test: worker started pid=(\d+)", p.log())
     assert m, p.log()
     # The worker's children are its AUTH service and its deliverer; the
     # deliverer's children are the writers (bob's, now idle).
-    agents = [g for k in children(int(m.group(1))) for g in children(k)]
+    agents = [g for k in vmtest.child_pids(int(m.group(1)))
+              for g in vmtest.child_pids(k)]
     assert agents, p.log()
     for g in agents:
         os.kill(g, signal.SIGKILL)
@@ -288,8 +276,8 @@ def test_direct_agent_killed_while_writing(env):
     deadline = time.monotonic() + 20
     killed = []
     while not killed and time.monotonic() < deadline:
-        for k in children(worker):
-            for g in children(k):
+        for k in vmtest.child_pids(worker):
+            for g in vmtest.child_pids(k):
                 os.kill(g, signal.SIGKILL)
                 killed.append(g)
         time.sleep(0.002)

@@ -190,20 +190,6 @@ def _caps(pid):
     return out
 
 
-def _children(pid):
-    out = []
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                with open("/proc/%s/stat" % name) as f:
-                    st = f.read()
-            except OSError:
-                continue
-            if int(st[st.rindex(")") + 2:].split()[1]) == pid:
-                out.append(int(name))
-    return out
-
-
 def test_root_processes_keep_few_capabilities(env):
     """The processes that stay uid 0 inside a domain's root keep only
     what their job needs: the deliverers (the runner's parent, the
@@ -215,7 +201,7 @@ def test_root_processes_keep_few_capabilities(env):
     m = re.search(r"alpha.test: runner started pid=(\d+)", p.log())
     assert m, p.log()
     root = os.path.realpath(a.root)
-    procs = [int(m.group(1))] + _children(worker)
+    procs = [int(m.group(1))] + vmtest.child_pids(worker)
     assert len(procs) == 3, procs
     seen = []
     for pid in procs:

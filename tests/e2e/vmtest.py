@@ -206,6 +206,49 @@ def wait_for_port(ip, port, timeout=10, proc=None):
                          (ip, port, timeout, last))
 
 
+def child_pids(pid):
+    """The direct children of pid, from /proc."""
+    out = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % name) as f:
+                st = f.read()
+        except OSError:
+            continue
+        if int(st[st.rindex(")") + 2:].split()[1]) == pid:
+            out.append(int(name))
+    return out
+
+
+def group_pids(pgid):
+    """The processes of process group pgid, from /proc."""
+    out = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                if os.getpgid(int(name)) == pgid:
+                    out.append(int(name))
+            except OSError:
+                pass
+    return out
+
+
+def pss_kib(pids):
+    """The summed proportional set size of pids, KiB."""
+    total = 0
+    for pid in pids:
+        try:
+            with open("/proc/%d/smaps_rollup" % pid) as f:
+                for line in f:
+                    if line.startswith("Pss:"):
+                        total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
+
+
 def wait_for_text(read, regex, timeout=10, what="log"):
     """Poll read() until regex matches; return the match."""
     deadline = time.monotonic() + timeout
