@@ -734,20 +734,25 @@ queue_id_valid(const char *s)
  * Spare message files (queue_writer_recycle): on a file system where
  * a new inode costs far more than a rename (ext4 without a journal
  * scans recently freed inodes, docs/performance.md), a file that was
- * never committed is renamed to the next message's name and truncated
- * instead of being unlinked and created again.  Shared by the
- * worker's threads.
+ * never committed is renamed to the next message's name and written
+ * over instead of being unlinked and created again.  It is not
+ * truncated to zero: ext4 then writes the file out at its next close
+ * (auto_da_alloc), which costs a disk write per message for a file
+ * that is never meant to reach the disk.  queue_writer_seal() cuts
+ * the old tail once the message is written.  Shared by the worker's
+ * threads.
  */
 static struct {
 	pthread_mutex_t	 mu;
 	int		 fd[QUEUE_POOL_MAX];
+	uint64_t	 len[QUEUE_POOL_MAX];
 	char		 path[QUEUE_POOL_MAX][512];
 	size_t		 n;
 } queue_pool = { .mu = PTHREAD_MUTEX_INITIALIZER };
 
-/* A spare file renamed to path, or -1 (none: create one). */
+/* A spare file renamed to path, its length in *len; -1: create one. */
 static int
-queue_pool_take(const char *path)
+queue_pool_take(const char *path, uint64_t *len)
 {
 	char	 old[512];
 	int	 fd = -1;
@@ -757,6 +762,7 @@ queue_pool_take(const char *path)
 	if (queue_pool.n > 0) {
 		queue_pool.n--;
 		fd = queue_pool.fd[queue_pool.n];
+		*len = queue_pool.len[queue_pool.n];
 		memcpy(old, queue_pool.path[queue_pool.n], sizeof(old));
 	}
 	(void)pthread_mutex_unlock(&queue_pool.mu);
@@ -764,7 +770,7 @@ queue_pool_take(const char *path)
 		return -1;
 	/* Never over another file (ids are checked by O_EXCL below). */
 	if (renameat2(AT_FDCWD, old, AT_FDCWD, path, RENAME_NOREPLACE) ==
-	    -1 || ftruncate(fd, 0) == -1 || lseek(fd, 0, SEEK_SET) == -1) {
+	    -1 || lseek(fd, 0, SEEK_SET) == -1) {
 		/* queue_gc() may have removed an old spare: fine. */
 		(void)close(fd);
 		(void)unlink(old);
@@ -791,7 +797,8 @@ queue_writer_open(struct queue_writer *w, const char *qdir,
 			*error_r = "queue path too long";
 			return -1;
 		}
-		if ((w->fd = queue_pool_take(w->tmp_path)) == -1)
+		w->stale = 0;
+		if ((w->fd = queue_pool_take(w->tmp_path, &w->stale)) == -1)
 			w->fd = open(w->tmp_path, O_WRONLY | O_CREAT |
 			    O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
 		if (w->fd == -1) {
@@ -856,6 +863,19 @@ queue_writer_write(struct queue_writer *w, const void *data, size_t len)
 	return 0;
 }
 
+int
+queue_writer_seal(struct queue_writer *w)
+{
+	if (w->stale > w->size && w->fd != -1 && !w->failed &&
+	    ftruncate(w->fd, (off_t)w->size) == -1) {
+		w->failed = 1;
+		w->error = errno != 0 ? errno : EIO;
+		return -1;
+	}
+	w->stale = 0;
+	return w->failed ? -1 : 0;
+}
+
 /* Write data to path (new, 0600), fsync and close. */
 static int
 queue_write_file(const char *path, int excl, const void *data, size_t len)
@@ -895,7 +915,7 @@ queue_writer_commit(struct queue_writer *w, const char *qdir,
 		err = "queue path too long";
 		goto fail;
 	}
-	if (w->failed || w->fd == -1) {
+	if (w->fd == -1 || queue_writer_seal(w) == -1) {
 		errno = w->failed ? w->error : EBADF;
 		err = "cannot write queue file";
 		goto fail;
@@ -978,10 +998,13 @@ queue_writer_recycle(struct queue_writer *w)
 {
 	int	 saved = errno, kept = 0;
 
-	if (w->fd != -1 && w->tmp_path[0] != '\0' &&
+	/* A failed write may have left bytes past w->size. */
+	if (w->fd != -1 && w->tmp_path[0] != '\0' && !w->failed &&
 	    pthread_mutex_lock(&queue_pool.mu) == 0) {
 		if (queue_pool.n < QUEUE_POOL_MAX) {
 			queue_pool.fd[queue_pool.n] = w->fd;
+			queue_pool.len[queue_pool.n] = w->stale > w->size ?
+			    w->stale : w->size;
 			memcpy(queue_pool.path[queue_pool.n], w->tmp_path,
 			    sizeof(queue_pool.path[0]));
 			queue_pool.n++;

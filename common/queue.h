@@ -98,6 +98,8 @@ struct queue_writer {
 	char	 id[QUEUE_ID_LEN + 1];
 	char	 tmp_path[512];
 	uint64_t size;
+	uint64_t stale;		/* a spare's old length: bytes past size
+				 * are not this message's (queue_writer_seal) */
 	int	 failed;	/* a write failed: commit will refuse */
 	int	 error;		/* errno of that failure (ENOSPC: 452) */
 };
@@ -109,6 +111,11 @@ int	queue_writer_open(struct queue_writer *w, const char *qdir,
 int	queue_writer_write(struct queue_writer *w, const void *data,
 	    size_t len);
 /*
+ * Cut what a spare file held past this message (a no-op for a new
+ * file): before anything reads the file.  Commit does it itself.
+ */
+int	queue_writer_seal(struct queue_writer *w);
+/*
  * Make the message durable with envelope e (e->id and e->size are set
  * from w).  Returns 0 only when msg and env are on disk and fsynced;
  * -1 with *error_r and errno (ENOSPC, EDQUOT: the caller answers 452)
@@ -119,7 +126,7 @@ int	queue_writer_commit(struct queue_writer *w, const char *qdir,
 /* Throw away an uncommitted message. */
 void	queue_writer_abort(struct queue_writer *w);
 /* The same, keeping its file as a spare for a later queue_writer_open()
- * in this process (renamed and truncated: no new inode). */
+ * in this process (renamed and overwritten: no new inode). */
 void	queue_writer_recycle(struct queue_writer *w);
 
 /* Load env/ID (or hold/ID when held).  0, or -1 with *error_r. */

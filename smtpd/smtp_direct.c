@@ -206,7 +206,8 @@ smtp_direct_deliver(struct smtp_session *s, struct queue_env *e)
 	ssize_t			 n;
 	int			 fd, rfd, r, ndone = 0;
 
-	if (s->ndirect == 0 || s->direct_fd == -1)
+	if (s->ndirect == 0 || s->direct_fd == -1 ||
+	    queue_writer_seal(&s->w) == -1)
 		return 0;
 	/* Our own description: the writer's offset stays where it is. */
 	if ((fd = open(s->w.tmp_path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) ==

@@ -319,7 +319,7 @@ smtp_message_rewrite(struct smtp_session *s)
 	int			 r = 0;
 
 	smtp_body_flush(s);
-	if (s->data_err != 0)
+	if (s->data_err != 0 || queue_writer_seal(&s->w) == -1)
 		return -1;
 	if (queue_writer_open(&nw, s->queue_dir, &error) == -1) {
 		log_warnx("%s smtp queue open failed: %s", s->id, error);

@@ -641,8 +641,10 @@ test_gc(const char *qdir)
 }
 
 /*
- * A recycled file comes back, renamed to the next id and empty, as
- * the same inode; one that queue_gc() removed meanwhile is replaced.
+ * A recycled file comes back, renamed to the next id, as the same
+ * inode, not truncated (ext4 would write it out at close); seal and
+ * commit cut the old tail.  One that queue_gc() removed meanwhile is
+ * replaced; one whose write failed is not kept.
  */
 static void
 test_recycle(const char *qdir)
@@ -668,8 +670,8 @@ test_recycle(const char *qdir)
 	CHECK(access(old, F_OK) == 0, "recycle: file kept");
 
 	CHECK(queue_writer_open(&w, qdir, &err) == 0, "recycle: reopen");
-	CHECK(fstat(w.fd, &st) == 0 && st.st_ino == ino && st.st_size == 0,
-	    "recycle: same inode, truncated");
+	CHECK(fstat(w.fd, &st) == 0 && st.st_ino == ino && st.st_size == 14 &&
+	    w.stale == 14, "recycle: same inode, old length known");
 	CHECK(access(old, F_OK) == -1 && access(w.tmp_path, F_OK) == 0,
 	    "recycle: renamed to the new id");
 	CHECK(queue_writer_write(&w, "second\n", 7) == 0, "recycle: write 2");
@@ -691,6 +693,31 @@ test_recycle(const char *qdir)
 	CHECK(queue_remove(qdir, e.id, &err) == 0, "recycle: remove");
 	e.sender = e.helo = e.client_addr = NULL;
 	queue_env_free(&e);
+
+	/* Seal, as direct delivery does before the deliverer reads. */
+	CHECK(queue_writer_open(&w, qdir, &err) == 0, "recycle: open long");
+	CHECK(queue_writer_write(&w, "a longer message\n", 17) == 0,
+	    "recycle: write long");
+	queue_writer_recycle(&w);
+	CHECK(queue_writer_open(&w, qdir, &err) == 0 && w.stale == 17,
+	    "recycle: reopen long");
+	CHECK(queue_writer_write(&w, "short\n", 6) == 0 &&
+	    queue_writer_seal(&w) == 0 && w.stale == 0,
+	    "recycle: write and seal");
+	CHECK(fstat(w.fd, &st) == 0 && st.st_size == 6, "recycle: sealed "
+	    "to the message's length");
+	CHECK(queue_writer_seal(&w) == 0, "recycle: seal again is a no-op");
+	queue_writer_recycle(&w);
+
+	/* A writer whose write failed gives up its file. */
+	CHECK(queue_writer_open(&w, qdir, &err) == 0, "recycle: open failed");
+	memcpy(old, w.tmp_path, sizeof(old));
+	w.failed = 1;
+	w.error = EIO;
+	CHECK(queue_writer_seal(&w) == -1, "recycle: seal of a failed writer");
+	queue_writer_recycle(&w);
+	CHECK(access(old, F_OK) == -1 && errno == ENOENT,
+	    "recycle: failed writer's file removed");
 
 	/* A spare that vanished (queue_gc) is replaced by a new file. */
 	CHECK(queue_writer_open(&w, qdir, &err) == 0, "recycle: open 3");
