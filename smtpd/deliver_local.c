@@ -23,7 +23,8 @@
  *
  * STANDARDS
  *	Maildir: tmp/ → fsync → link into new/ → fsync new/ (the D. J.
- *	Bernstein maildir(5) convention, "time.unique.host" names).
+ *	Bernstein maildir(5) convention, "time.unique.host" names), the
+ *	file in tmp/ unnamed where the kernel allows (maildir_create()).
  *	mbox: "From " separator, ">From " quoting of lines that start
  *	with "From " (mboxo, as Postfix writes), blank line after each
  *	message, dotlock plus fcntl() lock.
@@ -563,6 +564,84 @@ deliver_mkdir(const char *path)
 	return 0;
 }
 
+/*
+ * Maildir message files are made unnamed in tmp/ (O_TMPFILE) and
+ * given their name in new/ with linkat(AT_EMPTY_PATH) once written
+ * and fsynced.  Nothing is ever visible half-written, as with the
+ * tmp/NAME of maildir(5), but creating the file takes no lock on
+ * tmp/ (concurrent deliveries to one user queued there, and on ext4
+ * the holder may scan many inodes, docs/performance.md), there is no
+ * unlink afterwards, and a crash leaves no name behind.  Where the
+ * file system or the kernel refuses either call, tmp/NAME is used
+ * from then on.
+ */
+static int	maildir_tmpfile = 1;
+
+/* Whether errno says unnamed files cannot be used here. */
+static int
+maildir_tmpfile_refused(int e)
+{
+	/* ENOENT: linkat(AT_EMPTY_PATH) without CAP_DAC_READ_SEARCH
+	 * before Linux 6.10 (maildir_link() made new/ already). */
+	return e == EOPNOTSUPP || e == EISDIR || e == EINVAL ||
+	    e == ENOENT || e == EPERM;
+}
+
+/*
+ * Open the message file: unnamed (*named 0) or tmp/NAME (*named 1);
+ * the folders are created if missing.  -1 with errno.
+ */
+static int
+maildir_create(const char *md, const char *dtmp, const char *dnew,
+    const char *dcur, const char *tpath, int *named)
+{
+	int	 fd, made;
+
+	/*
+	 * The folders are created only when missing: a mkdir() that finds
+	 * one takes its parent's lock all the same, which concurrent
+	 * deliveries to one user would queue on.
+	 */
+	for (made = 0;; made = 1) {
+		*named = !maildir_tmpfile;
+		if (maildir_tmpfile) {
+			fd = open(dtmp, O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
+			if (fd == -1 && errno != ENOENT &&
+			    maildir_tmpfile_refused(errno)) {
+				maildir_tmpfile = 0;
+				continue;
+			}
+		} else
+			fd = open(tpath, O_WRONLY | O_CREAT | O_TRUNC |
+			    O_NOFOLLOW | O_CLOEXEC, 0600);
+		if (fd != -1 || errno != ENOENT || made)
+			return fd;
+		if (deliver_mkdir(md) == -1 || deliver_mkdir(dtmp) == -1 ||
+		    deliver_mkdir(dnew) == -1 || deliver_mkdir(dcur) == -1)
+			return -1;
+	}
+}
+
+/*
+ * Give the written file its name in new/: link, not rename, so that
+ * an existing new/NAME (our earlier copy) is kept (-1, EEXIST).
+ */
+static int
+maildir_link(int fd, const char *tpath, const char *npath, const char *dnew,
+    const char *dcur)
+{
+	int	 made, r;
+
+	for (made = 0;; made = 1) {
+		r = tpath != NULL ? link(tpath, npath) :
+		    linkat(fd, "", AT_FDCWD, npath, AT_EMPTY_PATH);
+		if (r == 0 || errno != ENOENT || made)
+			return r;
+		if (deliver_mkdir(dnew) == -1 || deliver_mkdir(dcur) == -1)
+			return -1;
+	}
+}
+
 /* Whether cur/ holds name with an info suffix (":2,..."). */
 static int
 deliver_in_cur(const char *cur, const char *name)
@@ -594,7 +673,7 @@ deliver_maildir(const struct deliver_req *r, const char *home,
 	char		 tpath[PATH_MAX], npath[PATH_MAX];
 	struct buf	 hdr;
 	struct stat	 st;
-	int		 fd = -1, made, linked, n1, n2, n3, n4;
+	int		 fd = -1, named = 1, n1, n2, n3, n4;
 
 	buf_init(&hdr, 0);
 	if (*home != '/') {
@@ -637,29 +716,27 @@ deliver_maildir(const struct deliver_req *r, const char *home,
 		deliver_fail_errno(res, "headers");
 		goto done;
 	}
-	/*
-	 * The folders are created only when missing: a mkdir() that finds
-	 * one takes its parent's lock all the same, which concurrent
-	 * deliveries to one user would queue on.
-	 */
-	for (made = 0;; made = 1) {
-		fd = open(tpath, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW |
-		    O_CLOEXEC, 0600);
-		if (fd != -1 || errno != ENOENT || made)
-			break;
-		if (deliver_mkdir(md) == -1 || deliver_mkdir(dtmp) == -1 ||
-		    deliver_mkdir(dnew) == -1 || deliver_mkdir(dcur) == -1) {
-			deliver_fail_errno(res, "create Maildir");
+	for (;;) {
+		if ((fd = maildir_create(md, dtmp, dnew, dcur, tpath,
+		    &named)) == -1) {
+			deliver_fail_errno(res, "create in Maildir/tmp");
 			goto done;
 		}
-	}
-	if (fd == -1) {
-		deliver_fail_errno(res, "create in Maildir/tmp");
-		goto done;
-	}
-	if (deliver_copy(msgfd, fd, &hdr, NULL) == -1 || fsync(fd) == -1) {
-		deliver_fail_errno(res, "write to Maildir/tmp");
-		goto fail;
+		if (deliver_copy(msgfd, fd, &hdr, NULL) == -1 ||
+		    fsync(fd) == -1) {
+			deliver_fail_errno(res, "write to Maildir/tmp");
+			goto fail;
+		}
+		if (maildir_link(fd, named ? tpath : NULL, npath, dnew,
+		    dcur) == 0 || errno == EEXIST)
+			break;
+		if (named || !maildir_tmpfile_refused(errno)) {
+			deliver_fail_errno(res, "link into Maildir/new");
+			goto fail;
+		}
+		/* linkat() of an unnamed file refused: name it from now on. */
+		maildir_tmpfile = 0;
+		(void)close(fd);
 	}
 	if (close(fd) == -1) {
 		fd = -1;
@@ -667,19 +744,7 @@ deliver_maildir(const struct deliver_req *r, const char *home,
 		goto fail;
 	}
 	fd = -1;
-	/* link, not rename: an existing new/NAME is our earlier copy. */
-	if ((linked = link(tpath, npath)) == -1 && errno == ENOENT) {
-		if (deliver_mkdir(dnew) == -1 || deliver_mkdir(dcur) == -1) {
-			deliver_fail_errno(res, "create Maildir");
-			goto fail;
-		}
-		linked = link(tpath, npath);
-	}
-	if (linked == -1 && errno != EEXIST) {
-		deliver_fail_errno(res, "link into Maildir/new");
-		goto fail;
-	}
-	if (unlink(tpath) == -1 && errno != ENOENT) {
+	if (named && unlink(tpath) == -1 && errno != ENOENT) {
 		deliver_fail_errno(res, "unlink from Maildir/tmp");
 		goto done;
 	}
@@ -692,7 +757,8 @@ deliver_maildir(const struct deliver_req *r, const char *home,
 fail:
 	if (fd != -1)
 		(void)close(fd);
-	(void)unlink(tpath);
+	if (named)
+		(void)unlink(tpath);
 done:
 	buf_free(&hdr);
 }

@@ -3,12 +3,14 @@ the message in their mailbox before the client hears 250, and nothing is
 queued; aliases, failed deliveries and a lost deliverer fall back to the
 queue, and every recipient still gets the message exactly once."""
 
+import ctypes
 import os
 import re
 import shutil
 import signal
 import threading
 import smtplib
+import struct
 import time
 
 import vmtest
@@ -292,6 +294,79 @@ def test_direct_agent_killed_while_writing(env):
     assert os.path.getsize(files[0]) > 40000 * 999
     assert_queue_drains(a)
     assert len(maildir_files(a, "bob")) == 1
+
+
+def unnamed_files_work(path, uid):
+    """Whether a process of uid can make an unnamed file in path and
+    link it by descriptor, as the Maildir writers try first (Linux
+    6.10 and later allow the link without CAP_DAC_READ_SEARCH)."""
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            os.setgroups([])
+            os.setgid(uid)
+            os.setuid(uid)
+            libc = ctypes.CDLL(None, use_errno=True)
+            fd = os.open(path, os.O_TMPFILE | os.O_WRONLY, 0o600)
+            AT_FDCWD, AT_EMPTY_PATH = -100, 0x1000
+            name = os.path.join(path, "probe")
+            if libc.linkat(fd, b"", AT_FDCWD, name.encode(),
+                           AT_EMPTY_PATH) == 0:
+                os.unlink(name)
+                code = 0
+        finally:
+            os._exit(code)
+    return os.waitpid(pid, 0)[1] == 0
+
+
+def names_created(path, action):
+    """The names created in directory path while action() runs
+    (inotify IN_CREATE)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    IN_NONBLOCK, IN_CREATE = 0o4000, 0x100
+    fd = libc.inotify_init1(IN_NONBLOCK)
+    assert fd >= 0
+    try:
+        assert libc.inotify_add_watch(fd, path.encode(), IN_CREATE) >= 0
+        action()
+        names, data = [], b""
+        while True:
+            try:
+                data += os.read(fd, 65536)
+            except BlockingIOError:
+                break
+        while data:
+            wd, mask, cookie, n = struct.unpack_from("iIII", data)
+            names.append(data[16:16 + n].rstrip(b"\0").decode())
+            data = data[16 + n:]
+        return names
+    finally:
+        os.close(fd)
+
+
+def test_direct_maildir_tmp_unused(env):
+    """Where the kernel allows, a message is written unnamed and only
+    ever has a name in new/: no name is ever made in tmp/ (nothing to
+    lock there, nothing to clean up after a crash)."""
+    a, b, vconf, gconf = setup(env)
+    probe = os.path.join(env.tmp, "probe")
+    os.mkdir(probe)
+    os.chmod(probe, 0o777)
+    if not unnamed_files_work(probe, a.uids["bob"]):
+        return      # tmp/NAME: the other tests cover it
+    p = start(env, vconf, gconf)
+    send_id("carol@remote.test", ["bob@alpha.test"], b"Subject: 1\r\n\r\nx\r\n")
+    md = os.path.join(a.root, "home", "bob", "Maildir")
+    made = names_created(os.path.join(md, "tmp"), lambda: [
+        send_id("carol@remote.test", ["bob@alpha.test"],
+                b"Subject: %d\r\n\r\nx\r\n" % i) for i in range(5)])
+    assert made == [], made
+    files = maildir_files(a, "bob")
+    assert len(files) == 6, p.log()
+    for f in files:
+        st = os.stat(f)
+        assert (st.st_uid, st.st_mode & 0o777) == (a.uids["bob"], 0o600)
 
 
 def test_direct_many_recipients(env):
