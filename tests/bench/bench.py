@@ -177,6 +177,7 @@ def main():
     signal.signal(signal.SIGTERM, lambda sig, frame: sys.exit(143))
     work = tempfile.mkdtemp(prefix="virtmail-bench.", dir=a.dir)
     os.chmod(work, 0o755)
+    peers.spread_subdirs(work)
     proc = None
     pf = None
     try:
