@@ -111,80 +111,148 @@ priv_check_root(const char *dir, const char **error_r)
 	return 0;
 }
 
-int
-priv_lookup_user(const char *dir, const char *user, struct priv_user *u,
-    const char **error_r)
+/* Whether st still describes the file id was taken from. */
+static int
+priv_file_same(const struct priv_file_id *id, const struct stat *st)
 {
-	struct passwd_file		 pf;
-	struct group_file		 gf;
-	struct diag			 d;
+	return id->dev == st->st_dev && id->ino == st->st_ino &&
+	    id->size == st->st_size &&
+	    id->mtime.tv_sec == st->st_mtim.tv_sec &&
+	    id->mtime.tv_nsec == st->st_mtim.tv_nsec &&
+	    id->ctime.tv_sec == st->st_ctim.tv_sec &&
+	    id->ctime.tv_nsec == st->st_ctim.tv_nsec;
+}
+
+static void
+priv_file_id(struct priv_file_id *id, const struct stat *st)
+{
+	id->dev = st->st_dev;
+	id->ino = st->st_ino;
+	id->size = st->st_size;
+	id->mtime = st->st_mtim;
+	id->ctime = st->st_ctim;
+}
+
+void
+priv_userdb_init(struct priv_userdb *db, const char *dir)
+{
+	memset(db, 0, sizeof(*db));
+	db->dir = dir;
+}
+
+void
+priv_userdb_free(struct priv_userdb *db)
+{
+	if (db->pw_loaded)
+		passwd_free(&db->pw);
+	if (db->gr_state == PRIV_GR_LOADED)
+		group_free(&db->gr);
+	db->pw_loaded = 0;
+	db->gr_state = PRIV_GR_UNKNOWN;
+}
+
+/*
+ * Read etc/passwd and etc/group again if either changed since they were
+ * read (a root without etc/group has the primary groups alone).  The
+ * files are stat()ed first, then read: a change during the read is seen
+ * at the next call.  0, or -1 with *error_r.
+ */
+static int
+priv_userdb_load(struct priv_userdb *db, const char **error_r)
+{
+	struct diag	 d = { priv_diag, NULL, 0 };
+	struct stat	 pst, gst;
+	const char	*err;
+	char		 pw[PATH_MAX], gr[PATH_MAX];
+	int		 gr_absent = 0;
+
+	if (priv_path(pw, sizeof(pw), db->dir, "etc/passwd") == -1 ||
+	    priv_path(gr, sizeof(gr), db->dir, "etc/group") == -1) {
+		*error_r = priv_error("%s: path too long", db->dir);
+		return -1;
+	}
+	if (stat(pw, &pst) == -1) {
+		*error_r = priv_load_error(pw, "stat");
+		return -1;
+	}
+	if (stat(gr, &gst) == -1) {
+		if (errno != ENOENT) {
+			*error_r = priv_load_error(gr, "stat");
+			return -1;
+		}
+		gr_absent = 1;
+	}
+	if (db->pw_loaded && priv_file_same(&db->pw_id, &pst) &&
+	    (gr_absent ? db->gr_state == PRIV_GR_ABSENT :
+	    db->gr_state == PRIV_GR_LOADED && priv_file_same(&db->gr_id,
+	    &gst)))
+		return 0;
+	priv_userdb_free(db);
+	if (passwd_load(&db->pw, pw, &d, &err) == -1) {
+		*error_r = priv_load_error(pw, err);
+		return -1;
+	}
+	db->pw_loaded = 1;
+	priv_file_id(&db->pw_id, &pst);
+	if (group_load(&db->gr, gr, &d, &err) == 0) {
+		db->gr_state = PRIV_GR_LOADED;
+		priv_file_id(&db->gr_id, &gst);
+	} else if (errno == ENOENT)
+		db->gr_state = PRIV_GR_ABSENT;
+	else {
+		*error_r = priv_load_error(gr, err);
+		priv_userdb_free(db);
+		return -1;
+	}
+	return 0;
+}
+
+int
+priv_userdb_lookup(struct priv_userdb *db, const char *user,
+    struct priv_user *u, const char **error_r)
+{
 	const struct passwd_entry	*pw;
-	const char			*err;
-	char				 path[PATH_MAX];
 	gid_t				 gids[PRIV_GROUPS_MAX];
-	size_t				 i, j, n;
-	int				 rv = -1, have_groups = 0;
+	size_t				 i, j, n = 0;
 
-	memset(&pf, 0, sizeof(pf));
-	memset(&gf, 0, sizeof(gf));
 	memset(u, 0, sizeof(*u));
-	memset(&d, 0, sizeof(d));
-	d.fn = priv_diag;
-
 	if (user == NULL || !passwd_name_valid(user)) {
 		*error_r = priv_error("invalid user name");
 		return -1;
 	}
-	if (priv_path(path, sizeof(path), dir, "etc/passwd") == -1) {
-		*error_r = priv_error("%s: path too long", dir);
+	if (priv_userdb_load(db, error_r) == -1)
 		return -1;
-	}
-	if (passwd_load(&pf, path, &d, &err) == -1) {
-		*error_r = priv_load_error(path, err);
+	if ((pw = passwd_find(&db->pw, user)) == NULL) {
+		*error_r = priv_error("%s/etc/passwd: no user %s", db->dir,
+		    user);
 		return -1;
-	}
-	if ((pw = passwd_find(&pf, user)) == NULL) {
-		*error_r = priv_error("%s: no user %s", path, user);
-		goto done;
 	}
 	if (pw->uid == 0 || pw->gid == 0) {
-		*error_r = priv_error("%s: user %s has uid or gid 0", path,
-		    user);
-		goto done;
+		*error_r = priv_error("%s/etc/passwd: user %s has uid or gid "
+		    "0", db->dir, user);
+		return -1;
 	}
 	if (strlcpy(u->name, pw->name, sizeof(u->name)) >= sizeof(u->name) ||
 	    strlcpy(u->home, pw->dir != NULL ? pw->dir : "",
 	    sizeof(u->home)) >= sizeof(u->home)) {
-		*error_r = priv_error("%s: user %s: name or home too long",
-		    path, user);
-		goto done;
+		*error_r = priv_error("%s/etc/passwd: user %s: name or home "
+		    "too long", db->dir, user);
+		goto fail;
 	}
 	u->uid = pw->uid;
 	u->gid = pw->gid;
-
-	/* A root without etc/group: the primary group alone. */
-	if (priv_path(path, sizeof(path), dir, "etc/group") == -1) {
-		*error_r = priv_error("%s: path too long", dir);
-		goto done;
-	}
-	if (group_load(&gf, path, &d, &err) == 0) {
-		have_groups = 1;
-		n = group_list_for(&gf, user, u->gid, gids, PRIV_GROUPS_MAX);
-	} else if (errno == ENOENT) {
-		n = 0;
-	} else {
-		*error_r = priv_load_error(path, err);
-		goto done;
-	}
+	if (db->gr_state == PRIV_GR_LOADED)
+		n = group_list_for(&db->gr, user, u->gid, gids,
+		    PRIV_GROUPS_MAX);
 
 	/* Primary first, then each other gid once; never group 0. */
 	u->groups[0] = u->gid;
 	u->ngroups = 1;
 	for (i = 0; i < n; i++) {
 		if (gids[i] == 0) {
-			*error_r = priv_error("%s: user %s is in group 0",
-			    path, user);
-			goto done;
+			*error_r = priv_error("%s/etc/group: user %s is in "
+			    "group 0", db->dir, user);
+			goto fail;
 		}
 		for (j = 0; j < u->ngroups; j++)
 			if (u->groups[j] == gids[i])
@@ -192,19 +260,28 @@ priv_lookup_user(const char *dir, const char *user, struct priv_user *u,
 		if (j < u->ngroups)
 			continue;
 		if (u->ngroups == PRIV_GROUPS_MAX) {
-			*error_r = priv_error("%s: user %s: too many groups",
-			    path, user);
-			goto done;
+			*error_r = priv_error("%s/etc/group: user %s: too many "
+			    "groups", db->dir, user);
+			goto fail;
 		}
 		u->groups[u->ngroups++] = gids[i];
 	}
-	rv = 0;
-done:
-	passwd_free(&pf);
-	if (have_groups)
-		group_free(&gf);
-	if (rv == -1)
-		memset(u, 0, sizeof(*u));
+	return 0;
+fail:
+	memset(u, 0, sizeof(*u));
+	return -1;
+}
+
+int
+priv_lookup_user(const char *dir, const char *user, struct priv_user *u,
+    const char **error_r)
+{
+	struct priv_userdb	 db;
+	int			 rv;
+
+	priv_userdb_init(&db, dir);
+	rv = priv_userdb_lookup(&db, user, u, error_r);
+	priv_userdb_free(&db);
 	return rv;
 }
 

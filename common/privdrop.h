@@ -14,6 +14,10 @@
 #include <linux/capability.h>
 
 #include <stddef.h>
+#include <time.h>
+
+#include "group.h"
+#include "passwd.h"
 
 #define PRIV_GROUPS_MAX		64
 
@@ -37,6 +41,29 @@ int	priv_check_root(const char *dir, const char **error_r);
  */
 int	priv_lookup_user(const char *dir, const char *user,
 	    struct priv_user *u, const char **error_r);
+/*
+ * The same for a process that looks users up again and again: the
+ * files are read again only when their inode, size, mtime or ctime
+ * changed.  dir must outlive db.
+ */
+struct priv_file_id {
+	dev_t		 dev;
+	ino_t		 ino;
+	off_t		 size;
+	struct timespec	 mtime, ctime;
+};
+struct priv_userdb {
+	const char		*dir;
+	struct passwd_file	 pw;
+	struct group_file	 gr;
+	int			 pw_loaded;
+	enum { PRIV_GR_UNKNOWN, PRIV_GR_LOADED, PRIV_GR_ABSENT } gr_state;
+	struct priv_file_id	 pw_id, gr_id;
+};
+void	priv_userdb_init(struct priv_userdb *db, const char *dir);
+int	priv_userdb_lookup(struct priv_userdb *db, const char *user,
+	    struct priv_user *u, const char **error_r);
+void	priv_userdb_free(struct priv_userdb *db);
 /* Look up a group by name in dir/etc/group; 0, or -1 with *error_r. */
 int	priv_lookup_group(const char *dir, const char *group, gid_t *gid_r,
 	    const char **error_r);

@@ -10,7 +10,8 @@
  *	needs (priv_limit_caps, PRIV_CAPS_MAILBOX).  It does nothing but
  *	answer requests "deliver message fd F to local user U" (struct
  *	deliver_req, deliver_local.c).  It re-checks U against the
- *	domain's etc/passwd (valid name, present, uid and gid not 0).  A
+ *	domain's etc/passwd (valid name, present, uid and gid not 0),
+ *	which it reads again only when the file changed.  A
  *	Maildir delivery goes to one of U's long-lived writers
  *	(deliver_agent.c).  Otherwise (mbox, or no writer to be had) it
  *	forks one child per delivery, which closes every descriptor but
@@ -95,6 +96,7 @@ static struct {
 	pid_t			 runner_pid;	/* -1: the worker's deliverer */
 	struct dchild_list	 children;
 	size_t			 nchildren;
+	struct priv_userdb	 users;		/* etc/passwd, etc/group */
 } D;
 
 static volatile sig_atomic_t	 deliver_alarm;
@@ -402,7 +404,7 @@ deliverer_on_request(int fd, int events, void *arg)
 		    "request without message" : err);
 		return;
 	}
-	if (priv_lookup_user("/", req.user, &u, &err) == -1) {
+	if (priv_userdb_lookup(&D.users, req.user, &u, &err) == -1) {
 		log_warnx("deliverer: refusing user %s: %s", req.user, err);
 		(void)close(msgfd);
 		deliverer_reply(client, req.reqid, DELIVER_TEMPFAIL,
@@ -510,6 +512,7 @@ deliverer_main(struct smtpd_domain *sd, int *cfds, size_t ncfds,
 	D.ncfds = D.nopen = ncfds;
 	D.runner_pid = runner_pid;
 	LIST_INIT(&D.children);
+	priv_userdb_init(&D.users, "/");
 	log_set_procname("smtpd-deliverer");
 	if ((D.loop = ev_loop_new()) == NULL)
 		fatal("deliverer: event loop");

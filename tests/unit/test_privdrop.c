@@ -252,6 +252,62 @@ case_no_group_file(void)
 	return rv;
 }
 
+/* Whether db finds bob with uid and ngroups groups. */
+static int
+userdb_has_bob(struct priv_userdb *db, uid_t uid, size_t ngroups)
+{
+	struct priv_user	 u;
+	const char		*err = NULL;
+
+	return priv_userdb_lookup(db, "bob", &u, &err) == 0 &&
+	    u.uid == uid && u.ngroups == ngroups;
+}
+
+/*
+ * A cached user database sees every change to etc/passwd and etc/group,
+ * even one that keeps the size, and a file that goes away.
+ */
+static int
+case_userdb_reload(void)
+{
+	struct priv_userdb	 db;
+	struct priv_user	 u;
+	const char		*err = NULL;
+	char			 dir[64], pw[128], gr[128];
+	char			 text[sizeof(passwd_text)], *bob;
+	int			 rv = 0;
+
+	if (make_root(dir, sizeof(dir), 1) == -1)
+		return 10;
+	(void)snprintf(pw, sizeof(pw), "%s/etc/passwd", dir);
+	(void)snprintf(gr, sizeof(gr), "%s/etc/group", dir);
+	/* The same length: bob's uid 2001 becomes 2009. */
+	memcpy(text, passwd_text, sizeof(text));
+	bob = strstr(text, "bob:x:2001");
+	bob[9] = '9';
+	priv_userdb_init(&db, dir);
+	if (!userdb_has_bob(&db, UID_BOB, 3))
+		rv = 1;
+	else if (write_file(pw, text, 0644) == -1 ||
+	    !userdb_has_bob(&db, 2009, 3))
+		rv = 2;
+	else if (unlink(gr) == -1 || !userdb_has_bob(&db, 2009, 1))
+		rv = 3;
+	else if (unlink(pw) == -1 ||
+	    priv_userdb_lookup(&db, "bob", &u, &err) != -1 ||
+	    strstr(err, "etc/passwd") == NULL)
+		rv = 4;
+	else if (write_file(pw, passwd_text, 0644) == -1 ||
+	    write_file(gr, group_text, 0644) == -1 ||
+	    !userdb_has_bob(&db, UID_BOB, 3))
+		rv = 5;
+	else if (priv_userdb_lookup(&db, "zed", &u, &err) != -1)
+		rv = 6;		/* gid 0, cached or not */
+	priv_userdb_free(&db);
+	remove_root(dir);
+	return rv;
+}
+
 static int
 case_lookup_group(void)
 {
@@ -381,6 +437,8 @@ static const struct {
 	{ "root without etc/passwd refused", case_no_passwd, NULL },
 	{ "root without etc/group: primary group only", case_no_group_file,
 	    NULL },
+	{ "cached users: changes, missing files, same-size edits",
+	    case_userdb_reload, NULL },
 	{ "group lookup, missing group, gid 0 group", case_lookup_group,
 	    NULL },
 	{ "drop: ids, groups, no way back, no way out", case_drop, NULL },
