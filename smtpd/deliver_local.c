@@ -602,7 +602,7 @@ maildir_create(const char *md, const char *dtmp, const char *dnew,
 	 * one takes its parent's lock all the same, which concurrent
 	 * deliveries to one user would queue on.
 	 */
-	for (made = 0;; made = 1) {
+	for (made = 0;;) {
 		*named = !maildir_tmpfile;
 		if (maildir_tmpfile) {
 			fd = open(dtmp, O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
@@ -619,6 +619,7 @@ maildir_create(const char *md, const char *dtmp, const char *dnew,
 		if (deliver_mkdir(md) == -1 || deliver_mkdir(dtmp) == -1 ||
 		    deliver_mkdir(dnew) == -1 || deliver_mkdir(dcur) == -1)
 			return -1;
+		made = 1;
 	}
 }
 

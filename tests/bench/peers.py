@@ -355,7 +355,7 @@ def spread_subdirs(path):
 def set_aside(new, uid, gid):
     """Give a Maildir an empty new/ without deleting anything before
     the benchmark ends.  On ext4 without a journal, every inode freed
-    in the last 30 s or more is scanned by each later file creation in
+    in the last 60 s or more is scanned by each later file creation in
     its group (docs/performance.md): deleting a run's thousands of
     files would slow down whichever server runs next, and say nothing
     about it.  The rename keeps them until the work directory goes."""

@@ -3,12 +3,21 @@
  * and reply datagrams (valid, truncated, extra bytes, control bytes,
  * bad names), the deterministic Maildir name, ">From " quoting fed in
  * pieces, and a real Maildir and mbox delivery in a temporary root
- * (as the current user, with the recovered-copy check).
+ * (as the current user, with the recovered-copy check), also where a
+ * seccomp filter makes the kernel refuse unnamed Maildir files.
  */
 
+#include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+
+#include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -294,6 +303,108 @@ test_maildir(void)
 	CHECK(system(cmd) == 0, "maildir: clean up");
 }
 
+/*
+ * Make this process see the kernel refuse unnamed Maildir files: refuse
+ * (errno e) linkat() with AT_EMPTY_PATH (Linux before 6.10, without
+ * CAP_DAC_READ_SEARCH: ENOENT), or openat() with O_TMPFILE when
+ * tmpfile_errno is not 0 (a file system without it: EOPNOTSUPP).
+ */
+static int
+refuse_unnamed(int link_errno, int tmpfile_errno)
+{
+	struct sock_filter	 f[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
+		    offsetof(struct seccomp_data, nr)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_linkat, 0, 3),
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
+		    offsetof(struct seccomp_data, args[4])),
+		BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, AT_EMPTY_PATH, 0, 5),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO |
+		    ((unsigned int)link_errno & SECCOMP_RET_DATA)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_openat, 0, 3),
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
+		    offsetof(struct seccomp_data, args[2])),
+		BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, O_TMPFILE & ~O_DIRECTORY,
+		    0, 1),
+		BPF_STMT(BPF_RET | BPF_K, tmpfile_errno == 0 ?
+		    SECCOMP_RET_ALLOW : SECCOMP_RET_ERRNO |
+		    ((unsigned int)tmpfile_errno & SECCOMP_RET_DATA)),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	};
+	struct sock_fprog	 prog = { sizeof(f) / sizeof(f[0]), f };
+
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == -1)
+		return -1;
+	return prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog);
+}
+
+/*
+ * In a child that the kernel refuses unnamed files: two deliveries
+ * land in new/ all the same, through tmp/NAME (which is left empty).
+ * Its exit status: 0, or the step that failed.
+ */
+static int
+maildir_named_child(const char *dir, int fd, int link_errno,
+    int tmpfile_errno)
+{
+	struct deliver_req	 r;
+	struct deliver_res	 res;
+	char			 path[1024];
+	int			 i;
+
+	if (refuse_unnamed(link_errno, tmpfile_errno) == -1)
+		return 1;
+	fill_req(&r);
+	r.mbox = 0;
+	r.recovered = 0;
+	for (i = 0; i < 2; i++) {
+		r.rcpt_index = 10 + (uint32_t)i;
+		deliver_local(&r, dir, getuid(), "mx.alpha.test", fd, &res);
+		if (res.status != DELIVER_OK) {
+			fprintf(stderr, "# %s\n", res.reason);
+			return 2 + i;
+		}
+		(void)snprintf(path, sizeof(path), "%s/Maildir/new/"
+		    "1700000000.V0123456789abcdefI%d.mx.alpha.test", dir,
+		    10 + i);
+		if (access(path, F_OK) == -1)
+			return 4 + i;
+	}
+	(void)snprintf(path, sizeof(path), "%s/Maildir/tmp", dir);
+	return count_dir(path) == 0 ? 0 : 6;
+}
+
+static void
+test_maildir_named(int link_errno, int tmpfile_errno, const char *what)
+{
+	char	 dir[] = "/tmp/test_deliver.XXXXXX";
+	char	 path[1024], cmd[1200], msg[160];
+	pid_t	 pid;
+	int	 fd, status = -1;
+
+	if (mkdtemp(dir) == NULL) {
+		CHECK(0, "named: mkdtemp");
+		return;
+	}
+	(void)snprintf(path, sizeof(path), "%s/msg", dir);
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	CHECK(fd != -1 && write(fd, "Subject: x\n\nx\n", 15) == 15,
+	    "named: message file");
+	if ((pid = fork()) == 0)
+		_exit(maildir_named_child(dir, fd, link_errno, tmpfile_errno));
+	if (pid == -1 || waitpid(pid, &status, 0) == -1)
+		status = -1;
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+		(void)snprintf(msg, sizeof(msg), "named: %s", what);
+	else
+		(void)snprintf(msg, sizeof(msg), "named: %s (step %d)", what,
+		    WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, msg);
+	(void)close(fd);
+	(void)snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	CHECK(system(cmd) == 0, "named: clean up");
+}
+
 int
 main(void)
 {
@@ -302,5 +413,8 @@ main(void)
 	test_name();
 	test_quote();
 	test_maildir();
+	test_maildir_named(ENOENT, 0, "kernel refuses linkat(AT_EMPTY_PATH)");
+	test_maildir_named(ENOENT, EOPNOTSUPP, "file system without "
+	    "O_TMPFILE");
 	return test_done();
 }
