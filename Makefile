@@ -48,6 +48,7 @@ COMMON_SRCS = \
 	common/colonfile.c \
 	common/compat.c \
 	common/config.c \
+	common/daemon_main.c \
 	common/diag.c \
 	common/domain.c \
 	common/event.c \

@@ -331,8 +331,8 @@ main(int argc, char **argv)
 	int			 ch, rc;
 
 	memset(&o, 0, sizeof(o));
-	o.virtual_conf = SMTPD_VIRTUAL_CONF;
-	o.global_conf = SMTPD_GLOBAL_CONF;
+	o.virtual_conf = DAEMON_VIRTUAL_CONF;
+	o.global_conf = DAEMON_GLOBAL_CONF;
 	o.run_dir = PIDFILE_DIR;
 	(void)signal(SIGPIPE, SIG_IGN);
 

@@ -76,7 +76,7 @@ struct psession {
 };
 
 static struct {
-	struct pop3d_opts	 opts;
+	struct daemon_opts	 opts;
 	struct smtpd_conf	 sc;
 	struct pop3_conf	 pc;
 	struct ev_loop		*loop;
@@ -166,7 +166,7 @@ pm_domain_load(const struct domain *vd, const struct smtpd_conf *c,
 }
 
 static int
-pm_load(const struct pop3d_opts *o, struct smtpd_conf *sc,
+pm_load(const struct daemon_opts *o, struct smtpd_conf *sc,
     struct pop3_conf *pc, struct pdomain **list_r, struct diag *d)
 {
 	struct domain_table	 t;
@@ -195,7 +195,7 @@ pm_load(const struct pop3d_opts *o, struct smtpd_conf *sc,
 }
 
 int
-pop3_master_check(const struct pop3d_opts *o)
+pop3_master_check(const struct daemon_opts *o)
 {
 	struct smtpd_conf	 sc;
 	struct pop3_conf	 pc;
@@ -252,7 +252,7 @@ pm_port(const struct sockaddr_storage *ss)
 }
 
 int
-pop3_master_inetd(const struct pop3d_opts *o)
+pop3_master_inetd(const struct daemon_opts *o)
 {
 	struct sockaddr_storage	 ss, peer;
 	socklen_t		 sslen = sizeof(ss), plen = sizeof(peer);
@@ -584,7 +584,7 @@ pm_sighup(int signo, void *arg)
 }
 
 int
-pop3_master_run(const struct pop3d_opts *o)
+pop3_master_run(const struct daemon_opts *o)
 {
 	struct diag	 d = { pm_diag_log, NULL, 0 };
 	struct pdomain	*md;

@@ -306,15 +306,8 @@ void	auth_session_main(struct smtpd_domain *sd,
 
 /* ---- master.c ---- */
 
-struct pop3d_opts {
-	const char	*virtual_conf;
-	const char	*global_conf;
-	int		 debug;
-	int		 verbose;
-};
-
-int	pop3_master_check(const struct pop3d_opts *o);
-int	pop3_master_inetd(const struct pop3d_opts *o);
-int	pop3_master_run(const struct pop3d_opts *o);
+int	pop3_master_check(const struct daemon_opts *o);
+int	pop3_master_inetd(const struct daemon_opts *o);
+int	pop3_master_run(const struct daemon_opts *o);
 
 #endif

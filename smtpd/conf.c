@@ -200,7 +200,7 @@ smtpd_conf_load(struct smtpd_conf *c, const char *path, struct diag *d)
 
 	memset(c, 0, sizeof(*c));
 	if (path == NULL)
-		path = SMTPD_GLOBAL_CONF;
+		path = DAEMON_GLOBAL_CONF;
 	/* The global file is optional: every key has a default. */
 	rv = conf_load(&cf, conf_global_keys, NKEYS(conf_global_keys), path,
 	    1, d);
@@ -253,7 +253,7 @@ smtpd_conf_load_pop3(struct pop3_conf *p, const char *path, struct diag *d)
 
 	memset(p, 0, sizeof(*p));
 	if (path == NULL)
-		path = SMTPD_GLOBAL_CONF;
+		path = DAEMON_GLOBAL_CONF;
 	rv = conf_load(&cf, conf_global_keys, NKEYS(conf_global_keys), path,
 	    1, d);
 	p->port = (int)conf_int(&cf, "pop3_port");

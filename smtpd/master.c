@@ -99,7 +99,7 @@ struct mdomain {
 };
 
 struct master {
-	struct smtpd_opts	 opts;
+	struct daemon_opts	 opts;
 	struct smtpd_conf	 conf;
 	struct ev_loop		*loop;
 	struct mdomain		*domains;
@@ -120,7 +120,7 @@ static void	master_diag_print(void *, const char *);
 static struct mdomain *master_domain_load(const struct domain *,
 		    const struct smtpd_conf *, struct diag *);
 static void	master_domain_free(struct mdomain *);
-static int	master_load(const struct smtpd_opts *, struct smtpd_conf *,
+static int	master_load(const struct daemon_opts *, struct smtpd_conf *,
 		    struct mdomain **, struct diag *);
 static void	master_bind_domain(struct mdomain *, struct mdomain *);
 static void	master_lookup_rebuild(void);
@@ -316,7 +316,7 @@ master_domain_free(struct mdomain *md)
  * at all.
  */
 static int
-master_load(const struct smtpd_opts *o, struct smtpd_conf *c,
+master_load(const struct daemon_opts *o, struct smtpd_conf *c,
     struct mdomain **list_r, struct diag *d)
 {
 	struct domain_table	 t;
@@ -344,7 +344,7 @@ master_load(const struct smtpd_opts *o, struct smtpd_conf *c,
 }
 
 int
-master_check(const struct smtpd_opts *o)
+master_check(const struct daemon_opts *o)
 {
 	struct smtpd_conf	 c;
 	struct mdomain		*list, *md, *next;
@@ -462,7 +462,7 @@ master_inetd_refuse(const char *reply, int status)
  * account, then the worker's event-loop server with that one session.
  */
 int
-master_inetd(const struct smtpd_opts *o)
+master_inetd(const struct daemon_opts *o)
 {
 	struct sockaddr_storage	 ss;
 	socklen_t		 sslen = sizeof(ss);
@@ -1137,7 +1137,7 @@ master_daemonize(void)
 }
 
 int
-master_run(const struct smtpd_opts *o)
+master_run(const struct daemon_opts *o)
 {
 	struct diag	 d = { master_diag_log, NULL, 0 };
 	struct mdomain	*md;

@@ -189,7 +189,7 @@ sm_on_host(void)
 	    a.st_dev == b.st_dev && a.st_ino == b.st_ino)
 		return 1;
 	/* The host has the domain table; a domain has its own conf. */
-	return access(SMTPD_VIRTUAL_CONF, F_OK) == 0 ||
+	return access(DAEMON_VIRTUAL_CONF, F_OK) == 0 ||
 	    access("/" SMTPD_DOMAIN_CONF, F_OK) == -1;
 }
 

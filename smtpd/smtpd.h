@@ -24,14 +24,12 @@
 
 #include "aliases.h"
 #include "buf.h"
+#include "daemon_main.h"
 #include "domain.h"
 #include "passwd.h"
 #include "queue.h"
 
 #define SMTPD_NAME		"virtmail-smtpd"
-#define SMTPD_CONF_DIR		"/etc/virtmail"
-#define SMTPD_VIRTUAL_CONF	SMTPD_CONF_DIR "/virtual.conf"
-#define SMTPD_GLOBAL_CONF	SMTPD_CONF_DIR "/virtmail.conf"
 #define SMTPD_DOMAIN_CONF	"etc/virtmail.conf"	/* inside the root */
 
 enum listener_kind {
@@ -224,20 +222,14 @@ struct smtpd_pass {
 	int32_t			 kind;		/* enum listener_kind */
 };
 
-/* master.c — the root master (smtpd.c parses the options). */
-struct smtpd_opts {
-	const char		*virtual_conf;	/* -f */
-	const char		*global_conf;	/* -C */
-	int			 debug;		/* -d: foreground, stderr */
-	int			 verbose;	/* -v */
-};
+/* master.c — the root master (common/daemon_main.c parses the options). */
 /* -t: print what would be served; 0 when all is well, else 1. */
-int	master_check(const struct smtpd_opts *o);
+int	master_check(const struct daemon_opts *o);
 /* -i: one session on fds 0 and 1 (the worker's server, TLS, AUTH, SPF,
  * milters); returns an exit status on failure. */
-int	master_inetd(const struct smtpd_opts *o);
+int	master_inetd(const struct daemon_opts *o);
 /* Run the master until SIGTERM; returns the exit status. */
-int	master_run(const struct smtpd_opts *o);
+int	master_run(const struct daemon_opts *o);
 
 /*
  * smtp_direct.c — the SMTP worker's own deliverer, for delivery before
