@@ -194,7 +194,10 @@ priv_userdb_load(struct priv_userdb *db, const char **error_r)
 	}
 	db->pw_loaded = 1;
 	priv_file_id(&db->pw_id, &pst);
-	if (group_load(&db->gr, gr, &d, &err) == 0) {
+	/* A group file that appears or goes meanwhile is seen next time. */
+	if (gr_absent)
+		db->gr_state = PRIV_GR_ABSENT;
+	else if (group_load(&db->gr, gr, &d, &err) == 0) {
 		db->gr_state = PRIV_GR_LOADED;
 		priv_file_id(&db->gr_id, &gst);
 	} else if (errno == ENOENT)
