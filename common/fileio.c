@@ -228,3 +228,24 @@ file_write_atomic(const char *path, const void *data, size_t len,
 	errno = saved;
 	return -1;
 }
+
+void
+file_id_of(struct file_id *id, const struct stat *st)
+{
+	id->dev = st->st_dev;
+	id->ino = st->st_ino;
+	id->size = st->st_size;
+	id->mtime = st->st_mtim;
+	id->ctime = st->st_ctim;
+}
+
+int
+file_id_same(const struct file_id *id, const struct stat *st)
+{
+	return id->dev == st->st_dev && id->ino == st->st_ino &&
+	    id->size == st->st_size &&
+	    id->mtime.tv_sec == st->st_mtim.tv_sec &&
+	    id->mtime.tv_nsec == st->st_mtim.tv_nsec &&
+	    id->ctime.tv_sec == st->st_ctim.tv_sec &&
+	    id->ctime.tv_nsec == st->st_ctim.tv_nsec;
+}

@@ -1,13 +1,16 @@
 /*
  * fileio.h — small, checked file helpers: read a whole file with a size
- * limit, write a file atomically (temp file, fsync, rename, fsync dir).
+ * limit, write a file atomically (temp file, fsync, rename, fsync dir),
+ * tell whether a file changed.
  */
 #ifndef VIRTMAIL_FILEIO_H
 #define VIRTMAIL_FILEIO_H
 
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include <stddef.h>
+#include <time.h>
 
 #include "buf.h"
 
@@ -26,6 +29,18 @@ int	file_write_atomic(const char *path, const void *data, size_t len,
 	    mode_t mode);
 /* fsync the directory that holds path; 0 or -1 with errno. */
 int	file_fsync_dir(const char *path);
+/*
+ * One version of a file, for caches that read a file again only when it
+ * changed: any write, rename over it or chmod makes file_id_same() 0.
+ */
+struct file_id {
+	dev_t		 dev;
+	ino_t		 ino;
+	off_t		 size;
+	struct timespec	 mtime, ctime;
+};
+void	file_id_of(struct file_id *id, const struct stat *st);
+int	file_id_same(const struct file_id *id, const struct stat *st);
 /* write(2) all of len bytes, retrying on EINTR; 0 or -1 with errno. */
 int	write_all(int fd, const void *data, size_t len);
 

@@ -36,6 +36,7 @@
 
 #include "compat.h"
 #include "diag.h"
+#include "fileio.h"
 #include "group.h"
 #include "log.h"
 #include "passwd.h"
@@ -111,28 +112,6 @@ priv_check_root(const char *dir, const char **error_r)
 	return 0;
 }
 
-/* Whether st still describes the file id was taken from. */
-static int
-priv_file_same(const struct priv_file_id *id, const struct stat *st)
-{
-	return id->dev == st->st_dev && id->ino == st->st_ino &&
-	    id->size == st->st_size &&
-	    id->mtime.tv_sec == st->st_mtim.tv_sec &&
-	    id->mtime.tv_nsec == st->st_mtim.tv_nsec &&
-	    id->ctime.tv_sec == st->st_ctim.tv_sec &&
-	    id->ctime.tv_nsec == st->st_ctim.tv_nsec;
-}
-
-static void
-priv_file_id(struct priv_file_id *id, const struct stat *st)
-{
-	id->dev = st->st_dev;
-	id->ino = st->st_ino;
-	id->size = st->st_size;
-	id->mtime = st->st_mtim;
-	id->ctime = st->st_ctim;
-}
-
 void
 priv_userdb_init(struct priv_userdb *db, const char *dir)
 {
@@ -182,9 +161,9 @@ priv_userdb_load(struct priv_userdb *db, const char **error_r)
 		}
 		gr_absent = 1;
 	}
-	if (db->pw_loaded && priv_file_same(&db->pw_id, &pst) &&
+	if (db->pw_loaded && file_id_same(&db->pw_id, &pst) &&
 	    (gr_absent ? db->gr_state == PRIV_GR_ABSENT :
-	    db->gr_state == PRIV_GR_LOADED && priv_file_same(&db->gr_id,
+	    db->gr_state == PRIV_GR_LOADED && file_id_same(&db->gr_id,
 	    &gst)))
 		return 0;
 	priv_userdb_free(db);
@@ -193,13 +172,13 @@ priv_userdb_load(struct priv_userdb *db, const char **error_r)
 		return -1;
 	}
 	db->pw_loaded = 1;
-	priv_file_id(&db->pw_id, &pst);
+	file_id_of(&db->pw_id, &pst);
 	/* A group file that appears or goes meanwhile is seen next time. */
 	if (gr_absent)
 		db->gr_state = PRIV_GR_ABSENT;
 	else if (group_load(&db->gr, gr, &d, &err) == 0) {
 		db->gr_state = PRIV_GR_LOADED;
-		priv_file_id(&db->gr_id, &gst);
+		file_id_of(&db->gr_id, &gst);
 	} else if (errno == ENOENT)
 		db->gr_state = PRIV_GR_ABSENT;
 	else {

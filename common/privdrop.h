@@ -14,8 +14,7 @@
 #include <linux/capability.h>
 
 #include <stddef.h>
-#include <time.h>
-
+#include "fileio.h"
 #include "group.h"
 #include "passwd.h"
 
@@ -46,19 +45,13 @@ int	priv_lookup_user(const char *dir, const char *user,
  * files are read again only when their inode, size, mtime or ctime
  * changed.  dir must outlive db.
  */
-struct priv_file_id {
-	dev_t		 dev;
-	ino_t		 ino;
-	off_t		 size;
-	struct timespec	 mtime, ctime;
-};
 struct priv_userdb {
 	const char		*dir;
 	struct passwd_file	 pw;
 	struct group_file	 gr;
 	int			 pw_loaded;
 	enum { PRIV_GR_UNKNOWN, PRIV_GR_LOADED, PRIV_GR_ABSENT } gr_state;
-	struct priv_file_id	 pw_id, gr_id;
+	struct file_id		 pw_id, gr_id;
 };
 void	priv_userdb_init(struct priv_userdb *db, const char *dir);
 int	priv_userdb_lookup(struct priv_userdb *db, const char *user,

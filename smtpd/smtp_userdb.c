@@ -4,7 +4,7 @@
  *
  * DESCRIPTION
  *	Reads etc/passwd and etc/aliases inside the domain's root and
- *	reads them again whenever their mtime, size or inode changes, so
+ *	reads them again whenever they change (struct file_id), so
  *	that users added with virtmail are known without a restart.  One
  *	struct smtp_userdb per worker, shared by its sessions.
  *
@@ -73,9 +73,7 @@ userdb_passwd(struct smtp_userdb *u)
 		log_warn("%s", u->passwd_path);
 		return -1;
 	}
-	if (u->pw_loaded && st.st_mtim.tv_sec == u->pw_mtime.tv_sec &&
-	    st.st_mtim.tv_nsec == u->pw_mtime.tv_nsec &&
-	    st.st_size == u->pw_size && st.st_ino == u->pw_ino)
+	if (u->pw_loaded && file_id_same(&u->pw_id, &st))
 		return 0;
 	if (u->pw_loaded) {
 		passwd_free(&u->pw);
@@ -87,9 +85,7 @@ userdb_passwd(struct smtp_userdb *u)
 		return -1;
 	}
 	u->pw_loaded = 1;
-	u->pw_mtime = st.st_mtim;
-	u->pw_size = st.st_size;
-	u->pw_ino = st.st_ino;
+	file_id_of(&u->pw_id, &st);
 	return 0;
 }
 
@@ -111,9 +107,7 @@ userdb_aliases(struct smtp_userdb *u)
 		u->al_loaded = 0;
 		return 0;
 	}
-	if (u->al_loaded && st.st_mtim.tv_sec == u->al_mtime.tv_sec &&
-	    st.st_mtim.tv_nsec == u->al_mtime.tv_nsec &&
-	    st.st_size == u->al_size && st.st_ino == u->al_ino)
+	if (u->al_loaded && file_id_same(&u->al_id, &st))
 		return 0;
 	if (u->al_loaded) {
 		aliases_free(&u->al);
@@ -125,9 +119,7 @@ userdb_aliases(struct smtp_userdb *u)
 		return -1;
 	}
 	u->al_loaded = 1;
-	u->al_mtime = st.st_mtim;
-	u->al_size = st.st_size;
-	u->al_ino = st.st_ino;
+	file_id_of(&u->al_id, &st);
 	return 0;
 }
 

@@ -26,6 +26,7 @@
 #include "buf.h"
 #include "daemon_main.h"
 #include "domain.h"
+#include "fileio.h"
 #include "passwd.h"
 #include "queue.h"
 
@@ -784,9 +785,7 @@ struct smtp_userdb {
 	const char		*aliases_path;	/* default "/etc/aliases" */
 	struct passwd_file	 pw;
 	struct aliases		 al;
-	struct timespec		 pw_mtime, al_mtime;
-	off_t			 pw_size, al_size;
-	ino_t			 pw_ino, al_ino;
+	struct file_id		 pw_id, al_id;	/* as loaded */
 	int			 pw_loaded, al_loaded;
 };
 
