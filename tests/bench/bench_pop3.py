@@ -414,7 +414,7 @@ def main():
         if a.idle > 0:
             pids = [lambda: vmtest.group_pids(proc.pid)]
             if dv is not None:
-                pids.append(lambda: peers.tree_pids(dv.pid))
+                pids.append(lambda: vmtest.tree_pids(dv.pid))
             r = [idle_pss(port, pids[i], a.idle)
                  for i, (port, _) in enumerate(servers)]
             r += [None] * (2 - len(r))

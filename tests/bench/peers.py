@@ -103,27 +103,6 @@ def make_maildir(path, uid, gid):
         _mkdir(os.path.join(path, sub), 0o700, uid, gid)
 
 
-def tree_pids(root):
-    """root and all its descendants, from /proc."""
-    children = {}
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % name) as f:
-                st = f.read()
-        except OSError:
-            continue
-        ppid = int(st[st.rindex(")") + 2:].split()[1])
-        children.setdefault(ppid, []).append(int(name))
-    out, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        out.append(pid)
-        todo.extend(children.get(pid, []))
-    return out
-
-
 class Peer:
     """A server process started in its own process group."""
 

@@ -33,6 +33,13 @@ def send_id(sender, rcpts, msg):
     return m.group(1).decode()
 
 
+def worker_pid(p):
+    """The pid of alpha.test's worker, from the daemon's log."""
+    m = re.search(r"alpha.test: worker started pid=(\d+)", p.log())
+    assert m, p.log()
+    return int(m.group(1))
+
+
 def assert_queue_drains(dom, timeout=10):
     deadline = time.monotonic() + timeout
     while queue_ids(dom) and time.monotonic() < deadline:
@@ -133,10 +140,9 @@ def test_direct_deliverer_lost(env):
     p = start(env, vconf, gconf)
     send_id("carol@remote.test", ["bob@alpha.test"],
             b"Subject: 1\r\n\r\n1\r\n")
-    m = re.search(r"alpha.test: worker started pid=(\d+)", p.log())
-    assert m, p.log()
+    worker = worker_pid(p)
     # The worker's children: its AUTH service and its deliverer.
-    kids = vmtest.child_pids(int(m.group(1)))
+    kids = vmtest.child_pids(worker)
     assert len(kids) == 2, kids
     for k in kids:
         os.kill(k, signal.SIGKILL)
@@ -241,11 +247,10 @@ def test_direct_agent_killed(env):
     p = start(env, vconf, gconf)
     send_id("carol@remote.test", ["bob@alpha.test"],
             b"Subject: 1\r\n\r\n1\r\n")
-    m = re.search(r"alpha.test: worker started pid=(\d+)", p.log())
-    assert m, p.log()
+    worker = worker_pid(p)
     # The worker's children are its AUTH service and its deliverer; the
     # deliverer's children are the writers (bob's, now idle).
-    agents = [g for k in vmtest.child_pids(int(m.group(1)))
+    agents = [g for k in vmtest.child_pids(worker)
               for g in vmtest.child_pids(k)]
     assert agents, p.log()
     for g in agents:
@@ -266,9 +271,7 @@ def test_direct_agent_killed_while_writing(env):
     once."""
     a, b, vconf, gconf = setup(env)
     p = start(env, vconf, gconf)
-    m = re.search(r"alpha.test: worker started pid=(\d+)", p.log())
-    assert m, p.log()
-    worker = int(m.group(1))
+    worker = worker_pid(p)
     body = b"Subject: big\r\n\r\n" + (b"x" * 998 + b"\r\n") * 40000
     result = []
     t = threading.Thread(target=lambda: result.append(

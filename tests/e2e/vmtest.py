@@ -206,9 +206,9 @@ def wait_for_port(ip, port, timeout=10, proc=None):
                          (ip, port, timeout, last))
 
 
-def child_pids(pid):
-    """The direct children of pid, from /proc."""
-    out = []
+def _children():
+    """{ppid: [pid, ...]} of every process, from /proc."""
+    children = {}
     for name in os.listdir("/proc"):
         if not name.isdigit():
             continue
@@ -217,8 +217,24 @@ def child_pids(pid):
                 st = f.read()
         except OSError:
             continue
-        if int(st[st.rindex(")") + 2:].split()[1]) == pid:
-            out.append(int(name))
+        ppid = int(st[st.rindex(")") + 2:].split()[1])
+        children.setdefault(ppid, []).append(int(name))
+    return children
+
+
+def child_pids(pid):
+    """The direct children of pid, from /proc."""
+    return _children().get(pid, [])
+
+
+def tree_pids(root):
+    """root and all its descendants, from /proc."""
+    children = _children()
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo.extend(children.get(pid, []))
     return out
 
 
