@@ -4,8 +4,10 @@
  * AUTH service (smtpd/smtp_auth.c).
  *
  * SECURITY
- *	Runs as root in a process that never reads the network, chrooted
- *	into the domain's root.  Its only input is a user name and a
+ *	Runs as root in a process that never reads the network, outside
+ *	the domain's root: both files are opened resolved inside the
+ *	domain's root (file_open_in_root), so a symlink planted there
+ *	cannot lead to a host file.  Its only input is a user name and a
  *	password from a less privileged process, both untrusted: the name
  *	is checked with passwd_name_valid() before any lookup.  crypt(3)
  *	runs for every attempt, against a dummy hash of the same kind when
@@ -16,15 +18,18 @@
 #include <sys/types.h>
 
 #include <crypt.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "auth.h"
 #include "compat.h"
 #include "diag.h"
+#include "fileio.h"
 #include "log.h"
 #include "passwd.h"
 #include "shadow.h"
@@ -61,6 +66,31 @@ auth_diag(void *ctx, const char *msg)
 	log_warnx("%s", msg);
 }
 
+/*
+ * Read root's etc/passwd into pf or etc/shadow into sf, resolved inside
+ * root (file_open_in_root): this may run as root outside the domain's
+ * root.  A file that cannot be read leaves an empty table behind, so
+ * every check fails.
+ */
+static void
+auth_load(const char *root, const char *rel, struct passwd_file *pf,
+    struct shadow_file *sf, struct diag *d)
+{
+	const char	*err;
+	char		 name[PATH_MAX];
+	int		 fd, n;
+
+	n = snprintf(name, sizeof(name), "%s/%s", root, rel);
+	if (n < 0 || (size_t)n >= sizeof(name) ||
+	    (fd = file_open_in_root(root, rel, O_RDONLY | O_NONBLOCK)) == -1)
+		return;
+	if (pf != NULL)
+		(void)passwd_load_fd(pf, fd, name, d, &err);
+	else
+		(void)shadow_load_fd(sf, fd, name, d, &err);
+	(void)close(fd);
+}
+
 int
 auth_password_check(const char *root, const char *user, int valid,
     const char *pass, char name_r[PASSWD_NAME_MAX + 1])
@@ -72,22 +102,17 @@ auth_password_check(const char *root, const char *user, int valid,
 	const struct shadow_entry	*sh = NULL;
 	struct crypt_data		*cd;
 	const char			*hash = NULL, *dummy = AUTH_DUMMY_HASH;
-	const char			*target, *out, *err;
-	char				 path[PATH_MAX];
+	const char			*target, *out;
 	size_t				 i;
-	int				 usable, match, n, ok;
+	int				 usable, match, ok;
 
 	name_r[0] = '\0';
 	memset(&pf, 0, sizeof(pf));
 	memset(&sf, 0, sizeof(sf));
 	if (!passwd_name_valid(user))
 		valid = 0;
-	n = snprintf(path, sizeof(path), "%s/etc/passwd", root);
-	if (n > 0 && (size_t)n < sizeof(path))
-		(void)passwd_load(&pf, path, &d, &err);
-	n = snprintf(path, sizeof(path), "%s/etc/shadow", root);
-	if (n > 0 && (size_t)n < sizeof(path))
-		(void)shadow_load(&sf, path, &d, &err);
+	auth_load(root, "etc/passwd", &pf, NULL, &d);
+	auth_load(root, "etc/shadow", NULL, &sf, &d);
 	if (valid && (pw = passwd_find(&pf, user)) != NULL) {
 		sh = shadow_find(&sf, user);
 		hash = sh != NULL ? sh->hash : pw->passwd;

@@ -9,8 +9,10 @@
  * truncated.  Never exits.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "buf.h"
 #include "colonfile.h"
@@ -140,12 +142,33 @@ colonfile_load(const char *path, size_t max, int secret,
     colonfile_parse_fn *parse, void *f, struct diag *d,
     const char **error_r)
 {
+	int	 fd, rv, saved;
+
+	do {
+		fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	} while (fd == -1 && errno == EINTR);
+	if (fd == -1) {
+		*error_r = "cannot open";
+		return -1;
+	}
+	rv = colonfile_load_fd(fd, path, max, secret, parse, f, d, error_r);
+	saved = errno;
+	(void)close(fd);
+	errno = saved;
+	return rv;
+}
+
+int
+colonfile_load_fd(int fd, const char *name, size_t max, int secret,
+    colonfile_parse_fn *parse, void *f, struct diag *d,
+    const char **error_r)
+{
 	struct buf	b;
 	int		r = -1;
 
 	buf_init(&b, max);
-	if (file_read_all(path, max, &b, error_r) == 0 &&
-	    (r = parse(f, path, buf_cstr(&b), b.len, d)) == -1)
+	if (file_read_fd(fd, max, &b, error_r) == 0 &&
+	    (r = parse(f, name, buf_cstr(&b), b.len, d)) == -1)
 		*error_r = errno == EFBIG ? "file too large" : "out of memory";
 	if (secret)
 		buf_free_secret(&b);

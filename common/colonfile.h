@@ -66,5 +66,9 @@ typedef int colonfile_parse_fn(void *f, const char *name, const char *text,
 int	colonfile_load(const char *path, size_t max, int secret,
 	    colonfile_parse_fn *parse, void *f, struct diag *d,
 	    const char **error_r);
+/* The same from an open descriptor; name is used in messages. */
+int	colonfile_load_fd(int fd, const char *name, size_t max, int secret,
+	    colonfile_parse_fn *parse, void *f, struct diag *d,
+	    const char **error_r);
 
 #endif

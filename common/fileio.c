@@ -10,11 +10,15 @@
  * it may have held shadow hashes.  Never exits.
  */
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
+
+#include <linux/openat2.h>
 
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -28,23 +32,40 @@ int
 file_read_all(const char *path, size_t max, struct buf *out,
     const char **error_r)
 {
-	struct stat	 st;
-	char		 tmp[FILEIO_CHUNK];
-	const char	*err = NULL;
-	size_t		 oldlen, got, want;
-	ssize_t		 n;
-	int		 fd, saved;
+	int	 fd, rv, saved;
 
-	oldlen = out->len;
-	got = 0;
 	/* O_NONBLOCK: opening a FIFO must not wait for a writer. */
 	do {
 		fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 	} while (fd == -1 && errno == EINTR);
 	if (fd == -1) {
-		err = "cannot open";
-		goto fail;
+		if (error_r != NULL)
+			*error_r = "cannot open";
+		return -1;
 	}
+	rv = file_read_fd(fd, max, out, error_r);
+	saved = errno;
+	if (close(fd) == -1 && rv == 0) {
+		if (error_r != NULL)
+			*error_r = "close error";
+		return -1;
+	}
+	errno = saved;
+	return rv;
+}
+
+int
+file_read_fd(int fd, size_t max, struct buf *out, const char **error_r)
+{
+	struct stat	 st;
+	char		 tmp[FILEIO_CHUNK];
+	const char	*err = NULL;
+	size_t		 oldlen, got, want;
+	ssize_t		 n;
+	int		 saved;
+
+	oldlen = out->len;
+	got = 0;
 	if (fstat(fd, &st) == -1) {
 		err = "cannot stat";
 		goto fail;
@@ -92,11 +113,6 @@ file_read_all(const char *path, size_t max, struct buf *out,
 		got += (size_t)n;
 	}
 	explicit_bzero(tmp, sizeof(tmp));
-	if (close(fd) == -1) {
-		fd = -1;
-		err = "close error";
-		goto fail;
-	}
 	if (error_r != NULL)
 		*error_r = NULL;
 	return 0;
@@ -104,8 +120,6 @@ file_read_all(const char *path, size_t max, struct buf *out,
  fail:
 	saved = errno;
 	explicit_bzero(tmp, sizeof(tmp));
-	if (fd != -1)
-		(void)close(fd);
 	/* Leave out as it was; wipe what was appended. */
 	if (out->len > oldlen) {
 		explicit_bzero(out->data + oldlen, out->len - oldlen);
@@ -116,6 +130,35 @@ file_read_all(const char *path, size_t max, struct buf *out,
 		*error_r = err;
 	errno = saved;
 	return -1;
+}
+
+int
+file_open_in_root(const char *root, const char *rel, int flags)
+{
+	struct open_how	 how;
+	int		 dfd, fd, saved;
+
+	if (root == NULL || *root == '\0')
+		root = "/";
+	while (*rel == '/')
+		rel++;
+	if ((dfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC)) == -1)
+		return -1;
+	memset(&how, 0, sizeof(how));
+	how.flags = (uint64_t)(flags | O_CLOEXEC | O_NOCTTY);
+	how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
+	do {
+		fd = (int)syscall(SYS_openat2, dfd, rel, &how, sizeof(how));
+	} while (fd == -1 && (errno == EINTR || errno == EAGAIN));
+	if (fd == -1 && errno == ENOSYS) {
+		/* XXX kernels before 5.6: refuse a symlink at the end only. */
+		fd = openat(dfd, rel, flags | O_CLOEXEC | O_NOCTTY |
+		    O_NOFOLLOW);
+	}
+	saved = errno;
+	(void)close(dfd);
+	errno = saved;
+	return fd;
 }
 
 int

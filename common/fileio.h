@@ -21,6 +21,17 @@
  */
 int	file_read_all(const char *path, size_t max, struct buf *out,
 	    const char **error_r);
+/* The same for an open descriptor, which stays open. */
+int	file_read_fd(int fd, size_t max, struct buf *out, const char **error_r);
+/*
+ * Open rel inside the directory tree root as if root were "/": ".."
+ * and symlinks, absolute ones included, cannot lead out of root, and
+ * /proc magic links are refused (openat2 RESOLVE_IN_ROOT).  This is
+ * how a process outside a domain's root reads a file the domain's
+ * administrator controls.  root NULL or "" is "/".  A descriptor
+ * (close-on-exec), or -1 with errno.
+ */
+int	file_open_in_root(const char *root, const char *rel, int flags);
 /*
  * Replace path with data atomically: write path.tmp.PID with mode, fsync,
  * rename over path, fsync the directory.  Returns 0 or -1 with errno.

@@ -190,6 +190,15 @@ group_load(struct group_file *f, const char *path, struct diag *d,
 	    d, error_r);
 }
 
+int
+group_load_fd(struct group_file *f, int fd, const char *name, struct diag *d,
+    const char **error_r)
+{
+	memset(f, 0, sizeof(*f));
+	return colonfile_load_fd(fd, name, GROUP_FILE_MAX, 0, group_parse_file, f,
+	    d, error_r);
+}
+
 void
 group_free(struct group_file *f)
 {

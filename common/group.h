@@ -29,6 +29,9 @@ struct group_file {
 
 int	group_load(struct group_file *f, const char *path, struct diag *d,
 	    const char **error_r);
+/* The same from an open descriptor; name is used in messages. */
+int	group_load_fd(struct group_file *f, int fd, const char *name,
+	    struct diag *d, const char **error_r);
 int	group_parse(struct group_file *f, const char *name,
 	    const char *text, size_t len, struct diag *d);
 void	group_free(struct group_file *f);

@@ -167,6 +167,15 @@ passwd_load(struct passwd_file *f, const char *path, struct diag *d,
 	    d, error_r);
 }
 
+int
+passwd_load_fd(struct passwd_file *f, int fd, const char *name, struct diag *d,
+    const char **error_r)
+{
+	memset(f, 0, sizeof(*f));
+	return colonfile_load_fd(fd, name, PASSWD_FILE_MAX, 0, passwd_parse_file, f,
+	    d, error_r);
+}
+
 void
 passwd_free(struct passwd_file *f)
 {

@@ -38,6 +38,9 @@ struct passwd_file {
 /* Load path; -1 with *error_r when unreadable, else 0 (bad lines via d). */
 int	passwd_load(struct passwd_file *f, const char *path, struct diag *d,
 	    const char **error_r);
+/* The same from an open descriptor; name is used in messages. */
+int	passwd_load_fd(struct passwd_file *f, int fd, const char *name,
+	    struct diag *d, const char **error_r);
 int	passwd_parse(struct passwd_file *f, const char *name,
 	    const char *text, size_t len, struct diag *d);
 void	passwd_free(struct passwd_file *f);

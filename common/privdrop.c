@@ -27,6 +27,7 @@
 #include <linux/capability.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -131,10 +132,30 @@ priv_userdb_free(struct priv_userdb *db)
 }
 
 /*
+ * Open dir's etc/FILE the way root outside the root must: resolved
+ * inside dir (file_open_in_root), so a symlink planted in the domain
+ * cannot make us read a host file.  The descriptor, or -1 with errno.
+ */
+static int
+priv_open_etc(const char *dir, const char *file)
+{
+	char	 rel[64];
+	int	 n;
+
+	n = snprintf(rel, sizeof(rel), "etc/%s", file);
+	if (n < 0 || (size_t)n >= sizeof(rel)) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	return file_open_in_root(dir, rel, O_RDONLY | O_NONBLOCK);
+}
+
+/*
  * Read etc/passwd and etc/group again if either changed since they were
- * read (a root without etc/group has the primary groups alone).  The
- * files are stat()ed first, then read: a change during the read is seen
- * at the next call.  0, or -1 with *error_r.
+ * read (a root without etc/group has the primary groups alone).  Each
+ * file is opened once, inside the root, and its descriptor both
+ * compared and read: a change after the open is seen at the next call.
+ * 0, or -1 with *error_r.
  */
 static int
 priv_userdb_load(struct priv_userdb *db, const char **error_r)
@@ -143,50 +164,54 @@ priv_userdb_load(struct priv_userdb *db, const char **error_r)
 	struct stat	 pst, gst;
 	const char	*err;
 	char		 pw[PATH_MAX], gr[PATH_MAX];
-	int		 gr_absent = 0;
+	int		 pfd = -1, gfd = -1, rv = -1;
 
 	if (priv_path(pw, sizeof(pw), db->dir, "etc/passwd") == -1 ||
 	    priv_path(gr, sizeof(gr), db->dir, "etc/group") == -1) {
 		*error_r = priv_error("%s: path too long", db->dir);
 		return -1;
 	}
-	if (stat(pw, &pst) == -1) {
-		*error_r = priv_load_error(pw, "stat");
-		return -1;
+	if ((pfd = priv_open_etc(db->dir, "passwd")) == -1 ||
+	    fstat(pfd, &pst) == -1) {
+		*error_r = priv_load_error(pw, "open");
+		goto done;
 	}
-	if (stat(gr, &gst) == -1) {
-		if (errno != ENOENT) {
-			*error_r = priv_load_error(gr, "stat");
-			return -1;
-		}
-		gr_absent = 1;
+	if ((gfd = priv_open_etc(db->dir, "group")) == -1 ? errno != ENOENT :
+	    fstat(gfd, &gst) == -1) {
+		*error_r = priv_load_error(gr, "open");
+		goto done;
 	}
+	rv = 0;
 	if (db->pw_loaded && file_id_same(&db->pw_id, &pst) &&
-	    (gr_absent ? db->gr_state == PRIV_GR_ABSENT :
+	    (gfd == -1 ? db->gr_state == PRIV_GR_ABSENT :
 	    db->gr_state == PRIV_GR_LOADED && file_id_same(&db->gr_id,
 	    &gst)))
-		return 0;
+		goto done;
 	priv_userdb_free(db);
-	if (passwd_load(&db->pw, pw, &d, &err) == -1) {
+	if (passwd_load_fd(&db->pw, pfd, pw, &d, &err) == -1) {
 		*error_r = priv_load_error(pw, err);
-		return -1;
+		rv = -1;
+		goto done;
 	}
 	db->pw_loaded = 1;
 	file_id_of(&db->pw_id, &pst);
-	/* A group file that appears or goes meanwhile is seen next time. */
-	if (gr_absent)
+	if (gfd == -1)
 		db->gr_state = PRIV_GR_ABSENT;
-	else if (group_load(&db->gr, gr, &d, &err) == 0) {
+	else if (group_load_fd(&db->gr, gfd, gr, &d, &err) == 0) {
 		db->gr_state = PRIV_GR_LOADED;
 		file_id_of(&db->gr_id, &gst);
-	} else if (errno == ENOENT)
-		db->gr_state = PRIV_GR_ABSENT;
-	else {
+	} else {
 		*error_r = priv_load_error(gr, err);
 		priv_userdb_free(db);
-		return -1;
+		rv = -1;
 	}
-	return 0;
+
+ done:
+	if (pfd != -1)
+		(void)close(pfd);
+	if (gfd != -1)
+		(void)close(gfd);
+	return rv;
 }
 
 int
@@ -276,7 +301,7 @@ priv_lookup_group(const char *dir, const char *group, gid_t *gid_r,
 	const struct group_entry	*gr;
 	const char			*err;
 	char				 path[PATH_MAX];
-	int				 rv = -1;
+	int				 fd, rv = -1;
 
 	memset(&gf, 0, sizeof(gf));
 	memset(&d, 0, sizeof(d));
@@ -289,10 +314,17 @@ priv_lookup_group(const char *dir, const char *group, gid_t *gid_r,
 		*error_r = priv_error("%s: path too long", dir);
 		return -1;
 	}
-	if (group_load(&gf, path, &d, &err) == -1) {
+	if ((fd = priv_open_etc(dir, "group")) == -1) {
+		*error_r = priv_load_error(path, "open");
+		return -1;
+	}
+	rv = group_load_fd(&gf, fd, path, &d, &err);
+	(void)close(fd);
+	if (rv == -1) {
 		*error_r = priv_load_error(path, err);
 		return -1;
 	}
+	rv = -1;
 	if ((gr = group_find(&gf, group)) == NULL)
 		*error_r = priv_error("%s: no group %s", path, group);
 	else if (gr->gid == 0)

@@ -165,6 +165,15 @@ shadow_load(struct shadow_file *f, const char *path, struct diag *d,
 	    d, error_r);
 }
 
+int
+shadow_load_fd(struct shadow_file *f, int fd, const char *name, struct diag *d,
+    const char **error_r)
+{
+	memset(f, 0, sizeof(*f));
+	return colonfile_load_fd(fd, name, SHADOW_FILE_MAX, 1, shadow_parse_file, f,
+	    d, error_r);
+}
+
 void
 shadow_free(struct shadow_file *f)
 {

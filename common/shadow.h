@@ -29,6 +29,9 @@ struct shadow_file {
 
 int	shadow_load(struct shadow_file *f, const char *path, struct diag *d,
 	    const char **error_r);
+/* The same from an open descriptor; name is used in messages. */
+int	shadow_load_fd(struct shadow_file *f, int fd, const char *name,
+	    struct diag *d, const char **error_r);
 int	shadow_parse(struct shadow_file *f, const char *name,
 	    const char *text, size_t len, struct diag *d);
 /* Free, wiping the hashes first. */

@@ -19,10 +19,7 @@
  *	suites, no renegotiation, no compression.
  */
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/types.h>
-
-#include <linux/openat2.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -43,6 +40,7 @@
 #include "buf.h"
 #include "compat.h"
 #include "diag.h"
+#include "fileio.h"
 #include "tls.h"
 #include "xmalloc.h"
 
@@ -103,64 +101,23 @@ static int
 tls_read_in_root(const char *dir, const char *rel, int secret,
     struct buf *out, const char **error_r)
 {
-	struct open_how	 how;
 	struct stat	 st;
-	char		 chunk[8192];
-	ssize_t		 n;
-	int		 dfd, fd;
+	int		 fd, rv = -1;
 
-	if ((dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1) {
-		*error_r = "cannot open the domain root";
-		return -1;
-	}
-	memset(&how, 0, sizeof(how));
-	how.flags = O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY;
-	how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
-	fd = (int)syscall(SYS_openat2, dfd, rel, &how, sizeof(how));
-	if (fd == -1 && errno == ENOSYS)
-		fd = openat(dfd, rel, O_RDONLY | O_CLOEXEC | O_NONBLOCK |
-		    O_NOCTTY | O_NOFOLLOW);
-	(void)close(dfd);
-	if (fd == -1) {
+	if ((fd = file_open_in_root(dir, rel, O_RDONLY | O_NONBLOCK)) ==
+	    -1) {
 		*error_r = errno == ENOENT ? "no such file" : "cannot open";
 		return -1;
 	}
-	if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode)) {
+	if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode))
 		*error_r = "not a regular file";
-		goto fail;
-	}
-	if (secret && (st.st_mode & 077) != 0) {
+	else if (secret && (st.st_mode & 077) != 0)
 		*error_r = "private key readable by group or others "
 		    "(chmod 600)";
-		goto fail;
-	}
-	if (st.st_size > TLS_FILE_MAX) {
-		*error_r = "file too large";
-		goto fail;
-	}
-	for (;;) {
-		n = read(fd, chunk, sizeof(chunk));
-		if (n == -1 && errno == EINTR)
-			continue;
-		if (n == -1) {
-			*error_r = "read error";
-			goto fail;
-		}
-		if (n == 0)
-			break;
-		if (buf_append(out, chunk, (size_t)n) == -1) {
-			*error_r = "file too large";
-			goto fail;
-		}
-	}
-	explicit_bzero(chunk, sizeof(chunk));
+	else
+		rv = file_read_fd(fd, TLS_FILE_MAX, out, error_r);
 	(void)close(fd);
-	return 0;
-
- fail:
-	explicit_bzero(chunk, sizeof(chunk));
-	(void)close(fd);
-	return -1;
+	return rv;
 }
 
 /* The DNS names of x (subjectAltName, else the CN), comma-separated. */

@@ -27,12 +27,9 @@
 #include <sys/types.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 
 #include <netinet/in.h>
 #include <arpa/inet.h>
-
-#include <linux/openat2.h>
 
 #include <ctype.h>
 #include <errno.h>
@@ -422,74 +419,18 @@ static int
 conf_read_in_root(const char *dir, const char *rel, size_t max,
     struct buf *out, const char **error_r)
 {
-	struct open_how	 how;
-	struct stat	 st;
-	char		 chunk[8192];
-	ssize_t		 n;
-	int		 dfd, fd, saved;
+	int	 fd, rv, saved;
 
-	if ((dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1) {
-		*error_r = "cannot open the domain root";
-		return -1;
-	}
-	memset(&how, 0, sizeof(how));
-	how.flags = O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY;
-	how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
-	fd = (int)syscall(SYS_openat2, dfd, rel, &how, sizeof(how));
-	if (fd == -1 && errno == ENOSYS) {
-		/* XXX kernels before 5.6: refuse a symlink at the end only. */
-		fd = openat(dfd, rel, O_RDONLY | O_CLOEXEC | O_NONBLOCK |
-		    O_NOCTTY | O_NOFOLLOW);
-	}
-	saved = errno;
-	(void)close(dfd);
-	if (fd == -1) {
-		errno = saved;
+	if ((fd = file_open_in_root(dir, rel, O_RDONLY | O_NONBLOCK)) ==
+	    -1) {
 		*error_r = "cannot open";
 		return -1;
 	}
-	if (fstat(fd, &st) == -1) {
-		*error_r = "cannot stat";
-		goto fail;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		errno = EINVAL;
-		*error_r = "not a regular file";
-		goto fail;
-	}
-	if ((uintmax_t)st.st_size > max) {
-		errno = EFBIG;
-		*error_r = "file too large";
-		goto fail;
-	}
-	for (;;) {
-		n = read(fd, chunk, sizeof(chunk));
-		if (n == -1 && errno == EINTR)
-			continue;
-		if (n == -1) {
-			*error_r = "read error";
-			goto fail;
-		}
-		if (n == 0)
-			break;
-		if (out->len + (size_t)n > max) {
-			errno = EFBIG;
-			*error_r = "file too large";
-			goto fail;
-		}
-		if (buf_append(out, chunk, (size_t)n) == -1) {
-			*error_r = "out of memory";
-			goto fail;
-		}
-	}
-	(void)close(fd);
-	return 0;
-
- fail:
+	rv = file_read_fd(fd, max, out, error_r);
 	saved = errno;
 	(void)close(fd);
 	errno = saved;
-	return -1;
+	return rv;
 }
 
 /* Append s to a NULL-ended array of strings; -1 on OOM. */
