@@ -10,10 +10,13 @@
  *	bytes into the log.  Every entry point preserves errno.
  */
 
+#include <sys/socket.h>
 #include <sys/stat.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <paths.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +28,8 @@
 #include "log.h"
 
 #define LOG_LINE_MAX	8192
+#define LOG_RELAY_WAIT_MS 2000	/* a full relay socket, at most */
+#define LOG_RELAY_BURST	64	/* records per log_relay_read() */
 
 static int	 log_initialized;
 static int	 log_syslog;	/* a syslog socket was there at log_init() */
@@ -34,7 +39,11 @@ static int	 log_verbose;
 static char	 log_ident[64] = "virtmail";
 static char	 log_procname[64] = "virtmail";
 static char	 log_domain[256];
+static int	 log_relay_fd = -1;	/* a domain's process: lines go here */
 
+static void	log_relay_send(int, const char *);
+static void	log_relay_emit(int, const char *, const char *, long,
+		    const char *);
 static void	log_vlog(int, const char *, const char *, const char *,
 		    va_list) __attribute__((format(printf, 4, 0)));
 static void	log_assert_msg(const char *, ...)
@@ -85,6 +94,132 @@ log_set_procname(const char *name)
 }
 
 /*
+ * One line to the relay: a SOCK_SEQPACKET record "P procname\0text",
+ * P the syslog priority as one digit.  A relay that does not read for
+ * LOG_RELAY_WAIT_MS costs the line, not the process.
+ */
+static void
+log_relay_send(int pri, const char *msg)
+{
+	char		 rec[1 + 64 + LOG_LINE_MAX];
+	struct pollfd	 pfd;
+	size_t		 pl, ml;
+	ssize_t		 n;
+
+	rec[0] = (char)('0' + (LOG_PRI(pri) & 7));
+	pl = strnlen(log_procname, 63);
+	memcpy(rec + 1, log_procname, pl);
+	rec[1 + pl] = '\0';
+	ml = strnlen(msg, LOG_LINE_MAX - 1);
+	memcpy(rec + 2 + pl, msg, ml);
+	for (;;) {
+		n = send(log_relay_fd, rec, 2 + pl + ml,
+		    MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (n >= 0 || (errno != EAGAIN && errno != EINTR))
+			return;
+		pfd.fd = log_relay_fd;
+		pfd.events = POLLOUT;
+		if (errno == EAGAIN && poll(&pfd, 1, LOG_RELAY_WAIT_MS) <= 0)
+			return;
+	}
+}
+
+int
+log_relay_pair(int sv[2])
+{
+	int	 on = 1;
+
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == -1)
+		return -1;
+	/* The kernel tells the relay each sender's pid. */
+	if (setsockopt(sv[0], SOL_SOCKET, SO_PASSCRED, &on, sizeof(on)) ==
+	    -1 || fcntl(sv[0], F_SETFL, O_NONBLOCK) == -1) {
+		(void)close(sv[0]);
+		(void)close(sv[1]);
+		return -1;
+	}
+	return 0;
+}
+
+void
+log_to_relay(int fd)
+{
+	int	 null;
+
+	closelog();
+	log_syslog = 0;
+	log_relay_fd = fd;
+#if !defined(__SANITIZE_ADDRESS__)
+	/* Nor stderr: only the relay writes where the operator reads. */
+	if ((null = open("/dev/null", O_WRONLY | O_CLOEXEC)) != -1) {
+		if (null != 2)
+			(void)dup2(null, 2);
+		if (null > 2)
+			(void)close(null);
+	}
+#else
+	/* The sanitizer's reports go to stderr: keep it. */
+	(void)null;
+#endif
+}
+
+int
+log_relay_read(int fd, const char *domain)
+{
+	union {
+		struct cmsghdr	 hdr;
+		char		 buf[CMSG_SPACE(sizeof(struct ucred))];
+	} cm;
+	struct msghdr	 mh;
+	struct iovec	 iov;
+	struct cmsghdr	*c;
+	struct ucred	 cred;
+	char		 rec[1 + 64 + LOG_LINE_MAX + 1];
+	char		 proc[64 * 4 + 4], text[LOG_LINE_MAX];
+	const char	*p;
+	ssize_t		 n;
+	size_t		 pl;
+	int		 i, saved_errno = errno;
+
+	for (i = 0; i < LOG_RELAY_BURST; i++) {
+		memset(&mh, 0, sizeof(mh));
+		iov.iov_base = rec;
+		iov.iov_len = sizeof(rec) - 1;
+		mh.msg_iov = &iov;
+		mh.msg_iovlen = 1;
+		mh.msg_control = cm.buf;
+		mh.msg_controllen = sizeof(cm.buf);
+		n = recvmsg(fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		cred.pid = 0;
+		for (c = CMSG_FIRSTHDR(&mh); c != NULL; c = CMSG_NXTHDR(&mh, c))
+			if (c->cmsg_level == SOL_SOCKET &&
+			    c->cmsg_type == SCM_CREDENTIALS &&
+			    c->cmsg_len == CMSG_LEN(sizeof(cred)))
+				memcpy(&cred, CMSG_DATA(c), sizeof(cred));
+		rec[n] = '\0';
+		/* Untrusted: a bad priority is a warning, text is cleaned. */
+		if (n < 2 || rec[0] < '0' || rec[0] > '7' ||
+		    (pl = strnlen(rec + 1, (size_t)n - 1)) >= (size_t)n - 1) {
+			log_warnx("domain=%s log record from pid %ld "
+			    "malformed", domain, (long)cred.pid);
+			continue;
+		}
+		p = rec + 2 + pl;
+		(void)log_clean(proc, sizeof(proc), rec + 1, pl);
+		(void)log_clean(text, sizeof(text), p,
+		    (size_t)n - 2 - pl);
+		log_relay_emit(rec[0] - '0', domain, proc, (long)cred.pid,
+		    text);
+	}
+	errno = saved_errno;
+	return i;
+}
+
+/*
  * Format "[domain=NAME ][prefix]message[: strerror]" and send it to
  * syslog, and to stderr in debug mode or before log_init() (tools,
  * tests).
@@ -98,7 +233,8 @@ log_vlog(int pri, const char *prefix, const char *errstr, const char *fmt,
 	int	 n;
 
 	msg[0] = '\0';
-	if (log_domain[0] != '\0') {
+	/* The relay names the domain itself: the process cannot. */
+	if (log_domain[0] != '\0' && log_relay_fd == -1) {
 		n = snprintf(msg, sizeof(msg), "domain=%s ", log_domain);
 		if (n > 0 && (size_t)n < sizeof(msg))
 			off = (size_t)n;
@@ -121,11 +257,27 @@ log_vlog(int pri, const char *prefix, const char *errstr, const char *fmt,
 		    fmt != NULL ? ": " : "", errstr);
 	}
 
+	if (log_relay_fd != -1) {
+		log_relay_send(pri, msg);
+		return;
+	}
 	if (log_initialized && log_syslog)
 		syslog(pri, "%s", msg);
 	if (log_debug_stderr || !log_initialized)
 		(void)fprintf(stderr, "%s[%ld]: %s\n", log_procname,
 		    (long)getpid(), msg);
+}
+
+/* A relayed line, stamped with the domain whose socket it came on. */
+static void
+log_relay_emit(int pri, const char *domain, const char *proc, long pid,
+    const char *text)
+{
+	if (log_initialized && log_syslog)
+		syslog(pri, "domain=%s pid=%ld %s", domain, pid, text);
+	if (log_debug_stderr || !log_initialized)
+		(void)fprintf(stderr, "%s[%ld]: domain=%s %s\n", proc, pid,
+		    domain, text);
 }
 
 void

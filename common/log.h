@@ -22,6 +22,21 @@ void	log_set_domain(const char *domain);
 /* Change the ident used on stderr lines (after fork: "smtpd[alpha]"). */
 void	log_set_procname(const char *name);
 
+/*
+ * The log relay: a domain's processes do not hold the host's syslog
+ * socket, and cannot write a line that names another domain.  The
+ * root master makes one pair per domain (log_relay_pair: sv[0] its
+ * end, non-blocking, with SO_PASSCRED); each of the domain's
+ * processes calls log_to_relay(sv[1]) before it enters the root, and
+ * from then on sends its lines there.  The master calls
+ * log_relay_read(sv[0], name) when sv[0] is readable: each line is
+ * cleaned and logged as "domain=NAME pid=PID text", with the pid the
+ * kernel vouches for.  Returns how many lines it read.
+ */
+int	log_relay_pair(int sv[2]);
+void	log_to_relay(int fd);
+int	log_relay_read(int fd, const char *domain);
+
 void	log_warn(const char *, ...) __attribute__((format(printf, 1, 2)));
 void	log_warnx(const char *, ...) __attribute__((format(printf, 1, 2)));
 void	log_info(const char *, ...) __attribute__((format(printf, 1, 2)));

@@ -1,8 +1,10 @@
 /*
  * test_log.c — log_clean() on hostile peer text, the stderr line format,
- * the domain tag, errno kept across calls, fatal and ASSERT.
+ * the domain tag, errno kept across calls, fatal and ASSERT, and the
+ * relay that stamps a domain's lines with the domain it serves.
  */
 
+#include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 
@@ -175,6 +177,54 @@ test_fatal(void)
 	CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "true ASSERT passes");
 }
 
+static int	 relay_fd = -1;
+static pid_t	 relay_child;
+
+/*
+ * A child that claims to be beta.test, forges a syslog-like line and
+ * sends a malformed record; read in the parent as alpha.test's relay.
+ */
+static void
+relay_lines(void)
+{
+	int	 sv[2], status;
+
+	if (log_relay_pair(sv) == -1)
+		return;
+	fflush(stderr);
+	if ((relay_child = fork()) == 0) {
+		close(sv[0]);
+		log_to_relay(sv[1]);
+		log_set_domain("beta.test");
+		log_set_procname("worker");
+		log_info("claims beta\nfake[1]: domain=beta.test x");
+		(void)send(sv[1], "9bad", 4, 0);
+		_exit(0);
+	}
+	close(sv[1]);
+	(void)waitpid(relay_child, &status, 0);
+	relay_fd = sv[0];
+	(void)log_relay_read(sv[0], "alpha.test");
+	close(sv[0]);
+}
+
+static void
+test_relay(void)
+{
+	char	 got[2048], want[1024];
+
+	capture(relay_lines, got, sizeof(got));
+	(void)snprintf(want, sizeof(want),
+	    "worker[%ld]: domain=alpha.test claims beta\\x0afake[1]: "
+	    "domain=beta.test x\n", (long)relay_child);
+	CHECK(strncmp(got, want, strlen(want)) == 0,
+	    "relayed line: the relay's domain, the kernel's pid, cleaned");
+	CHECK(strstr(got, "log record from pid") != NULL &&
+	    strstr(got, "malformed") != NULL,
+	    "malformed record reported, not logged as sent");
+	CHECK(relay_fd != -1, "relay pair made");
+}
+
 int
 main(void)
 {
@@ -182,5 +232,6 @@ main(void)
 	test_lines();
 	test_errno();
 	test_fatal();
+	test_relay();
 	return test_done();
 }
