@@ -129,6 +129,18 @@ SMTPD_SRCS = \
 SENDMAIL_SRCS = \
 	smtpd/sendmail.c
 
+# The setgid drop writer links these and nothing else: no TLS, no SPF,
+# no session engine (checked after the link, below).
+POSTDROP_SRCS = \
+	common/address.c \
+	common/buf.c \
+	common/compat.c \
+	common/fileio.c \
+	common/log.c \
+	common/xmalloc.c \
+	smtpd/drop.c \
+	smtpd/postdrop.c
+
 ADMIN_SRCS = \
 	admin/admin_check.c \
 	admin/admin_domain.c \
@@ -170,6 +182,7 @@ POP3D_UNIT_BINS	= $(POP3D_UNIT_TESTS:%=$(BUILD)/tests/unit/test_%)
 SMTPD_LIB_OBJS	= $(SMTPD_LIB_SRCS:%.c=$(BUILD)/%.o)
 SMTPD_OBJS	= $(SMTPD_SRCS:%.c=$(BUILD)/%.o)
 SENDMAIL_OBJS	= $(SENDMAIL_SRCS:%.c=$(BUILD)/%.o)
+POSTDROP_OBJS	= $(POSTDROP_SRCS:%.c=$(BUILD)/%.o)
 ADMIN_OBJS	= $(ADMIN_SRCS:%.c=$(BUILD)/%.o)
 UNIT_BINS	= $(UNIT_TESTS:%=$(BUILD)/tests/unit/test_%)
 SMTPD_UNIT_BINS	= $(SMTPD_UNIT_TESTS:%=$(BUILD)/tests/unit/test_%)
@@ -177,6 +190,7 @@ SMTPD_UNIT_BINS	= $(SMTPD_UNIT_TESTS:%=$(BUILD)/tests/unit/test_%)
 PROGRAMS = \
 	$(BUILD)/virtmail \
 	$(BUILD)/virtmail-pop3d \
+	$(BUILD)/virtmail-postdrop \
 	$(BUILD)/virtmail-sendmail \
 	$(BUILD)/virtmail-smtpd \
 	$(BUILD)/virtuald
@@ -214,6 +228,16 @@ endif
 $(BUILD)/virtmail-sendmail: $(SENDMAIL_OBJS) $(BUILD)/libsmtpd.a \
     $(BUILD)/libcommon.a
 	$(CC) $(LDFLAGS) $(SENDMAIL_LDFLAGS) -o $@ $^ $(SMTPD_LIBS) -lresolv
+
+# Fails the build when anything of TLS, SPF, the session engine, the
+# queue or the runner reaches the setgid program.
+POSTDROP_FORBIDDEN = ' (SSL_|EVP_|SPF_|smtp_|smtpd_|runner_|milter_|queue_|mta_|tls_|priv_|sendmail_|pickup_|deliver)'
+$(BUILD)/virtmail-postdrop: $(POSTDROP_OBJS)
+	$(CC) $(LDFLAGS) $(SENDMAIL_LDFLAGS) -o $@.tmp $^
+	@if nm $@.tmp | grep -E $(POSTDROP_FORBIDDEN); then \
+	    echo "$@: links code it must not (above)" >&2; \
+	    rm -f $@.tmp; exit 1; fi
+	mv -f $@.tmp $@
 
 $(BUILD)/virtmail: $(ADMIN_OBJS) $(BUILD)/libsmtpd.a $(BUILD)/libcommon.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS) $(SMTPD_LIBS)
@@ -348,7 +372,7 @@ clean:
 
 -include $(COMMON_OBJS:.o=.d) $(VIRTUALD_OBJS:.o=.d) $(SMTPD_LIB_OBJS:.o=.d) \
 	$(SMTPD_OBJS:.o=.d) $(UNIT_BINS:=.d) $(SMTPD_UNIT_BINS:=.d) \
-	$(SENDMAIL_OBJS:.o=.d) \
+	$(SENDMAIL_OBJS:.o=.d) $(POSTDROP_OBJS:.o=.d) \
 	$(ADMIN_OBJS:.o=.d)
 -include $(POP3D_LIB_OBJS:.o=.d) $(POP3D_OBJS:.o=.d) $(POP3D_UNIT_BINS:=.d)
 -include $(shell find build-fuzz -name "*.d" 2>/dev/null)

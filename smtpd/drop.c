@@ -1,29 +1,55 @@
 /*
- * drop.c — the drop file format shared by virtmail-sendmail (which
- * writes it) and the queue runner's pickup (which reads it).
+ * drop.c — the drop file format (drop.h) shared by virtmail-sendmail
+ * (which forms it), virtmail-postdrop (which checks it and writes it
+ * into drop/) and the queue runner's pickup (which reads it).
  *
  * SECURITY
  *	The writer is any local user of the domain, through the setgid
- *	injector; the reader is the domain's runner (run_as).  So
- *	drop_parse() treats the file as hostile: a bounded number of
- *	bounded lines, exactly the records documented in smtpd.h, every
+ *	virtmail-postdrop; the reader is the domain's runner (run_as).
+ *	So drop_parse() treats the file as hostile: a bounded number of
+ *	bounded lines, exactly the records documented in drop.h, every
  *	address re-checked with addr_parse() (which refuses control
  *	characters, so nothing here can inject an envelope record or a
- *	header line later).  It never exits and never logs; the caller
- *	logs the error it returns.
+ *	header line later).  drop_copy() runs in virtmail-postdrop with
+ *	the drop group, on input from any local user: the same parser,
+ *	a bounded envelope, a bounded message without NUL bytes.
+ *	Nothing here exits or logs; the caller reports the error it
+ *	returns.  This file links into the setgid program: it may use
+ *	only drop.h and the small modules of common/ (address, buf,
+ *	fileio, xmalloc).
  */
 
 #include <sys/types.h>
+#include <sys/stat.h>
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "address.h"
 #include "buf.h"
-#include "smtpd.h"
+#include "daemon_main.h"
+#include "drop.h"
+#include "fileio.h"
 #include "xmalloc.h"
 
 #define DROP_LINE_MAX	(ADDR_PATH_MAX + 8)
+/* SMTPD_DOMAIN_CONF as seen from inside the domain's root. */
+#define DROP_DOMAIN_CONF	"/etc/virtmail.conf"
+
+int
+drop_on_host(void)
+{
+	struct stat	 a, b;
+
+	if (stat("/", &a) == 0 && stat("/proc/1/root/.", &b) == 0 &&
+	    a.st_dev == b.st_dev && a.st_ino == b.st_ino)
+		return 1;
+	/* The host has the domain table; a domain has its own conf. */
+	return access(DAEMON_VIRTUAL_CONF, F_OK) == 0 ||
+	    access(DROP_DOMAIN_CONF, F_OK) == -1;
+}
 
 int
 drop_name_valid(const char *name, const char *prefix)
@@ -177,4 +203,113 @@ drop_parse(const char *data, size_t len, struct drop_env *e,
 	drop_env_free(e);
 	*error_r = err;
 	return -1;
+}
+
+/* read(2) that retries on EINTR. */
+static ssize_t
+drop_read(int fd, void *p, size_t n)
+{
+	ssize_t	 r;
+
+	while ((r = read(fd, p, n)) == -1 && errno == EINTR)
+		;
+	return r;
+}
+
+/* Write a message chunk after checking it; DROP_COPY_* result. */
+static enum drop_copy_result
+drop_copy_chunk(int outfd, const char *p, size_t n, size_t *total,
+    size_t msg_max, const char **error_r)
+{
+	if (memchr(p, '\0', n) != NULL) {
+		*error_r = "NUL byte in the message";
+		return DROP_COPY_BAD;
+	}
+	if (n > msg_max - *total) {
+		*error_r = "message too large";
+		return DROP_COPY_BAD;
+	}
+	*total += n;
+	if (n > 0 && write_all(outfd, p, n) == -1)
+		return DROP_COPY_EWRITE;
+	return DROP_COPY_OK;
+}
+
+enum drop_copy_result
+drop_copy(int infd, int outfd, size_t msg_max, const char **error_r)
+{
+	char			 chunk[65536];
+	struct drop_env		 e;
+	struct buf		 in, env;
+	const char		*end;
+	size_t			 envlen, off, total = 0;
+	ssize_t			 n;
+	int			 saved;
+	enum drop_copy_result	 r = DROP_COPY_BAD;
+
+	buf_init(&in, DROP_ENV_MAX + sizeof(chunk));
+	buf_init(&env, DROP_ENV_MAX);
+	memset(&e, 0, sizeof(e));
+
+	/* The envelope ends at the first empty line. */
+	for (;;) {
+		end = in.len > 0 ? memmem(in.data, in.len, "\n\n", 2) : NULL;
+		if (end != NULL)
+			break;
+		if (in.len > DROP_ENV_MAX) {
+			*error_r = "envelope too large";
+			goto out;
+		}
+		if ((n = drop_read(infd, chunk, sizeof(chunk))) == -1) {
+			r = DROP_COPY_EREAD;
+			goto out;
+		}
+		if (n == 0) {
+			*error_r = "truncated envelope";
+			goto out;
+		}
+		if (buf_append(&in, chunk, (size_t)n) == -1) {
+			*error_r = "envelope too large";
+			goto out;
+		}
+	}
+	envlen = (size_t)(end - in.data) + 2;
+	if (envlen > DROP_ENV_MAX) {
+		*error_r = "envelope too large";
+		goto out;
+	}
+	if (drop_parse(in.data, envlen, &e, &off, error_r) == -1)
+		goto out;
+	/* What we write is what we would have made ourselves. */
+	if (off != envlen || drop_env_encode(&e, &env, error_r) == -1) {
+		if (off != envlen)
+			*error_r = "malformed envelope";
+		goto out;
+	}
+	if (write_all(outfd, env.data, env.len) == -1) {
+		r = DROP_COPY_EWRITE;
+		goto out;
+	}
+	if ((r = drop_copy_chunk(outfd, in.data + envlen, in.len - envlen,
+	    &total, msg_max, error_r)) != DROP_COPY_OK)
+		goto out;
+	for (;;) {
+		if ((n = drop_read(infd, chunk, sizeof(chunk))) == -1) {
+			r = DROP_COPY_EREAD;
+			goto out;
+		}
+		if (n == 0)
+			break;
+		if ((r = drop_copy_chunk(outfd, chunk, (size_t)n, &total,
+		    msg_max, error_r)) != DROP_COPY_OK)
+			goto out;
+	}
+	r = DROP_COPY_OK;
+ out:
+	saved = errno;
+	drop_env_free(&e);
+	buf_free(&env);
+	buf_free(&in);
+	errno = saved;
+	return r;
 }

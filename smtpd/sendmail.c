@@ -5,33 +5,38 @@
  *	Installed inside a domain's root as /usr/sbin/sendmail, so that
  *	scripts of the domain can send mail: options -t, -i/-oi, -f, -F,
  *	recipients as arguments, the message on stdin.  It completes the
- *	header (sendmail_msg.c), writes a drop file (drop.c) into the
- *	domain's QUEUE_DIR/drop under a temporary name, fsyncs it,
- *	renames it to its final name, flushes the file system (syncfs:
- *	the directory itself is not readable to fsync) and exits 0 only
- *	then; the domain's queue runner picks it up (pickup.c).  Exit
+ *	header (sendmail_msg.c), forms a drop submission (drop.h) and
+ *	pipes it into DROP_POSTDROP_PATH, the small setgid program that
+ *	writes it into the domain's QUEUE_DIR/drop (postdrop.c); the
+ *	domain's queue runner picks it up (pickup.c).  It exits with
+ *	postdrop's exit code, 0 only once the file is durable.  Exit
  *	codes per sysexits.h.
  *
  * SECURITY
- *	Installed setgid virtmail-drop (the domain's own group), run by
- *	any user of the domain: the group only opens the drop directory
- *	(mode 1730) for creating files.  The process trusts nothing from
- *	its caller beyond the message being the caller's own: the
- *	environment is ignored, every option value is checked (addresses
- *	by addr_parse, the -F name stripped of controls), no option names
- *	a file to read or write, and the submitting uid is recorded by
- *	the kernel as the drop file's owner.  Running inside the domain's
- *	chroot, the only queue it can reach is its own domain's.  Outside
- *	a chroot it refuses to run, unless root names a domain root with
- *	-d DIR; it then chroots there first.  See docs/SECURITY.md.
+ *	Not privileged: it runs with the invoking user's own uid and
+ *	groups, so its option, configuration, header and address
+ *	parsing gives nothing away.  It cannot write drop/ itself; what
+ *	it hands postdrop is checked again there with the runner's own
+ *	parser.  The environment is ignored and postdrop starts with an
+ *	empty one; every option value is checked (addresses by
+ *	addr_parse, the -F name stripped of controls), no option names a
+ *	file to read or write.  Inside the domain's chroot the only queue
+ *	it can reach is its own domain's.  Outside a chroot it refuses to
+ *	run, unless root names a domain root with -d DIR; it then chroots
+ *	there first and runs that root's postdrop, after checking that
+ *	the program is root's and writable by root only.  See
+ *	docs/SECURITY.md.
  */
 
 #include <sys/types.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
+#include <spawn.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -179,20 +184,6 @@ sm_parse_opts(int argc, char **argv, struct sm_opts *o)
 	o->nrcpts = argc - i;
 }
 
-/* Whether we run in the host's root rather than a domain's. */
-static int
-sm_on_host(void)
-{
-	struct stat	 a, b;
-
-	if (stat("/", &a) == 0 && stat("/proc/1/root/.", &b) == 0 &&
-	    a.st_dev == b.st_dev && a.st_ino == b.st_ino)
-		return 1;
-	/* The host has the domain table; a domain has its own conf. */
-	return access(DAEMON_VIRTUAL_CONF, F_OK) == 0 ||
-	    access("/" SMTPD_DOMAIN_CONF, F_OK) == -1;
-}
-
 /* Read the message; without -i a line "." ends it (sendmail(8)). */
 static void
 sm_read(struct buf *in, size_t max, int ignore_dots)
@@ -244,90 +235,83 @@ sm_add(char ***v, size_t *n, const char *addr)
 	return 0;
 }
 
-/* Write, fsync, rename, fsync the directory.  Returns an exit code. */
-static int
-sm_drop(const struct buf *env, const struct buf *msg)
+/*
+ * The program that writes the drop file must be root's own, or a
+ * root that runs us with -d would run someone else's program.
+ */
+static void
+sm_postdrop_check(void)
 {
-	struct stat	 dst;
-	char		 a[QUEUE_ID_LEN + 1], b[QUEUE_ID_LEN + 1];
-	char		 tmp[64], ready[64];
-	int		 dfd, fd, saved, code = EX_IOERR;
+	struct stat	 st;
 
-	/* O_PATH: the directory is not readable (mode 1730), only
-	 * searchable and writable through the group. */
-	if ((dfd = open(DROP_DIR, O_PATH | O_DIRECTORY | O_CLOEXEC)) == -1) {
-		if (errno == EACCES)
-			sm_die(EX_NOPERM, "%s: %s (is %s installed setgid %s?)",
-			    DROP_DIR, strerror(errno), SM_NAME, DROP_GROUP);
-		sm_die(EX_UNAVAILABLE, "%s: %s (has the domain's queue "
-		    "runner been started?)", DROP_DIR, strerror(errno));
-	}
-	if (fstat(dfd, &dst) == -1)
-		sm_die(EX_OSERR, "%s: %s", DROP_DIR, strerror(errno));
-	for (;;) {
-		queue_new_id(a);
-		queue_new_id(b);
-		if (snprintf(tmp, sizeof(tmp), "%s%s%s", DROP_TMP_PREFIX, a,
-		    b) >= (int)sizeof(tmp) || snprintf(ready, sizeof(ready),
-		    "%s%s%s", DROP_READY_PREFIX, a, b) >= (int)sizeof(ready))
-			sm_die(EX_SOFTWARE, "drop file name too long");
-		fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
-		    O_CLOEXEC, 0640);
-		if (fd != -1 || errno != EEXIST)
-			break;
-	}
-	if (fd == -1) {
-		saved = errno;
-		(void)close(dfd);
-		if (saved == EACCES || saved == EPERM)
-			sm_die(EX_NOPERM, "%s: %s (is %s installed setgid "
-			    "%s?)", DROP_DIR, strerror(saved), SM_NAME,
-			    DROP_GROUP);
-		sm_die(saved == ENOSPC || saved == EDQUOT ? EX_TEMPFAIL :
-		    EX_CANTCREAT, "%s: %s", DROP_DIR, strerror(saved));
-	}
-	/* Root's file (-d) must carry the group the runner reads by. */
-	if (fchown(fd, (uid_t)-1, dst.st_gid) == -1 ||
-	    fchmod(fd, 0640) == -1 ||
-	    write_all(fd, env->data, env->len) == -1 ||
-	    write_all(fd, msg->data, msg->len) == -1 ||
-	    fsync(fd) == -1)
-		goto fail;
-	if (renameat(dfd, tmp, dfd, ready) == -1)
-		goto fail;
-	/*
-	 * The new name must be durable too.  We cannot open the
-	 * directory to fsync it (no read permission, on purpose), so
-	 * flush the file system it lives on.  XXX: heavier than an
-	 * fsync of one directory; local submission is rare enough.
-	 */
-	if (syncfs(fd) == -1) {
-		/* Renamed but maybe not durable: the runner may still get
-		 * it, so it stays; the caller is told to retry. */
-		saved = errno;
-		(void)close(fd);
-		(void)close(dfd);
-		sm_die(EX_TEMPFAIL, "%s: syncfs: %s", DROP_DIR,
-		    strerror(saved));
-	}
-	if (close(fd) == -1) {
-		saved = errno;
-		(void)close(dfd);
-		sm_die(EX_TEMPFAIL, "%s: close: %s", DROP_DIR,
-		    strerror(saved));
-	}
-	(void)close(dfd);
+	if (lstat(DROP_POSTDROP_PATH, &st) == -1)
+		sm_die(errno == ENOENT ? EX_UNAVAILABLE : EX_OSERR,
+		    "%s: %s (local submission is not installed in this "
+		    "domain)", DROP_POSTDROP_PATH, strerror(errno));
+	if (!S_ISREG(st.st_mode) || st.st_uid != 0 ||
+	    (st.st_mode & (S_IWGRP | S_IWOTH)) != 0)
+		sm_die(EX_UNAVAILABLE, "%s: not a regular file of root's "
+		    "that only root may change", DROP_POSTDROP_PATH);
+}
+
+/*
+ * Hand the submission to virtmail-postdrop on a pipe, with an empty
+ * environment, and return its exit code (EX_TEMPFAIL when it dies:
+ * the message may or may not be in drop/).
+ */
+static int
+sm_postdrop(const struct buf *env, const struct buf *msg)
+{
+	static char *const	 envp[] = { NULL };
+	char *const		 args[] = {
+		(char *)(uintptr_t)DROP_POSTDROP_PATH, NULL
+	};
+	posix_spawn_file_actions_t fa;
+	struct sigaction	 sa, osa;
+	pid_t			 pid;
+	int			 p[2], st, werr = 0, r;
+
+	sm_postdrop_check();
+	if (pipe2(p, O_CLOEXEC) == -1)
+		sm_die(EX_OSERR, "pipe: %s", strerror(errno));
+	if ((r = posix_spawn_file_actions_init(&fa)) != 0 ||
+	    (r = posix_spawn_file_actions_adddup2(&fa, p[0],
+	    STDIN_FILENO)) != 0)
+		sm_die(EX_OSERR, "posix_spawn_file_actions: %s", strerror(r));
+	r = posix_spawn(&pid, DROP_POSTDROP_PATH, &fa, NULL, args, envp);
+	(void)posix_spawn_file_actions_destroy(&fa);
+	(void)close(p[0]);
+	if (r != 0)
+		sm_die(r == ENOENT || r == EACCES ? EX_UNAVAILABLE : EX_OSERR,
+		    "cannot run %s: %s", DROP_POSTDROP_PATH, strerror(r));
+
+	/* It may refuse before reading everything: EPIPE, not a kill. */
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = SIG_IGN;
+	(void)sigemptyset(&sa.sa_mask);
+	(void)sigaction(SIGPIPE, &sa, &osa);
+	if (write_all(p[1], env->data, env->len) == -1 ||
+	    write_all(p[1], msg->data, msg->len) == -1)
+		werr = errno;
+	if (close(p[1]) == -1 && werr == 0)
+		werr = errno;
+	(void)sigaction(SIGPIPE, &osa, NULL);
+
+	while (waitpid(pid, &st, 0) == -1)
+		if (errno != EINTR)
+			sm_die(EX_OSERR, "waitpid: %s", strerror(errno));
+	if (WIFSIGNALED(st))
+		sm_die(EX_TEMPFAIL, "%s killed by signal %d; the message may "
+		    "not have been queued", DROP_POSTDROP_PATH, WTERMSIG(st));
+	if (!WIFEXITED(st))
+		sm_die(EX_TEMPFAIL, "%s ended abnormally", DROP_POSTDROP_PATH);
+	/* postdrop has said why on our stderr. */
+	if (WEXITSTATUS(st) != EX_OK)
+		return WEXITSTATUS(st);
+	if (werr != 0)
+		sm_die(EX_IOERR, "writing to %s: %s", DROP_POSTDROP_PATH,
+		    strerror(werr));
 	return EX_OK;
- fail:
-	saved = errno;
-	if (fd != -1)
-		(void)close(fd);
-	(void)unlinkat(dfd, tmp, 0);
-	(void)close(dfd);
-	if (saved == ENOSPC || saved == EDQUOT)
-		code = EX_TEMPFAIL;
-	sm_die(code, "writing the drop file: %s", strerror(saved));
-	return code;
 }
 
 int
@@ -359,7 +343,7 @@ main(int argc, char **argv)
 			sm_die(EX_NOPERM, "-d is for root only");
 		if (priv_enter_root(o.dir, NULL, &err) == -1)
 			sm_die(EX_NOPERM, "%s: %s", o.dir, err);
-	} else if (sm_on_host())
+	} else if (drop_on_host())
 		sm_die(EX_USAGE, "not inside a domain's root; as root, name "
 		    "one with -d DOMAIN-DIR");
 
@@ -452,7 +436,7 @@ main(int argc, char **argv)
 	buf_init(&env, DROP_ENV_MAX);
 	if (drop_env_encode(&de, &env, &err) == -1)
 		sm_die(EX_DATAERR, "%s", err);
-	r = sm_drop(&env, &m.out);
+	r = sm_postdrop(&env, &m.out);
 	buf_free(&env);
 	sendmail_msg_free(&m);
 	for (i = 0; i < nrcpts; i++)

@@ -26,6 +26,7 @@
 #include "buf.h"
 #include "daemon_main.h"
 #include "domain.h"
+#include "drop.h"
 #include "fileio.h"
 #include "passwd.h"
 #include "queue.h"
@@ -560,49 +561,7 @@ int	bounce_inject(const char *qdir, const struct bounce_info *bi,
 #define RUNNER_CTL_OK		"ok"
 #define RUNNER_CTL_ERROR	"error"
 
-/*
- * drop.c — the pickup ("maildrop") file that virtmail-sendmail writes
- * into QUEUE_DIR "/drop" and the runner turns into a queued message
- * (pickup.c).  Format, LF line ends:
- *	"VMDROP 1"	version line
- *	"S sender"	exactly one; empty for the null sender
- *	"R rcpt"	one per recipient, local@domain, 1..DROP_RCPT_MAX
- *	""		an empty line ends the envelope
- *	then the message itself (headers, empty line, body; LF ends)
- * Files are written as DROP_TMP_PREFIX + 32 hex digits, fsynced, and
- * renamed to DROP_READY_PREFIX + the same digits; only the latter are
- * picked up.  See docs/queue.md and docs/SECURITY.md.
- */
-#define DROP_SUBDIR		"drop"
-#define DROP_DIR		QUEUE_DIR "/" DROP_SUBDIR
-#define DROP_GROUP		"virtmail-drop"
-#define DROP_VERSION_LINE	"VMDROP 1"
-#define DROP_TMP_PREFIX		"t."
-#define DROP_READY_PREFIX	"m."
-#define DROP_NAME_HEX		32
-#define DROP_RCPT_MAX		10000
-#define DROP_ENV_MAX		(DROP_RCPT_MAX * 264 + 512)	/* "R " path LF */
-#define DROP_TMP_AGE		3600	/* s: an unfinished file is garbage */
-
-struct drop_env {
-	char		*sender;	/* "" for <> */
-	char		**rcpts;
-	size_t		 nrcpts;
-};
-
-/* Append the envelope part of a drop file to out.  0, or -1 (*error_r). */
-int	drop_env_encode(const struct drop_env *e, struct buf *out,
-	    const char **error_r);
-/*
- * Parse a whole drop file: envelope into e (addresses re-checked with
- * addr_parse), *msg_off_r where the message starts.  0, or -1 with
- * *error_r and e empty.
- */
-int	drop_parse(const char *data, size_t len, struct drop_env *e,
-	    size_t *msg_off_r, const char **error_r);
-void	drop_env_free(struct drop_env *e);
-/* Whether name is "m." or "t." followed by DROP_NAME_HEX hex digits. */
-int	drop_name_valid(const char *name, const char *prefix);
+/* drop.c — the drop file format: see drop.h. */
 
 /* pickup.c — the runner's side, run_as, chrooted in the domain root. */
 /*
