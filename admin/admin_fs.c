@@ -17,7 +17,10 @@
  *	run_as account gets the first uid of the domain's block of
  *	ADMIN_UID_BLOCK, users the next ones, the virtmail-drop group the
  *	last (as in the tests' roots).  The injector goes to
- *	usr/sbin/sendmail, mode 2755 root:virtmail-drop (docs/SECURITY.md).
+ *	usr/sbin/sendmail, mode 0755 root:root, and the drop writer found
+ *	next to it to usr/sbin/virtmail-postdrop, mode 2755
+ *	root:virtmail-drop, the one setgid file of the root
+ *	(docs/SECURITY.md).
  */
 #include <sys/types.h>
 #include <sys/stat.h>
@@ -346,14 +349,43 @@ fs_default_sendmail(char *dst, size_t size)
 	return dst;
 }
 
+/* The drop writer that goes with the injector src: its sibling. */
+static int
+fs_postdrop_of(const char *src, char *dst, size_t size)
+{
+	char	 dir[PATH_MAX];
+	int	 k;
+
+	if (strlcpy(dir, src, sizeof(dir)) >= sizeof(dir))
+		return -1;
+	k = snprintf(dst, size, "%s/virtmail-postdrop", dirname(dir));
+	return k < 0 || (size_t)k >= size ? -1 : 0;
+}
+
+/*
+ * usr/sbin/sendmail without any privilege, and usr/sbin/virtmail-
+ * postdrop (DROP_POSTDROP_PATH) setgid virtmail-drop.
+ */
 static int
 fs_install_sendmail(const char *root, const char *src, gid_t drop_gid)
 {
-	char	 dst[PATH_MAX];
+	char	 dst[PATH_MAX], pd[PATH_MAX];
 
 	if (admin_path(dst, sizeof(dst), root, "usr/sbin/sendmail") == -1)
 		return -1;
-	if (fs_copy_file(src, dst, 0755) == -1)
+	if (fs_copy_file(src, dst, 0755) == -1 || lchown(dst, 0, 0) == -1) {
+		admin_warnx("%s: %s", dst, strerror(errno));
+		return -1;
+	}
+	if (fs_postdrop_of(src, pd, sizeof(pd)) == -1 ||
+	    access(pd, X_OK) == -1) {
+		admin_warnx("no virtmail-postdrop next to %s; scripts in the "
+		    "domain cannot send mail", src);
+		return fs_install_libs(root, src, 1);
+	}
+	if (admin_path(dst, sizeof(dst), root, DROP_POSTDROP_PATH + 1) == -1)
+		return -1;
+	if (fs_copy_file(pd, dst, 0755) == -1)
 		return -1;
 	/* chown first: it clears the setgid bit. */
 	if (lchown(dst, 0, drop_gid) == -1 || chmod(dst, 02755) == -1) {
@@ -361,7 +393,9 @@ fs_install_sendmail(const char *root, const char *src, gid_t drop_gid)
 		return -1;
 	}
 	/* A sanitizer build is not static: its libraries come along. */
-	return fs_install_libs(root, src, 1);
+	if (fs_install_libs(root, src, 1) == -1)
+		return -1;
+	return fs_install_libs(root, pd, 1);
 }
 
 int
