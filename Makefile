@@ -167,6 +167,7 @@ UNIT_TESTS = \
 SMTPD_UNIT_TESTS = \
 	bounce \
 	deliver \
+	drop \
 	milter \
 	mta \
 	pickup \

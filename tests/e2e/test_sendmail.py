@@ -2,11 +2,14 @@
 added Date/Message-ID/From, -t with To/Cc/Bcc (Bcc removed), -f, the
 "." line, remote mail queued in the sender's own domain only, bad
 options, and the drop directory that no other domain's user can
-reach."""
+reach.  virtmail-sendmail has no privilege: only virtmail-postdrop,
+setgid virtmail-drop, writes drop/; it refuses malformed submissions
+and links nothing of TLS or the session engine."""
 
 import os
 import re
 import shutil
+import stat
 import subprocess
 import time
 
@@ -14,7 +17,8 @@ import vmtest
 
 ALPHA = vmtest.ALPHA_IP4
 BETA = vmtest.BETA_IP4
-EX_USAGE, EX_NOPERM = 64, 77
+EX_USAGE, EX_DATAERR, EX_UNAVAILABLE, EX_NOPERM = 64, 65, 69, 77
+POSTDROP = "usr/sbin/virtmail-postdrop"
 # An empty environment; a sanitizer build cannot check leaks without
 # /proc, which a domain root does not have.
 INJECT_ENV = {"ASAN_OPTIONS": "detect_leaks=0"}
@@ -24,18 +28,9 @@ def drop_gid(dom):
     return vmtest.uid_base(dom.name) + 999
 
 
-def install_sendmail(env, dom):
-    """Put the injector at /usr/sbin/sendmail, setgid virtmail-drop, with
-    the group in the domain's etc/group and run_as a member of it."""
-    gid = drop_gid(dom)
-    with open(dom.path("etc/group"), "a") as f:
-        f.write("virtmail-drop:x:%d:virtmail\n" % gid)
-    dst = dom.path("usr/sbin/sendmail")
-    shutil.copy(env.bin("virtmail-sendmail"), dst)
-    os.chown(dst, 0, gid)
-    os.chmod(dst, 0o2755)
-    # A sanitizer build is not static: give it its libraries.
-    rc, out, _ = vmtest.run(["ldd", dst])
+def install_libs(dom, path):
+    """A sanitizer build is not static: give it its libraries."""
+    rc, out, _ = vmtest.run(["ldd", path])
     if rc == 0 and ("=>" in out or "ld-linux" in out):
         for word in out.split():
             if word.startswith("/") and os.path.exists(word):
@@ -43,6 +38,25 @@ def install_sendmail(env, dom):
                 os.makedirs(os.path.dirname(lib), exist_ok=True)
                 if not os.path.exists(lib):
                     shutil.copy(word, lib)
+
+
+def install_sendmail(env, dom):
+    """Put the injector at /usr/sbin/sendmail, without privilege, and
+    virtmail-postdrop beside it, setgid virtmail-drop, with the group in
+    the domain's etc/group and run_as a member of it."""
+    gid = drop_gid(dom)
+    with open(dom.path("etc/group"), "a") as f:
+        f.write("virtmail-drop:x:%d:virtmail\n" % gid)
+    dst = dom.path("usr/sbin/sendmail")
+    shutil.copy(env.bin("virtmail-sendmail"), dst)
+    os.chown(dst, 0, 0)
+    os.chmod(dst, 0o755)
+    pd = dom.path(POSTDROP)
+    shutil.copy(env.bin("virtmail-postdrop"), pd)
+    os.chown(pd, 0, gid)
+    os.chmod(pd, 0o2755)
+    install_libs(dom, dst)
+    install_libs(dom, pd)
     return dst
 
 
@@ -74,8 +88,9 @@ def start(env, vconf, gconf, doms):
     return p
 
 
-def inject(dom, args, msg, uid=None, chroot=True, timeout=10):
-    """Run /usr/sbin/sendmail inside dom's root (as uid, or root)."""
+def inject(dom, args, msg, uid=None, chroot=True, timeout=10,
+           prog="/usr/sbin/sendmail"):
+    """Run prog inside dom's root (as uid, or root)."""
     def child():
         os.setsid()
         if chroot:
@@ -85,7 +100,8 @@ def inject(dom, args, msg, uid=None, chroot=True, timeout=10):
             os.setgroups([])
             os.setgid(uid)
             os.setuid(uid)
-    prog = "/usr/sbin/sendmail" if chroot else dom.path("usr/sbin/sendmail")
+    if not chroot:
+        prog = dom.path(prog.lstrip("/"))
     p = subprocess.run([prog] + args, input=msg, stdout=subprocess.PIPE,
                        stderr=subprocess.PIPE, preexec_fn=child,
                        timeout=timeout, env=INJECT_ENV)
@@ -324,3 +340,181 @@ def test_unreadable_passwd_defers(env):
     data = wait_mail(a, "bob")
     assert b"Subject: wait for passwd" in data[0], data
     assert "status=bounced" not in p.log(), p.log()
+
+
+def drop_files(dom):
+    return sorted(os.listdir(dom.path("var/spool/virtmail/drop")))
+
+
+def stopped_runner(env):
+    """alpha and beta with drop/ made by a runner that is stopped again,
+    so whatever lands in drop/ stays there for the test to see."""
+    a, b, vconf, gconf = setup(env)
+    p = start(env, vconf, gconf, [a, b])
+    p.stop()
+    assert drop_files(a) == []
+    return a, b
+
+
+def test_sendmail_unprivileged(env):
+    """The injector has no setgid bit and cannot write drop/ itself:
+    without virtmail-postdrop, or with one that lost its setgid bit, it
+    fails cleanly and drop/ stays empty."""
+    a, b = stopped_runner(env)
+    alice = a.uids["alice"]
+    st = os.stat(a.path("usr/sbin/sendmail"))
+    assert st.st_mode & (stat.S_ISGID | stat.S_ISUID) == 0, oct(st.st_mode)
+    assert st.st_uid == 0 and st.st_gid == 0
+    pd = os.stat(a.path(POSTDROP))
+    assert stat.S_IMODE(pd.st_mode) == 0o2755 and pd.st_gid == drop_gid(a)
+
+    # The injector's process has the user's ids and nothing more, and
+    # those cannot even reach drop/ (its parent is 0710
+    # run_as:virtmail-drop).
+    def as_alice():
+        os.setgroups([])
+        os.setgid(alice)
+        os.setuid(alice)
+    r = subprocess.run(["/bin/sh", "-c", "echo x > %s/m.x" %
+                        a.path("var/spool/virtmail/drop")],
+                       preexec_fn=as_alice, stderr=subprocess.DEVNULL)
+    assert r.returncode != 0
+    assert drop_files(a) == []
+
+    os.rename(a.path(POSTDROP), a.path(POSTDROP + ".off"))
+    rc, err = inject(a, ["bob"], b"Subject: x\n\nx\n", uid=alice)
+    assert rc == EX_UNAVAILABLE, (rc, err)
+    assert "virtmail-postdrop" in err, err
+    assert drop_files(a) == []
+
+    # A postdrop without its setgid bit cannot create the file either.
+    os.rename(a.path(POSTDROP + ".off"), a.path(POSTDROP))
+    os.chmod(a.path(POSTDROP), 0o755)
+    rc, err = inject(a, ["bob"], b"Subject: x\n\nx\n", uid=alice)
+    assert rc == EX_NOPERM, (rc, err)
+    assert drop_files(a) == []
+
+    # One a user could replace is not run (and -d would run it as root).
+    os.chmod(a.path(POSTDROP), 0o2775)
+    rc, err = inject(a, ["bob"], b"Subject: x\n\nx\n", uid=alice)
+    assert rc == EX_UNAVAILABLE and "only root" in err, (rc, err)
+    assert drop_files(a) == []
+
+    # Restored, the same call works and the file is alice's.
+    os.chmod(a.path(POSTDROP), 0o2755)
+    rc, err = inject(a, ["bob"], b"Subject: x\n\nx\n", uid=alice)
+    assert rc == 0, err
+    files = drop_files(a)
+    assert len(files) == 1 and re.match(r"m\.[0-9a-f]{32}$", files[0])
+    st = os.stat(os.path.join(a.path("var/spool/virtmail/drop"), files[0]))
+    assert (st.st_uid, st.st_gid) == (alice, drop_gid(a))
+    assert st.st_mode & 0o777 == 0o640
+
+
+def test_postdrop_refuses_malformed(env):
+    """virtmail-postdrop run straight by a user: every malformed
+    submission is refused with EX_DATAERR and leaves nothing in drop/; a
+    good one is written as the runner expects and delivered."""
+    a, b = stopped_runner(env)
+    alice = a.uids["alice"]
+    env_ok = b"VMDROP 1\nS alice@alpha.test\nR bob@alpha.test\n\n"
+    cases = [
+        (b"", "truncated envelope"),
+        (b"garbage\n\nSubject: x\n\nx\n", "not a drop file"),
+        (b"VMDROP 2\nS alice@alpha.test\nR bob@alpha.test\n\nx\n",
+         "not a drop file"),
+        (b"VMDROP 1\nR bob@alpha.test\n\nx\n", "sender record missing"),
+        (b"VMDROP 1\nS alice@alpha.test\n\nx\n", "no recipients"),
+        (b"VMDROP 1\nS alice@alpha.test\nR bob\n\nx\n",
+         "bad recipient address"),
+        (b"VMDROP 1\nS alice@alpha.test\nR bob@alpha.test\r\n\nx\n",
+         "bad recipient address"),
+        (b"VMDROP 1\nS alice@alpha.test\nX y\n\nx\n",
+         "unknown envelope record"),
+        (b"VMDROP 1\nS ali\0ce@alpha.test\nR bob@alpha.test\n\nx\n",
+         "NUL byte in envelope"),
+        (env_ok + b"Subject: x\n\na\0b\n", "NUL byte in the message"),
+        (b"VMDROP 1\nS alice@alpha.test\nR " + b"b" * 300 +
+         b"@alpha.test\n\nx\n", "envelope line too long"),
+        (b"VMDROP 1\nS alice@alpha.test\nR bob@alpha.test\n",
+         "truncated envelope"),
+        # Bounded: 10001 recipients, and an envelope that never ends.
+        (b"VMDROP 1\nS alice@alpha.test\n" +
+         b"".join(b"R u%d@alpha.test\n" % i for i in range(10001)) +
+         b"\nx\n", "too many recipients"),
+        (b"VMDROP 1\nS alice@alpha.test\n" +
+         b"R bob@alpha.test\n" * 200000, "envelope too large"),
+    ]
+    for data, why in cases:
+        rc, err = inject(a, [], data, uid=alice, prog="/" + POSTDROP)
+        assert rc == EX_DATAERR, (data[:60], rc, err)
+        assert why in err, (why, err)
+        assert drop_files(a) == [], (data[:60], drop_files(a))
+    # No options at all, and not on the host.
+    rc, err = inject(a, ["-f", "x"], env_ok, uid=alice, prog="/" + POSTDROP)
+    assert rc == EX_USAGE, (rc, err)
+    rc, err = inject(a, [], env_ok, chroot=False, prog="/" + POSTDROP)
+    assert rc == EX_USAGE and "not inside a domain's root" in err, err
+    # Installed setuid root by mistake, it refuses.
+    bad = a.path("usr/sbin/postdrop-suid")
+    shutil.copy(a.path(POSTDROP), bad)
+    os.chmod(bad, 0o4755)
+    rc, err = inject(a, [], env_ok, uid=alice, prog="/usr/sbin/postdrop-suid")
+    assert rc == EX_NOPERM, (rc, err)
+    os.unlink(bad)
+    assert drop_files(a) == []
+
+    # A good submission: written as given, the owner is the kernel's.
+    good = env_ok + b"Subject: straight\n\nbody\n"
+    rc, err = inject(a, [], good, uid=alice, prog="/" + POSTDROP)
+    assert rc == 0, err
+    files = drop_files(a)
+    assert len(files) == 1 and files[0].startswith("m."), files
+    path = os.path.join(a.path("var/spool/virtmail/drop"), files[0])
+    assert open(path, "rb").read() == good
+    st = os.stat(path)
+    assert (st.st_uid, st.st_gid) == (alice, drop_gid(a))
+    vconf = env.path("virtual.conf")
+    p = start(env, vconf, env.path("virtmail.conf"), [a, b])
+    env.wait_for_log(p, r"[0-9a-f]{16} pickup uid=%d " % alice)
+    data = wait_mail(a, "bob")[0]
+    assert data.endswith(b"\n\nbody\n"), data
+    assert b"Received: from local user %d\n" % alice in data, data
+
+
+def text_symbols(path):
+    """Names of the code symbols defined in an object or program."""
+    rc, out, err = vmtest.run(["nm", "--defined-only", path])
+    assert rc == 0, err
+    names = set()
+    for line in out.splitlines():
+        f = line.split()
+        if len(f) == 3 and f[1] in "Tt":
+            names.add(f[2].split(".")[0])
+    return names
+
+
+def test_postdrop_links_little(env):
+    """virtmail-postdrop holds code of drop.c, postdrop.c and six small
+    modules of common/ only: nothing of TLS, SPF, the queue or the
+    session engine that the injector links."""
+    allowed = ["common/address.o", "common/buf.o", "common/compat.o",
+               "common/fileio.o", "common/log.o", "common/xmalloc.o",
+               "smtpd/drop.o", "smtpd/postdrop.o"]
+    ours = set()
+    for d in ("common", "smtpd"):
+        for n in os.listdir(os.path.join(env.build, d)):
+            if n.endswith(".o"):
+                ours |= text_symbols(os.path.join(env.build, d, n))
+    ok = set()
+    for o in allowed:
+        ok |= text_symbols(os.path.join(env.build, o))
+    pd = text_symbols(env.bin("virtmail-postdrop")) & ours
+    sm = text_symbols(env.bin("virtmail-sendmail")) & ours
+    assert pd <= ok, sorted(pd - ok)
+    assert len(pd) < 120, len(pd)
+    assert len(sm) > 3 * len(pd), (len(sm), len(pd))
+    everything = text_symbols(env.bin("virtmail-postdrop"))
+    for prefix in ("SSL_", "EVP_", "SPF_", "smtp_session", "queue_",
+                   "runner_", "milter_", "tls_"):
+        assert not [n for n in everything if n.startswith(prefix)], prefix

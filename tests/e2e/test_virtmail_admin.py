@@ -85,8 +85,12 @@ def test_domain_add_builds_minimal_root(env):
     assert stat.S_ISCHR(os.stat(r + "/dev/urandom").st_mode)
     q = os.stat(r + "/var/spool/virtmail")
     assert q.st_uid == 10000 and stat.S_IMODE(q.st_mode) == 0o710
+    # The injector has no privilege; only virtmail-postdrop is setgid.
     sm = os.stat(r + "/usr/sbin/sendmail")
-    assert stat.S_IMODE(sm.st_mode) == 0o2755 and sm.st_gid == 10999
+    assert stat.S_IMODE(sm.st_mode) == 0o755 and sm.st_gid == 0
+    pd = os.stat(r + "/usr/sbin/virtmail-postdrop")
+    assert stat.S_IMODE(pd.st_mode) == 0o2755 and pd.st_gid == 10999
+    assert pd.st_uid == 0
     assert "virtmail-drop:x:10999:virtmail" in read(r + "/etc/group")
     hosts = read(r + "/etc/hosts")
     assert "192.0.2.10\tmx.alpha.test alpha.test" in hosts, hosts
