@@ -7,8 +7,8 @@ import shutil
 
 import vmtest
 
-PROGRAMS = ["virtmail", "virtmail-pop3d", "virtmail-sendmail",
-            "virtmail-smtpd", "virtuald"]
+PROGRAMS = ["virtmail", "virtmail-pop3d", "virtmail-postdrop",
+            "virtmail-sendmail", "virtmail-smtpd", "virtuald"]
 
 
 def pages(env):
