@@ -87,9 +87,10 @@ enum drop_copy_result {
  * envelope (at most DROP_ENV_MAX bytes) is parsed with drop_parse and
  * written again as drop_env_encode makes it; the message that follows
  * is streamed, and must hold no NUL byte and at most msg_max bytes.
- * Reads infd to its end, or stops at the first fault.  On DROP_COPY_BAD *error_r says why; on
- * DROP_COPY_EREAD and DROP_COPY_EWRITE errno is that of the failed
- * call.  outfd holds garbage after a failure: the caller removes it.
+ * Reads infd to its end, or stops at the first fault.  On
+ * DROP_COPY_BAD *error_r says why; on DROP_COPY_EREAD and
+ * DROP_COPY_EWRITE errno is that of the failed call.  outfd holds
+ * garbage after a failure: the caller removes it.
  */
 enum drop_copy_result drop_copy(int infd, int outfd, size_t msg_max,
 	    const char **error_r);

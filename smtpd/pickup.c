@@ -1,22 +1,23 @@
 /*
- * pickup.c — the queue runner's pickup: turns the files virtmail-sendmail
- * leaves in QUEUE_DIR/drop into normal queued messages.
+ * pickup.c — the queue runner's pickup: turns the files virtmail-postdrop
+ * leaves in QUEUE_DIR/drop (for virtmail-sendmail) into normal queued
+ * messages.
  *
  * SECURITY
  *	Runs in the domain's queue runner: chrooted into the domain's root
  *	as its run_as account, which must be a member of the domain's
  *	group virtmail-drop.  The drop directory is run_as:virtmail-drop,
- *	mode 1730: only the setgid injector (and root) can create files
- *	there, nobody but run_as can list or read it, and the sticky bit
- *	keeps one user from removing another's file.  The queue directory
- *	above it becomes run_as:virtmail-drop 0710 so the injector can
+ *	mode 1730: only the setgid virtmail-postdrop (and root) can create
+ *	files there, nobody but run_as can list or read it, and the sticky
+ *	bit keeps one user from removing another's file.  The queue directory
+ *	above it becomes run_as:virtmail-drop 0710 so postdrop can
  *	reach drop/ and nothing else (tmp/, msg/, env/, hold/ stay 0700).
  *
  *	A drop file is hostile input from a local user.  It is opened
  *	without following links and without blocking, and taken only when
  *	it is a regular file with one link (no hard link to a file of the
- *	runner's), group virtmail-drop (so it was made through the
- *	injector or by root) and within the size limit.  Its envelope is
+ *	runner's), group virtmail-drop (so it was made through
+ *	postdrop or by root) and within the size limit.  Its envelope is
  *	parsed strictly (drop.c), the message must hold no NUL byte and
  *	fit max_message_size.  The submitting uid is the file's owner as
  *	the kernel recorded it, never a claim from the file; it goes into

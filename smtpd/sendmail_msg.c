@@ -5,14 +5,14 @@
  * §3.6: Date and From are required; Message-ID should be there).
  *
  * SECURITY
- *	Runs in the injector, as the invoking user with the setgid group
- *	virtmail-drop, on a message the user wrote: the input is trusted
- *	only to be the user's own mail.  Everything here is bounded (the
- *	caller's size limit, SENDMAIL_HEADER_MAX, SENDMAIL_FIELDS_MAX) and
- *	nothing exits or does I/O, so the unit tests feed it hostile
- *	input.  Text we add (the -F name, addresses) is stripped of
- *	control characters or checked by addr_parse(), so no option can
- *	add a header line of its own.
+ *	Runs in the injector, as the invoking user without any privilege
+ *	(virtmail-postdrop alone is setgid), on a message the user wrote:
+ *	the input is trusted only to be the user's own mail.  Everything
+ *	here is bounded (the caller's size limit, SENDMAIL_HEADER_MAX,
+ *	SENDMAIL_FIELDS_MAX) and nothing exits or does I/O, so the unit
+ *	tests feed it hostile input.  Text we add (the -F name, addresses)
+ *	is stripped of control characters or checked by addr_parse(), so
+ *	no option can add a header line of its own.
  *
  * CHOICES
  *	Like Postfix, recipients given as arguments are added to those
