@@ -147,7 +147,9 @@ ADMIN_SRCS = \
 	admin/admin_edit.c \
 	admin/admin_exec.c \
 	admin/admin_fs.c \
+	admin/admin_procs.c \
 	admin/admin_queue.c \
+	admin/admin_rmtree.c \
 	admin/admin_user.c \
 	admin/virtmail.c
 

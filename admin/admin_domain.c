@@ -6,8 +6,9 @@
  *	Runs as root on the host.  virtual.conf is changed under its lock
  *	(virtual.conf.lock) and replaced atomically, so a daemon reloading
  *	at any moment reads the old table or the new one.  A root is
- *	removed (--purge) without following symlinks or crossing into
- *	other file systems, and only when virtual.conf named it.
+ *	removed (--purge) only when virtual.conf named it, only while no
+ *	process of the domain runs (admin_procs.c), and by a walk that
+ *	resolves no path a user of the domain controls (admin_rmtree.c).
  *
  * CHOICES
  *	The default root is ADMIN_ROOT_BASE/NAME; the banner name
@@ -23,7 +24,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -112,32 +112,6 @@ domain_has_ip(const struct domain_table *t, const char *ip)
 			if (strcmp(t->domains[i].addrs[k].text, ip) == 0)
 				return 1;
 	return 0;
-}
-
-static int
-domain_purge_one(const char *path, const struct stat *st, int flag,
-    struct FTW *ftw)
-{
-	(void)st;
-	(void)ftw;
-	if ((flag == FTW_DP ? rmdir(path) : unlink(path)) == -1) {
-		admin_warnx("%s: %s", path, strerror(errno));
-		return -1;
-	}
-	return 0;
-}
-
-int
-admin_purge_tree(const char *dir)
-{
-	/* Never "/", never a relative path, never a top-level directory. */
-	if (dir[0] != '/' || strchr(dir + 1, '/') == NULL ||
-	    strstr(dir, "/..") != NULL) {
-		admin_warnx("%s: refusing to remove", dir);
-		return -1;
-	}
-	return nftw(dir, domain_purge_one, 32, FTW_DEPTH | FTW_PHYS |
-	    FTW_MOUNT) == 0 ? 0 : -1;
 }
 
 static int
@@ -348,6 +322,8 @@ domain_del(const struct admin_opts *o, int argc, char **argv)
 	struct buf		 b, nb;
 	struct stat		 st;
 	char			*dir = NULL, gone[PATH_MAX];
+	pid_t			 daemons[ADMIN_DAEMONS];
+	size_t			 n;
 	int			 a, purge = 0, lk, rc = EX_CANTCREAT;
 	const char		*name = NULL;
 
@@ -389,6 +365,17 @@ domain_del(const struct admin_opts *o, int argc, char **argv)
 	if (dir == NULL || domain_lines_drop(b.data, dir, &nb) != 1 ||
 	    buf_append(&nb, "", 1) == -1)
 		goto out;
+	/* Programs of the domain but the daemons' workers (which go
+	 * with the reload) would lose their files: nothing changes. */
+	if (purge && lstat(dir, &st) == 0) {
+		n = admin_daemon_pids(o, daemons);
+		if ((rc = admin_procs_domain_idle(dir, daemons, n, 0)) != 0) {
+			admin_warnx("%s: stop them first; %s unchanged", name,
+			    o->virtual_conf);
+			goto out;
+		}
+		rc = EX_CANTCREAT;
+	}
 	if (admin_file_replace(o->virtual_conf, nb.data, nb.len - 1,
 	    0644) == -1)
 		goto out;
@@ -404,7 +391,11 @@ domain_del(const struct admin_opts *o, int argc, char **argv)
 		if (lstat(dir, &st) == -1 && errno == ENOENT)
 			printf("%s: root %s already gone\n", name, dir);
 		else if (purge) {
-			if (admin_purge_tree(dir) == -1)
+			/* The reload ends the daemons' workers there. */
+			if ((rc = admin_procs_domain_idle(dir, NULL, 0,
+			    ADMIN_PURGE_WAIT)) != 0)
+				admin_warnx("%s: root %s kept", name, dir);
+			else if (admin_purge_tree(dir) == -1)
 				rc = EX_CANTCREAT;
 			else
 				printf("%s: removed %s\n", name, dir);

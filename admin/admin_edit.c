@@ -222,33 +222,48 @@ admin_ip_canon(const char *text, char *dst, size_t size)
 	return inet_ntop(fam, a, dst, (socklen_t)size) == NULL ? -1 : 0;
 }
 
-void
-admin_reload(const struct admin_opts *o)
+static const char *const admin_daemons[ADMIN_DAEMONS] = {
+	"virtmail-smtpd", "virtmail-pop3d"
+};
+
+size_t
+admin_daemon_pids(const struct admin_opts *o, pid_t pids[ADMIN_DAEMONS])
 {
-	static const char *const daemons[] = {
-		"virtmail-smtpd", "virtmail-pop3d"
-	};
 	char	 path[PATH_MAX];
-	pid_t	 pid;
 	size_t	 i;
 	int	 n;
 
-	for (i = 0; i < sizeof(daemons) / sizeof(daemons[0]); i++) {
+	for (i = 0; i < ADMIN_DAEMONS; i++) {
+		pids[i] = -1;
 		n = snprintf(path, sizeof(path), "%s/%s.pid", o->run_dir,
-		    daemons[i]);
+		    admin_daemons[i]);
 		if (n < 0 || (size_t)n >= sizeof(path))
 			continue;
-		if ((pid = pidfile_read(path, daemons[i])) == -1) {
+		pids[i] = pidfile_read(path, admin_daemons[i]);
+	}
+	return ADMIN_DAEMONS;
+}
+
+void
+admin_reload(const struct admin_opts *o)
+{
+	pid_t	 pids[ADMIN_DAEMONS];
+	size_t	 i;
+
+	(void)admin_daemon_pids(o, pids);
+	for (i = 0; i < ADMIN_DAEMONS; i++) {
+		if (pids[i] == -1) {
 			if (o->verbose)
-				printf("%s: not running (no live pid in %s)\n",
-				    daemons[i], path);
+				printf("%s: not running (no live pid in "
+				    "%s/%s.pid)\n", admin_daemons[i],
+				    o->run_dir, admin_daemons[i]);
 			continue;
 		}
-		if (kill(pid, SIGHUP) == -1)
-			admin_warnx("%s: kill %ld: %s", daemons[i], (long)pid,
-			    strerror(errno));
+		if (kill(pids[i], SIGHUP) == -1)
+			admin_warnx("%s: kill %ld: %s", admin_daemons[i],
+			    (long)pids[i], strerror(errno));
 		else
-			printf("%s: reloading (pid %ld)\n", daemons[i],
-			    (long)pid);
+			printf("%s: reloading (pid %ld)\n", admin_daemons[i],
+			    (long)pids[i]);
 	}
 }

@@ -475,6 +475,12 @@ user_del(const struct admin_opts *o, int argc, char **argv)
 		rc = EX_NOPERM;
 		goto out;
 	}
+	/* Refused before anything changes, so it can be run again. */
+	if (purge && (rc = admin_procs_user_idle(name, e->uid)) != 0) {
+		admin_warnx("%s: stop them first; %s unchanged", name, ppath);
+		goto out;
+	}
+	rc = EX_CANTCREAT;
 	if (admin_path(home, sizeof(home), u.vd->dir, e->dir + 1) == -1 ||
 	    user_text_drop(pw.data, name, 0, &npw) == -1 ||
 	    user_text_drop(sh.data, name, 0, &nsh) == -1 ||
@@ -490,7 +496,8 @@ user_del(const struct admin_opts *o, int argc, char **argv)
 	printf("%s@%s: removed\n", name, u.vd->name);
 	rc = 0;
 	if (purge) {
-		if (admin_purge_tree(home) == -1)
+		/* From the domain's root down: no symlink on the way. */
+		if (admin_rmtree(u.vd->dir, e->dir + 1) == -1)
 			rc = EX_CANTCREAT;
 	} else
 		printf("%s: kept (--purge removes it)\n", home);

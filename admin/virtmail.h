@@ -100,13 +100,15 @@ int	admin_dns_name_valid(const char *name);
 int	admin_ip_canon(const char *text, char *dst, size_t size);
 /* SIGHUP the running daemons named by their pid files in run_dir. */
 void	admin_reload(const struct admin_opts *o);
+/* The pids of the running daemons (-1 for one not running). */
+#define ADMIN_DAEMONS		2	/* virtmail-smtpd, virtmail-pop3d */
+size_t	admin_daemon_pids(const struct admin_opts *o,
+	    pid_t pids[ADMIN_DAEMONS]);
 
 /* admin_domain.c */
 int	admin_domain(const struct admin_opts *o, int argc, char **argv);
 /* The run_as uid for a new domain: a block above every uid in use. */
 unsigned long admin_uid_base_next(const struct domain_table *t);
-/* Remove a tree without following links or crossing file systems. */
-int	admin_purge_tree(const char *dir);
 
 /* admin_exec.c */
 int	admin_exec(const struct admin_opts *o, int argc, char **argv);
@@ -115,6 +117,32 @@ int	admin_exec(const struct admin_opts *o, int argc, char **argv);
 int	admin_fs(const struct admin_opts *o, int argc, char **argv);
 /* Build a minimal root (docs/ADMIN.md); 0, or -1 (reported). */
 int	admin_fs_build(const struct admin_fs_spec *s);
+
+/* admin_procs.c */
+#define ADMIN_PROCS_SHOWN	16	/* pids named in a refusal */
+#define ADMIN_PURGE_WAIT	30	/* s for a domain's daemons to go */
+/*
+ * 0 when no process runs whose root is dir or whose uid is one of the
+ * domain's accounts (its etc/passwd's but 0), but for descendants of
+ * the nspare pids in spare; waits up to wait_s seconds for them to end.
+ * Otherwise an exit status, with a message that names the pids.
+ */
+int	admin_procs_domain_idle(const char *dir, const pid_t *spare,
+	    size_t nspare, int wait_s);
+/* The same for the processes of one uid; name is for the message. */
+int	admin_procs_user_idle(const char *name, uid_t uid);
+
+/* admin_rmtree.c */
+/*
+ * Remove the directory rel (relative, no "." or "..") under base and
+ * everything below it, without resolving a path a user controls:
+ * openat(O_NOFOLLOW) from descriptors, device and inode checks,
+ * unlinkat; never crossing a mount.  What changed underneath is
+ * reported and left.  0 when rel is gone, -1 (reported) otherwise.
+ */
+int	admin_rmtree(const char *base, const char *rel);
+/* The same for an absolute dir below a top-level directory. */
+int	admin_purge_tree(const char *dir);
 
 /* admin_user.c */
 int	admin_user(const struct admin_opts *o, int argc, char **argv);

@@ -397,3 +397,200 @@ def test_domain_add_reloads_daemons(env):
     finally:
         signal.signal(signal.SIGHUP, old)
     assert not got and "reloading" not in out, out
+
+
+# --------------------------------------------------------------------
+# Purges that resolve no path a user controls, and exec in a session
+# of its own (issue 13, outcome 5).
+
+EX_CANTCREAT, EX_TEMPFAIL = 73, 75
+
+RACE_DIRS = 30      # directories the racer swaps for symlinks
+RACE_FILES = 50     # files in each directory and in each of its subdirs
+
+# Swaps each directory of TOP with a symlink to OUTSIDE and back, over
+# and over, atomically (renameat2 RENAME_EXCHANGE), so that its path
+# always names one or the other: while the symlink stands there, a
+# purger that resolves paths deletes OUTSIDE's files, which have the
+# same names.
+RACER = r"""
+import ctypes, os, sys
+top, outside, ready = sys.argv[1:4]
+libc = ctypes.CDLL(None, use_errno=True)
+AT_FDCWD, RENAME_EXCHANGE = -100, 2
+dirs = [os.path.join(top, "d%02d" % i) for i in range(int(sys.argv[4]))]
+for d in dirs:
+    os.symlink(outside, d + ".l")
+pairs = [(d.encode(), (d + ".l").encode()) for d in dirs]
+rounds = 0
+while True:
+    for a, b in pairs:
+        libc.renameat2(AT_FDCWD, a, AT_FDCWD, b, RENAME_EXCHANGE)
+    rounds += 1
+    if rounds == 3:
+        open(ready, "w").close()
+"""
+
+
+def make_race_tree(top, outside):
+    """RACE_DIRS directories of RACE_FILES files, each with s/ and s/s/
+    alike (4,500 files); OUTSIDE mirrors one of them (sentinels)."""
+    def fill(d):
+        for sub in ("", "s", "s/s"):
+            os.makedirs(os.path.join(d, sub), exist_ok=True)
+            for k in range(RACE_FILES):
+                with open(os.path.join(d, sub, "f%03d" % k), "w") as f:
+                    f.write("x")
+    for i in range(RACE_DIRS):
+        fill(os.path.join(top, "d%02d" % i))
+    fill(outside)
+    return sorted(os.path.join(dp, f) for dp, _, fs in os.walk(outside)
+                  for f in fs)
+
+
+def start_racer(env, top, outside):
+    ready = env.path("racer.ready")
+    racer = env.start_process(["/usr/bin/python3", "-c", RACER, top,
+                               outside, ready, str(RACE_DIRS)],
+                              name="racer")
+    deadline = time.monotonic() + 20
+    while not os.path.exists(ready):
+        assert racer.poll() is None, racer.log()
+        assert time.monotonic() < deadline, "racer never got going"
+        time.sleep(0.02)
+    return racer
+
+
+def check_race_outcome(rc, out, top, sentinels):
+    missing = [p for p in sentinels if not os.path.exists(p)]
+    assert not missing, "%d of %d files outside the tree deleted: %s\n%s" % (
+        len(missing), len(sentinels), missing[:5], out[-2000:])
+    # Gone, or kept only for what the racer made after the last listing.
+    assert rc in (0, EX_CANTCREAT), (rc, out[-2000:])
+    if rc == 0:
+        assert not os.path.lexists(top), out
+    else:
+        assert "left" in out, out
+
+
+def test_user_purge_racing_symlinks(env):
+    """user del --purge while a racer swaps directories of the home for
+    symlinks to a host directory: no file outside is deleted."""
+    a = Admin(env)
+    a.add_domain("alpha.test", "192.0.2.10")
+    a.ok("user", "add", "alpha.test", "bob", "--password-stdin",
+         input="pw\n")
+    home = a.root("alpha.test") + "/home/bob"
+    outside = env.path("outside")
+    sentinels = make_race_tree(home + "/tree", outside)
+    racer = start_racer(env, home + "/tree", outside)
+    rc, out = a.run("user", "del", "alpha.test", "bob", "--purge",
+                    timeout=120)
+    racer.stop()
+    check_race_outcome(rc, out, home, sentinels)
+    assert "bob:" not in read(a.root("alpha.test") + "/etc/passwd")
+
+
+def test_domain_purge_racing_symlinks(env):
+    """domain del --purge under the same race."""
+    a = Admin(env)
+    a.add_domain("alpha.test", "192.0.2.10")
+    r = a.root("alpha.test")
+    outside = env.path("outside")
+    sentinels = make_race_tree(r + "/tmp/tree", outside)
+    racer = start_racer(env, r + "/tmp/tree", outside)
+    rc, out = a.run("domain", "del", "alpha.test", "--purge", timeout=120)
+    racer.stop()
+    check_race_outcome(rc, out, r, sentinels)
+    assert read(a.vconf) == ""
+
+
+def test_purge_symlinked_home_and_mount(env):
+    """A home that is a symlink is not followed; a mount inside a root
+    is not crossed; a symlink inside is removed, not its target."""
+    a = Admin(env)
+    a.add_domain("alpha.test", "192.0.2.10")
+    a.ok("user", "add", "alpha.test", "bob", "--password-stdin",
+         input="pw\n")
+    a.ok("user", "add", "alpha.test", "carol", "--password-stdin",
+         input="pw\n")
+    r = a.root("alpha.test")
+    outside = env.path("outside")
+    os.makedirs(outside + "/sub")
+    with open(outside + "/sub/keep", "w") as f:
+        f.write("keep")
+    os.rename(r + "/home/bob", r + "/home/bob.old")
+    os.symlink(outside, r + "/home/bob")
+    rc, out = a.run("user", "del", "alpha.test", "bob", "--purge")
+    assert rc == EX_CANTCREAT and "not a directory" in out, (rc, out)
+    os.symlink(outside + "/sub", r + "/home/carol/link")
+    os.symlink(outside + "/sub/keep", r + "/home/carol/flink")
+    a.ok("user", "del", "alpha.test", "carol", "--purge")
+    assert not os.path.lexists(r + "/home/carol")
+    assert os.path.isdir(r + "/home/bob.old")
+    mnt = r + "/tmp/mnt"
+    os.makedirs(mnt)
+    subprocess.run(["mount", "-t", "tmpfs", "none", mnt], check=True)
+    try:
+        with open(mnt + "/inside", "w") as f:
+            f.write("x")
+        rc, out = a.run("domain", "del", "alpha.test", "--purge")
+        assert rc == EX_CANTCREAT and "not crossed" in out, (rc, out)
+        assert os.path.exists(mnt + "/inside")
+    finally:
+        subprocess.run(["umount", mnt], check=True)
+    assert read(outside + "/sub/keep") == "keep"
+    # All but the mount point went.
+    assert os.listdir(r) == ["tmp"] and os.listdir(r + "/tmp") == ["mnt"]
+
+
+def _sleeper(env, argv, uid=None, root=None):
+    def setup():
+        if root is not None:
+            os.chroot(root)
+            os.chdir("/")
+        if uid is not None:
+            os.setgroups([])
+            os.setgid(uid)
+            os.setuid(uid)
+    return subprocess.Popen(argv, stdin=subprocess.DEVNULL,
+                            start_new_session=True, preexec_fn=setup)
+
+
+def _end(p):
+    p.kill()
+    p.wait(10)
+
+
+def test_purge_refused_while_domain_runs(env):
+    a = Admin(env)
+    a.add_domain("alpha.test", "192.0.2.10")
+    a.ok("user", "add", "alpha.test", "bob", "--password-stdin",
+         input="pw\n")
+    a.ok("fs", "add-program", "alpha.test", "/bin/sleep")
+    r = a.root("alpha.test")
+    vconf = read(a.vconf)
+    # A process of bob's uid (10001), not even in the root.
+    p = _sleeper(env, ["/bin/sleep", "600"], uid=10001)
+    try:
+        rc, out = a.run("user", "del", "alpha.test", "bob", "--purge")
+        assert rc == EX_TEMPFAIL and "pid %d" % p.pid in out, (rc, out)
+        assert "bob:" in read(r + "/etc/passwd")
+        assert os.path.isdir(r + "/home/bob")
+        rc, out = a.run("domain", "del", "alpha.test", "--purge")
+        assert rc == EX_TEMPFAIL and "pid %d" % p.pid in out, (rc, out)
+        assert read(a.vconf) == vconf and os.path.isdir(r)
+    finally:
+        _end(p)
+    a.ok("user", "del", "alpha.test", "bob", "--purge")
+    assert not os.path.exists(r + "/home/bob")
+    # Root, chrooted into the domain.
+    p = _sleeper(env, ["/bin/sleep", "600"], root=r)
+    try:
+        rc, out = a.run("domain", "del", "alpha.test", "--purge")
+        assert rc == EX_TEMPFAIL and "pid %d" % p.pid in out, (rc, out)
+        assert read(a.vconf) == vconf and os.path.isdir(r)
+    finally:
+        _end(p)
+    a.ok("domain", "del", "alpha.test", "--purge")
+    assert not os.path.exists(r) and read(a.vconf) == ""
