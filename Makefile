@@ -148,6 +148,7 @@ ADMIN_SRCS = \
 	admin/admin_exec.c \
 	admin/admin_fs.c \
 	admin/admin_procs.c \
+	admin/admin_pty.c \
 	admin/admin_queue.c \
 	admin/admin_rmtree.c \
 	admin/admin_user.c \
@@ -269,6 +270,12 @@ all: $(BUILD)/virtmail-testmilter
 $(BUILD)/virtmail-testmilter: contrib/milter-example/milter_example.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -Wno-cast-qual $(LDFLAGS) -o $@ $< -lmilter -lpthread
+
+# A static test program for "virtmail exec" inside minimal roots.
+all: $(BUILD)/tests/ttyprobe
+$(BUILD)/tests/ttyprobe: tests/e2e/ttyprobe.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $(SENDMAIL_LDFLAGS) -o $@ $<
 
 $(BUILD)/smtp_source: tests/bench/smtp_source.c
 	@mkdir -p $(dir $@)

@@ -12,12 +12,25 @@
  *	directories, credentials) follows into the domain.  The command
  *	is looked up in the domain's PATH, not the host's.
  *
+ *	The command runs in a new session, on a pty of its own when the
+ *	administrator's fds 0-2 include a terminal, never on that
+ *	terminal (admin_pty.c): it cannot type into the shell that
+ *	started it (TIOCSTI).  It gets no descriptor above 2.
+ *
+ *	Without -u, "root of the domain" keeps only EXEC_ROOT_CAPS, in
+ *	every set including the bounding set, so neither it nor what it
+ *	runs can chroot again, mount, ptrace, mknod, load modules, open
+ *	by handle or reach raw I/O: the ways out of a chroot.
+ *
  * CHOICES
- *	Root of a domain is still host root (it can mknod, mount, ptrace
- *	outside); docs/ADMIN.md says so.  Use -u for anything that need
- *	not be root.
+ *	Root of a domain still has uid 0: it can signal the host's root
+ *	processes and, with CAP_SETUID, become any uid.  docs/ADMIN.md
+ *	and virtmail(8) say so.  Use -u for anything that need not be
+ *	root.
  */
 #include <sys/types.h>
+
+#include <linux/capability.h>
 
 #include <errno.h>
 #include <stdio.h>
@@ -32,11 +45,54 @@
 #define EXEC_PATH	"/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:" \
 			"/usr/sbin:/sbin"
 
+/* What root of a domain keeps: files, users and signals of the
+ * domain, as a container's root; nothing that leaves a chroot. */
+#define EXEC_ROOT_CAPS	{ CAP_AUDIT_WRITE, CAP_CHOWN, CAP_DAC_OVERRIDE, \
+			  CAP_FOWNER, CAP_FSETID, CAP_KILL, \
+			  CAP_NET_BIND_SERVICE, CAP_SETGID, CAP_SETUID }
+
+/* What the child needs to become the command. */
+struct exec_job {
+	const char		*dir;
+	const struct priv_user	*user;		/* NULL: root of the root */
+	char			**argv;
+	char			**envp;
+};
+
+/* In the new session: enter the root, become the user, run. */
+static int
+exec_child(void *arg)
+{
+	static const int	 keep[] = EXEC_ROOT_CAPS;
+	const struct exec_job	*j = arg;
+	const char		*err;
+	int			 rc;
+
+	if (priv_enter_root(j->dir, j->user, &err) == -1) {
+		admin_warnx("%s: %s", j->dir, err);
+		return EX_NOPERM;
+	}
+	if (j->user == NULL && priv_limit_caps(keep, sizeof(keep) /
+	    sizeof(keep[0]), &err) == -1) {
+		admin_warnx("%s: %s", j->dir, err);
+		return EX_OSERR;
+	}
+	/* The user's home when it has one; priv_enter_root left us in /. */
+	if (j->user != NULL && chdir(j->user->home) == -1 && errno != ENOENT)
+		admin_warnx("%s: %s", j->user->home, strerror(errno));
+	environ = j->envp;
+	execvp(j->argv[0], j->argv);
+	rc = errno == ENOENT ? 127 : 126;
+	admin_warnx("%s: %s (inside %s)", j->argv[0], strerror(errno), j->dir);
+	return rc;
+}
+
 int
 admin_exec(const struct admin_opts *o, int argc, char **argv)
 {
 	struct admin_ctx	 x;
 	struct priv_user	 u;
+	struct exec_job		 j;
 	const struct domain	*vd;
 	const char		*user = NULL, *err, *term;
 	char			 home[1100], uenv[100], lenv[100];
@@ -91,20 +147,11 @@ admin_exec(const struct admin_opts *o, int argc, char **argv)
 	    snprintf(tenv, sizeof(tenv), "TERM=%s", term) < (int)sizeof(tenv))
 		envp[ne++] = tenv;
 	envp[ne] = NULL;
-	fflush(stdout);
-	if (priv_enter_root(vd->dir, user != NULL ? &u : NULL, &err) == -1) {
-		admin_warnx("%s: %s", vd->dir, err);
-		admin_ctx_free(&x);
-		return EX_NOPERM;
-	}
-	/* The user's home when it has one; priv_enter_root left us in /. */
-	if (user != NULL && chdir(u.home) == -1 && errno != ENOENT)
-		admin_warnx("%s: %s", u.home, strerror(errno));
-	environ = envp;
-	execvp(argv[a], argv + a);
-	rc = errno == ENOENT ? 127 : 126;
-	admin_warnx("%s: %s (inside %s)", argv[a], strerror(errno), vd->dir);
-	/* Inside the root: no exit handlers (a sanitizer's leak check
-	 * would look for /proc, which the root lacks). */
-	_exit(rc);
+	j.dir = vd->dir;
+	j.user = user != NULL ? &u : NULL;
+	j.argv = argv + a;
+	j.envp = envp;
+	rc = admin_pty_run(exec_child, &j);
+	admin_ctx_free(&x);
+	return rc;
 }

@@ -113,6 +113,17 @@ unsigned long admin_uid_base_next(const struct domain_table *t);
 /* admin_exec.c */
 int	admin_exec(const struct admin_opts *o, int argc, char **argv);
 
+/* admin_pty.c */
+/*
+ * Fork a child that starts a new session and calls fn(arg), which
+ * should exec and otherwise returns an exit status.  When any of fds
+ * 0-2 is a terminal, the child gets a new pty instead (its controlling
+ * terminal), and this relays between the two until the child ends.
+ * Returns the child's status as a shell does (128 + signal), or an
+ * exit status of its own.
+ */
+int	admin_pty_run(int (*fn)(void *), void *arg);
+
 /* admin_fs.c */
 int	admin_fs(const struct admin_opts *o, int argc, char **argv);
 /* Build a minimal root (docs/ADMIN.md); 0, or -1 (reported). */

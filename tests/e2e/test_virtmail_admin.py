@@ -2,8 +2,10 @@
 trees: domain add/list/del (with a live reload of virtmail-smtpd and
 virtmail-pop3d through their pid files), user add/del/list, passwd,
 alias add/del/list, newaliases, exec, fs add-program, the classic
-symlink names, refused names, 20 concurrent "user add" runs, and
-kill -9 during "user add"."""
+symlink names, refused names, 20 concurrent "user add" runs,
+kill -9 during "user add", purges under a racing symlink swapper and
+refused while the domain's processes run, and exec in a session and
+on a pty of its own (no TIOCSTI into the caller's terminal)."""
 
 import crypt
 import os
@@ -12,6 +14,7 @@ import re
 import signal
 import socket
 import stat
+import struct
 import subprocess
 import time
 
@@ -594,3 +597,186 @@ def test_purge_refused_while_domain_runs(env):
         _end(p)
     a.ok("domain", "del", "alpha.test", "--purge")
     assert not os.path.exists(r) and read(a.vconf) == ""
+
+
+# -- exec on a terminal
+
+CAPS_OUT = {"CAP_DAC_READ_SEARCH": 2, "CAP_SYS_MODULE": 16,
+            "CAP_SYS_RAWIO": 17, "CAP_SYS_CHROOT": 18,
+            "CAP_SYS_PTRACE": 19, "CAP_SYS_ADMIN": 21, "CAP_MKNOD": 27}
+
+
+def _set_ctty():
+    import fcntl
+    import termios
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
+def run_on_pty(argv, on_output=None, timeout=30):
+    """Run argv in a new session whose controlling terminal is a new
+    pty, on its fds 0-2, as an administrator's shell would.  on_output
+    (text so far) may return bytes to type.  Returns (rc, output, what
+    the terminal still holds as input, pid, the pty's device)."""
+    import fcntl
+    import select
+    import termios
+    master, slave = os.openpty()
+    rdev = os.fstat(slave).st_rdev
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 37, 101,
+                                                       0, 0))
+    modes = termios.tcgetattr(slave)
+    p = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave,
+                         start_new_session=True, preexec_fn=_set_ctty)
+    out = b""
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            assert time.monotonic() < deadline, out
+            r, _, _ = select.select([master], [], [], 0.05)
+            if r:
+                try:
+                    data = os.read(master, 4096)
+                except OSError:
+                    data = b""
+                out += data
+                if on_output is not None:
+                    typed = on_output(out.decode("utf-8", "replace"))
+                    if typed:
+                        os.write(master, typed)
+                        on_output = None
+            elif p.poll() is not None:
+                break
+        # The terminal is as it was (virtmail put it in raw mode).
+        assert termios.tcgetattr(slave) == modes, out
+        # Nobody reads the terminal now: what is queued there is what
+        # the administrator's shell would read next.
+        os.set_blocking(slave, False)
+        try:
+            queued = os.read(slave, 4096)
+        except BlockingIOError:
+            queued = b""
+    finally:
+        if p.poll() is None:
+            p.kill()
+        p.wait(10)
+        os.close(master)
+        os.close(slave)
+    return p.returncode, out.decode("utf-8", "replace"), queued, p.pid, rdev
+
+
+def probe_report(text):
+    """The ttyprobe lines as {"pid": .., "fd0": {...}, ...}."""
+    rep = {}
+    for line in text.replace("\r", "").splitlines():
+        m = re.match(r"pid=(\d+) sid=(\d+) uid=(\d+)$", line)
+        if m:
+            rep["pid"], rep["sid"], rep["uid"] = map(int, m.groups())
+        m = re.match(r"(fd\d) tty=(\d) rdev=(\d+) ctty=(\d) sti=(.*)$", line)
+        if m:
+            rep[m.group(1)] = {"tty": int(m.group(2)),
+                               "rdev": int(m.group(3)),
+                               "ctty": int(m.group(4)), "sti": m.group(5)}
+        m = re.match(r"winsize=(\d+x\d+)$", line)
+        if m:
+            rep["winsize"] = m.group(1)
+        m = re.match(r"devtty=(.*) sti=(.*)$", line)
+        if m:
+            rep["devtty"] = m.group(1)
+    assert "pid" in rep and "fd2" in rep and "devtty" in rep, text
+    return rep
+
+
+def exec_domain(env):
+    a = Admin(env)
+    a.add_domain("alpha.test", "192.0.2.10")
+    a.ok("user", "add", "alpha.test", "bob", "--password-stdin",
+         input="pw\n")
+    probe = os.path.abspath(env.bin("tests/ttyprobe"))
+    a.ok("fs", "add-program", "alpha.test", probe)
+    a.ok("fs", "add-program", "alpha.test", "/usr/bin/id")
+    return a, probe
+
+
+def test_exec_user_cannot_inject_into_terminal(env):
+    a, probe = exec_domain(env)
+    rc, out, queued, pid, rdev = run_on_pty(
+        a.argv("exec", "-u", "bob", "alpha.test", probe, "-x", "3"))
+    assert rc == 3, (rc, out)
+    assert queued == b"", "typed into the caller's terminal: %r\n%s" % (
+        queued, out)
+    rep = probe_report(out)
+    assert rep["uid"] == 10001, out
+    # A session of its own (it leads it), not the caller's (pid).
+    assert rep["sid"] == rep["pid"] and rep["sid"] != pid, out
+    for fd in ("fd0", "fd1", "fd2"):
+        # A terminal, its own, and never the caller's.
+        assert rep[fd]["tty"] == 1 and rep[fd]["ctty"] == 1, out
+        assert rep[fd]["rdev"] != rdev, out
+    assert rep["devtty"] != "ok", out
+    assert rep["winsize"] == "37x101", out   # passed on to its pty
+
+
+def test_exec_root_on_terminal_drops_caps(env):
+    a, probe = exec_domain(env)
+    seen = {}
+
+    def on_output(text):
+        if "devtty=" not in text or "pid" in seen:
+            return None
+        rep = probe_report(text)
+        seen["pid"] = rep["pid"]
+        with open("/proc/%d/status" % rep["pid"]) as f:
+            seen["status"] = f.read()
+        with open("/proc/%d/stat" % rep["pid"]) as f:
+            seen["stat"] = f.read()
+        return b"q\n"
+
+    rc, out, queued, pid, rdev = run_on_pty(
+        a.argv("exec", "alpha.test", probe, "-w"), on_output)
+    assert rc == 0 and "got q" in out, (rc, out)
+    assert queued == b"", (queued, out)
+    rep = probe_report(out)
+    assert rep["uid"] == 0 and rep["sid"] == rep["pid"] != pid, out
+    fields = seen["stat"].rsplit(")", 1)[1].split()
+    assert int(fields[3]) == rep["pid"], seen["stat"]     # session
+    tty_nr = int(fields[4])
+    assert tty_nr != 0 and tty_nr != rdev, (tty_nr, rdev)
+    caps = {}
+    for l in seen["status"].splitlines():
+        k, _, v = l.partition(":")
+        if k.startswith("Cap"):
+            caps[k] = int(v.strip(), 16)
+    for name, bit in CAPS_OUT.items():
+        for s in ("CapEff", "CapPrm", "CapBnd", "CapInh", "CapAmb"):
+            assert not caps[s] & (1 << bit), (name, s, seen["status"])
+    assert caps["CapEff"] & (1 << 0), caps   # CAP_CHOWN: still root there
+
+
+def test_exec_without_terminal(env):
+    a, probe = exec_domain(env)
+    rc, out = a.run("exec", "-u", "bob", "alpha.test", probe, "-x", "5")
+    assert rc == 5, (rc, out)
+    rep = probe_report(out)
+    assert rep["sid"] == rep["pid"] and rep["uid"] == 10001, out
+    for fd in ("fd0", "fd1", "fd2"):
+        assert rep[fd]["tty"] == 0 and rep[fd]["ctty"] == 0, out
+    assert rep["devtty"] != "ok", out
+    # stdin and stdout pass through as they are.
+    rc, out = a.run("exec", "-u", "bob", "alpha.test", probe, "-w",
+                    input="hello\nq\n")
+    assert rc == 0 and "got q" in out, out
+    out = a.ok("exec", "-u", "bob", "alpha.test", "id", "-u")
+    assert out == "10001\n", out
+    # Output to a file, the terminal on stderr only.
+    master, slave = os.openpty()
+    try:
+        p = subprocess.run(a.argv("exec", "-u", "bob", "alpha.test",
+                                  probe), stdin=subprocess.DEVNULL,
+                           stdout=subprocess.PIPE, stderr=slave,
+                           start_new_session=True, timeout=30)
+    finally:
+        os.close(master)
+        os.close(slave)
+    rep = probe_report(p.stdout.decode())
+    assert rep["fd0"]["tty"] == 0 and rep["fd1"]["tty"] == 0, rep
+    assert rep["fd2"]["tty"] == 1 and rep["sid"] == rep["pid"], rep
