@@ -24,7 +24,7 @@
  *
  * CHOICES
  *	Root of a domain still has uid 0: it can signal the host's root
- *	processes and, with CAP_SETUID, become any uid.  docs/ADMIN.md
+ *	processes and, with CAP_SETUID, become any uid.  docs/SECURITY.md
  *	and virtmail(8) say so.  Use -u for anything that need not be
  *	root.
  */
