@@ -729,7 +729,8 @@ def test_exec_root_on_terminal_drops_caps(env):
     seen = {}
 
     def on_output(text):
-        if "devtty=" not in text or "pid" in seen:
+        # The whole report is there once its last line is.
+        if not re.search(r"winsize=\d+x\d+\r?\n", text) or "pid" in seen:
             return None
         rep = probe_report(text)
         seen["pid"] = rep["pid"]
