@@ -61,6 +61,7 @@ COMMON_SRCS = \
 	common/passwd.c \
 	common/pidfile.c \
 	common/privdrop.c \
+	common/proctitle.c \
 	common/queue.c \
 	common/shadow.c \
 	common/tls.c \

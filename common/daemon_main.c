@@ -16,6 +16,7 @@
 #include "daemon_main.h"
 #include "log.h"
 #include "pidfile.h"
+#include "proctitle.h"
 
 static void __attribute__((noreturn))
 usage(const char *name)
@@ -36,6 +37,8 @@ daemon_main(int argc, char *argv[], const struct daemon_modes *m)
 	char			 pidbuf[PATH_MAX];
 	int			 ch, check = 0, inetd = 0, rc, n;
 
+	/* Before getopt: optarg points into the copies. */
+	proctitle_init(argc, argv);
 	while ((ch = getopt(argc, argv, "C:df:ip:tv")) != -1) {
 		switch (ch) {
 		case 'C':

@@ -69,6 +69,7 @@
 #include "event.h"
 #include "log.h"
 #include "privdrop.h"
+#include "proctitle.h"
 #include "queue.h"
 #include "runner.h"
 #include "smtpd.h"
@@ -576,5 +577,6 @@ runner_main(struct smtpd_domain *sd, const struct smtpd_conf *conf)
 		runner_run(sd, conf, sp[1]);
 	}
 	(void)close(sp[1]);
+	proctitle_set("deliverer %s", sd->name);
 	deliverer_main(sd, &sp[0], 1, pid);
 }

@@ -25,6 +25,7 @@
 
 #include "log.h"
 #include "privdrop.h"
+#include "proctitle.h"
 #include "runner.h"
 #include "smtpd.h"
 #include "tls.h"
@@ -74,6 +75,7 @@ smtp_direct_start(struct smtpd_domain *sd, const int *close_fds,
 		tls_server_free(sd->tls);
 		sd->tls = NULL;
 		log_set_procname(SMTPD_NAME "[deliver]");
+		proctitle_set("deliverer %s", sd->name);
 		if (prctl(PR_SET_PDEATHSIG, SIGKILL) == -1 ||
 		    getppid() != parent)
 			_exit(0);
