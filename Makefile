@@ -65,6 +65,7 @@ COMMON_SRCS = \
 	common/queue.c \
 	common/shadow.c \
 	common/tls.c \
+	common/tls_check.c \
 	common/xmalloc.c
 
 VIRTUALD_SRCS = \

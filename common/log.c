@@ -76,6 +76,16 @@ log_init(const char *ident, int debug, int verbose)
 }
 
 void
+log_reconnect(void)
+{
+	int	 saved_errno = errno;
+
+	if (log_initialized && log_syslog)
+		openlog(log_ident, LOG_PID | LOG_NDELAY, LOG_MAIL);
+	errno = saved_errno;
+}
+
+void
 log_set_domain(const char *domain)
 {
 	if (domain == NULL)

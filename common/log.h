@@ -19,6 +19,12 @@
 void	log_init(const char *ident, int debug, int verbose);
 /* Name the domain in every following line; NULL to stop. */
 void	log_set_domain(const char *domain);
+/*
+ * Connect to syslog again, as log_init() did, for a process that
+ * closed every descriptor (closelog(), then close_range) and is not
+ * chrooted: /dev/log must be reachable.
+ */
+void	log_reconnect(void);
 /* Change the ident used on stderr lines (after fork: "smtpd[alpha]"). */
 void	log_set_procname(const char *name);
 

@@ -4,13 +4,16 @@
  * SMTP client's context.
  *
  * SECURITY
- *	tls_server_load() runs in the root master, not chrooted: it reads
- *	certificates and keys from paths inside a domain's root as if
- *	chrooted there (openat2 RESOLVE_IN_ROOT: a symlink cannot lead to
- *	a host file), refuses key files readable by group or others, and
- *	checks every pair before anything is served.  The contexts it
- *	builds are inherited by the domain's processes across fork(), so
- *	the key files never need to be readable by them.  Session ticket
+ *	tls_server_load() runs as root, not chrooted, in the one process
+ *	that will serve the domain (its SMTP worker, after the fork from
+ *	the master and before it enters the root) or in a throwaway
+ *	checking child (tls_check.c); never in the master, so no domain's
+ *	process inherits another domain's key.  It reads certificates and
+ *	keys from paths inside the domain's root as if chrooted there
+ *	(file_open_in_root: a symlink cannot lead to a host file), refuses
+ *	key files readable by group or others, and checks every pair
+ *	before anything is served.  tls_files_check() only opens and
+ *	fstat()s the files: the master's own check.  Session ticket
  *	keys are made on first use in each serving process (a worker's
  *	keys are its own, never shared with another domain's worker) and
  *	replaced every TLS_TICKET_ROTATE seconds; the previous key still
@@ -94,30 +97,82 @@ tls_error(void)
 }
 
 /*
- * Read rel inside root dir as if chrooted there.  secret: refuse a file
- * that group or others may read.  0, or -1 with *error_r.
+ * Open rel inside root dir as if chrooted there: a regular file, and
+ * with secret one that neither group nor others may read.  The
+ * descriptor, with its stat in *st; -1 with *error_r.
  */
 static int
-tls_read_in_root(const char *dir, const char *rel, int secret,
-    struct buf *out, const char **error_r)
+tls_open_in_root(const char *dir, const char *rel, int secret,
+    struct stat *st, const char **error_r)
 {
-	struct stat	 st;
-	int		 fd, rv = -1;
+	int	 fd;
 
 	if ((fd = file_open_in_root(dir, rel, O_RDONLY | O_NONBLOCK)) ==
 	    -1) {
 		*error_r = errno == ENOENT ? "no such file" : "cannot open";
 		return -1;
 	}
-	if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode))
+	if (fstat(fd, st) == -1 || !S_ISREG(st->st_mode))
 		*error_r = "not a regular file";
-	else if (secret && (st.st_mode & 077) != 0)
+	else if (secret && (st->st_mode & 077) != 0)
 		*error_r = "private key readable by group or others "
 		    "(chmod 600)";
 	else
-		rv = file_read_fd(fd, TLS_FILE_MAX, out, error_r);
+		return fd;
+	(void)close(fd);
+	return -1;
+}
+
+/* Read rel inside root dir (tls_open_in_root); 0, or -1 with *error_r. */
+static int
+tls_read_in_root(const char *dir, const char *rel, int secret,
+    struct buf *out, const char **error_r)
+{
+	struct stat	 st;
+	int		 fd, rv;
+
+	if ((fd = tls_open_in_root(dir, rel, secret, &st, error_r)) == -1)
+		return -1;
+	rv = file_read_fd(fd, TLS_FILE_MAX, out, error_r);
 	(void)close(fd);
 	return rv;
+}
+
+int
+tls_files_check(const char *dir, const struct tls_pair *p, size_t n,
+    struct file_id *ids_r, struct diag *d)
+{
+	struct stat	 st;
+	const char	*err;
+	size_t		 i;
+	int		 fd, before = d->count;
+
+	if (n > TLS_PAIRS_MAX) {
+		diag_report(d, dir, 0, "too many certificates (limit %d)",
+		    TLS_PAIRS_MAX);
+		return -1;
+	}
+	for (i = 0; i < n; i++) {
+		if ((fd = tls_open_in_root(dir, p[i].cert, 0, &st,
+		    &err)) == -1) {
+			diag_report(d, p[i].cert, 0, "certificate: %s (in %s)",
+			    err, dir);
+			continue;
+		}
+		if (ids_r != NULL)
+			file_id_of(&ids_r[2 * i], &st);
+		(void)close(fd);
+		if ((fd = tls_open_in_root(dir, p[i].key, 1, &st,
+		    &err)) == -1) {
+			diag_report(d, p[i].key, 0, "private key: %s (in %s)",
+			    err, dir);
+			continue;
+		}
+		if (ids_r != NULL)
+			file_id_of(&ids_r[2 * i + 1], &st);
+		(void)close(fd);
+	}
+	return d->count > before ? -1 : 0;
 }
 
 /* The DNS names of x (subjectAltName, else the CN), comma-separated. */

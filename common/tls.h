@@ -1,10 +1,12 @@
 /*
  * tls.h — TLS contexts (OpenSSL 3) for the servers and the SMTP client.
  *
- * A domain's server contexts are loaded by the root master from files
- * inside the domain's root, before any process of the domain drops
- * privileges; the contexts (private keys included) survive fork(), so
- * the unprivileged worker never needs to read a key file.
+ * A domain's server contexts are loaded by that domain's own serving
+ * process, as root before it enters the root and drops privileges, from
+ * files inside the domain's root; the root master only checks the files
+ * (tls_files_check) and has the pairs loaded in a throwaway child
+ * (tls_server_check), so it never holds a private key and no domain's
+ * process inherits another domain's.
  */
 #ifndef VIRTMAIL_TLS_H
 #define VIRTMAIL_TLS_H
@@ -13,6 +15,7 @@
 
 #include <openssl/ssl.h>
 
+#include "buf.h"
 #include "diag.h"
 
 #define TLS_PAIRS_MAX		8	/* cert/key pairs per domain */
@@ -27,6 +30,7 @@ struct tls_pair {
 };
 
 struct tls_server;
+struct file_id;
 
 /*
  * Load the pairs (files under root dir) into server contexts: TLS 1.2
@@ -43,6 +47,25 @@ struct tls_server;
 struct tls_server *tls_server_load(const char *dir, const struct tls_pair *p,
 	    size_t n, struct diag *d);
 void	tls_server_free(struct tls_server *t);
+/*
+ * Without reading a byte of them: open each file of the pairs inside
+ * root dir as tls_server_load() would, and check that it is a regular
+ * file and that a key is readable by its owner only.  ids_r (2 * n
+ * entries, certificate then key; may be NULL) gets each file's
+ * identity, so that a renewed certificate can be told on reload.
+ * Problems go through d; 0 or -1.
+ */
+int	tls_files_check(const char *dir, const struct tls_pair *p, size_t n,
+	    struct file_id *ids_r, struct diag *d);
+/*
+ * Load the pairs as tls_server_load() would, in a child process that
+ * exits at once (tls_check.c), so that the caller never holds a
+ * private key.  Problems go through d as the child found them;
+ * subjects_r (may be NULL) gets the certificates' subjects, one a
+ * line.  0 when every pair is good, else -1.
+ */
+int	tls_server_check(const char *dir, const struct tls_pair *p, size_t n,
+	    struct buf *subjects_r, struct diag *d);
 /* A new server-side SSL for fd (not yet handshaking); NULL on error. */
 SSL	*tls_server_ssl(struct tls_server *t, int fd);
 /* The subject of the default certificate, for -t output. */

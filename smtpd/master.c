@@ -8,10 +8,18 @@
  *	Runs as root, outside any chroot, and never reads a byte from the
  *	network: in wildcard mode it only accepts, asks the kernel which
  *	local address was hit (getsockname), and passes the descriptor
- *	on.  A domain's worker chroots into the domain's root and becomes
- *	its run_as account (priv_enter_root) before it is handed to
- *	smtp_server_run(), after closing every descriptor of the other
- *	domains, so one domain's worker never holds another's listener.
+ *	on.  It never loads a private key: it opens each configured
+ *	certificate and key file in the domain's root (tls_files_check)
+ *	and has the pairs loaded by a throwaway child (tls_server_check),
+ *	at start, on reload and for -t, so a broken key is reported with
+ *	its file and reason and no forked process inherits another
+ *	domain's key.  A domain's worker, after the fork, starts its AUTH
+ *	service and deliverer, then loads its own keys as root, then
+ *	chroots into the domain's root and becomes its run_as account
+ *	(priv_enter_root) before it is handed to smtp_server_run(), after
+ *	closing every descriptor of the other domains, so one domain's
+ *	worker never holds another's listener or key.  The runner holds
+ *	no server key at all.
  *	A domain whose configuration is broken (no run_as, unsafe root,
  *	unknown account) is logged and skipped; the others start.
  *
@@ -49,6 +57,7 @@
 #include "listen.h"
 #include "log.h"
 #include "privdrop.h"
+#include "proctitle.h"
 #include "tls.h"
 #include "smtpd.h"
 #include "xmalloc.h"
@@ -96,6 +105,9 @@ struct mdomain {
 	int			 pass[2];	/* wildcard: master, worker end */
 	struct mchild		 worker, runner;
 	int			 retired;
+	/* The key files as checked, and their certificates' subjects. */
+	struct file_id		 tls_ids[2 * TLS_PAIRS_MAX];
+	struct buf		 tls_subjects;
 };
 
 struct master {
@@ -162,9 +174,10 @@ master_ident(struct mdomain *md, const struct smtpd_conf *c)
 {
 	const struct smtpd_domain	*sd = &md->sd;
 	const struct smtpd_limits	*l = &sd->limits;
+	const struct file_id		*id;
 	struct buf			*b = &md->ident;
 	char				 a[INET6_ADDRSTRLEN];
-	size_t				 i;
+	size_t				 i, j;
 	int				 r = 0;
 
 	buf_init(b, 1 << 20);
@@ -194,9 +207,17 @@ master_ident(struct mdomain *md, const struct smtpd_conf *c)
 		    sd->routes[i].host, sd->routes[i].port);
 	for (i = 0; sd->milters != NULL && sd->milters[i] != NULL; i++)
 		r |= buf_printf(b, "milter %s\n", sd->milters[i]);
-	for (i = 0; i < sd->ntls_pairs; i++)
-		r |= buf_printf(b, "tls %s %s\n", sd->tls_pairs[i].cert,
-		    sd->tls_pairs[i].key);
+	/* A renewed certificate or key (new inode, size or times) too. */
+	for (i = 0; i < sd->ntls_pairs && i < TLS_PAIRS_MAX; i++)
+		for (j = 0; j < 2; j++) {
+			id = &md->tls_ids[2 * i + j];
+			r |= buf_printf(b, "tls %s %lu %lu %lld %lld.%09ld "
+			    "%lld.%09ld\n", j == 0 ? sd->tls_pairs[i].cert :
+			    sd->tls_pairs[i].key, (unsigned long)id->dev,
+			    (unsigned long)id->ino, (long long)id->size,
+			    (long long)id->mtime.tv_sec, id->mtime.tv_nsec,
+			    (long long)id->ctime.tv_sec, id->ctime.tv_nsec);
+		}
 	r |= buf_printf(b, "auth %d %d %d %u %u ca %s\n",
 	    sd->allow_plaintext_auth, sd->sender_login_match,
 	    sd->received_auth, sd->auth_delay, sd->auth_failures_max,
@@ -229,8 +250,9 @@ master_domain_copy(struct domain *dst, const struct domain *src)
 }
 
 /*
- * Load one domain: a safe root, its etc/virtmail.conf, its run_as
- * account.  NULL when anything is wrong (reported through d).
+ * Load one domain: a safe root, its etc/virtmail.conf, its certificates
+ * and keys, its run_as account.  NULL when anything is wrong (reported
+ * through d).
  */
 static struct mdomain *
 master_domain_load(const struct domain *vd, const struct smtpd_conf *c,
@@ -248,6 +270,7 @@ master_domain_load(const struct domain *vd, const struct smtpd_conf *c,
 	md->runner.role = MASTER_RUNNER;
 	master_domain_copy(&md->vd, vd);
 	buf_init(&md->ident, 1 << 20);
+	buf_init(&md->tls_subjects, 64 * 1024);
 
 	/* Reading files in a root its owner controls would be unsafe. */
 	if (priv_check_root(md->vd.dir, &err) == -1) {
@@ -257,9 +280,15 @@ master_domain_load(const struct domain *vd, const struct smtpd_conf *c,
 	}
 	if (smtpd_domain_load(&md->sd, &md->vd, c, d) == -1)
 		goto fail;
-	/* Keys are read here, as root, never by the domain's processes. */
-	if (md->sd.ntls_pairs > 0 && (md->sd.tls = tls_server_load(md->vd.dir,
-	    md->sd.tls_pairs, md->sd.ntls_pairs, d)) == NULL)
+	/*
+	 * The master never loads a private key: it only opens the files
+	 * here, and a throwaway child loads the pairs to report a broken
+	 * one now.  The domain's worker loads its own (master_child).
+	 */
+	if (md->sd.ntls_pairs > 0 && (tls_files_check(md->vd.dir,
+	    md->sd.tls_pairs, md->sd.ntls_pairs, md->tls_ids, d) == -1 ||
+	    tls_server_check(md->vd.dir, md->sd.tls_pairs,
+	    md->sd.ntls_pairs, &md->tls_subjects, d) == -1))
 		goto fail;
 	if (priv_lookup_user(md->vd.dir, md->sd.run_as, &md->user,
 	    &err) == -1) {
@@ -302,6 +331,7 @@ master_domain_free(struct mdomain *md)
 	md->sd.tls = NULL;
 	smtpd_domain_free(&md->sd);
 	buf_free(&md->ident);
+	buf_free(&md->tls_subjects);
 	free(md->vd.dir);
 	free(md->vd.name);
 	free(md->vd.addrs);
@@ -349,6 +379,7 @@ master_check(const struct daemon_opts *o)
 	struct smtpd_conf	 c;
 	struct mdomain		*list, *md, *next;
 	struct diag		 d = { master_diag_print, NULL, 0 };
+	const char		*s, *nl;
 	size_t			 i;
 
 	if (master_load(o, &c, &list, &d) == -1) {
@@ -374,13 +405,16 @@ master_check(const struct daemon_opts *o)
 		(void)printf("\n\trun_as %s (uid %lu, gid %lu)\n",
 		    md->sd.run_as, (unsigned long)md->user.uid,
 		    (unsigned long)md->user.gid);
-		if (md->sd.tls == NULL)
+		if (md->sd.ntls_pairs == 0)
 			(void)printf("\ttls none (no STARTTLS, no port %d)\n",
 			    c.port_smtps);
-		for (i = 0; md->sd.tls != NULL &&
-		    tls_server_subject(md->sd.tls, i)[0] != '\0'; i++)
-			(void)printf("\ttls certificate %s\n",
-			    tls_server_subject(md->sd.tls, i));
+		for (s = md->tls_subjects.data; s != NULL && *s != '\0';
+		    s = nl + 1) {
+			if ((nl = strchr(s, '\n')) == NULL)
+				break;
+			(void)printf("\ttls certificate %.*s\n",
+			    (int)(nl - s), s);
+		}
 		master_domain_free(md);
 	}
 	if (d.count > 0) {
@@ -457,9 +491,10 @@ master_inetd_refuse(const char *reply, int status)
 
 /*
  * -i: serve the one connection inetd accepted on fds 0 and 1 as the
- * domain's worker would (master_child): TLS contexts loaded here as
- * root, the AUTH service started, then the domain's root and run_as
- * account, then the worker's event-loop server with that one session.
+ * domain's worker would (master_child): the AUTH service and the
+ * deliverer started, then this domain's TLS contexts loaded as root,
+ * then the domain's root and run_as account, then the worker's
+ * event-loop server with that one session.
  */
 int
 master_inetd(const struct daemon_opts *o)
@@ -499,11 +534,8 @@ master_inetd(const struct daemon_opts *o)
 			log_warnx("inetd: %s", err);
 		return master_inetd_refuse(MASTER_CONF_ERROR, EX_CONFIG);
 	}
-	/* Keys are read here, as root, never by the domain's processes. */
-	if (sd.ntls_pairs > 0 && (sd.tls = tls_server_load(vd->dir,
-	    sd.tls_pairs, sd.ntls_pairs, &d)) == NULL)
-		return master_inetd_refuse(MASTER_CONF_ERROR, EX_CONFIG);
 	log_set_domain(sd.name);
+	proctitle_set("inetd %s", sd.name);
 	port = listen_sockaddr_port(&ss);
 	if (port != 0 && port == c.port_smtps)
 		kind = LISTEN_SMTPS;
@@ -511,10 +543,14 @@ master_inetd(const struct daemon_opts *o)
 		kind = LISTEN_SUBMISSION;
 	if (master_inetd_fds(&fds[0], &fds[1]) == -1)
 		fatal("inetd: the client's descriptors");
-	/* The AUTH service stays root in the root (smtp_auth.c). */
-	sd.auth_fd = smtp_auth_start(&sd, fds, fds[1] != fds[0] ? 2 : 1);
+	/* Both forked before the keys are loaded: neither holds one. */
+	sd.auth_fd = smtp_auth_start(&sd);
 	/* Its one session commits one message at a time. */
 	smtp_direct_start(&sd, fds, fds[1] != fds[0] ? 2 : 1, 1);
+	/* This domain's keys only, as root, before the root. */
+	if (sd.ntls_pairs > 0 && (sd.tls = tls_server_load(vd->dir,
+	    sd.tls_pairs, sd.ntls_pairs, &d)) == NULL)
+		return master_inetd_refuse(MASTER_CONF_ERROR, EX_CONFIG);
 	/* Before reading a byte from the client. */
 	if (priv_enter_root(vd->dir, &u, &err) == -1)
 		fatalx("inetd: %s", err);
@@ -563,7 +599,7 @@ master_bind_domain(struct mdomain *md, struct mdomain *old)
 	ports[0] = m.conf.port_smtp;
 	ports[1] = m.conf.port_submission;
 	/* Implicit TLS only for a domain with a certificate. */
-	ports[2] = md->sd.tls != NULL ? m.conf.port_smtps : 0;
+	ports[2] = md->sd.ntls_pairs > 0 ? m.conf.port_smtps : 0;
 	md->ls = xcalloc(md->vd.naddrs * 3 + 1, sizeof(*md->ls));
 	for (i = 0; i < md->vd.naddrs; i++) {
 		for (p = 0; p < 3; p++) {
@@ -746,6 +782,7 @@ master_child(struct mchild *ch)
 {
 	struct mdomain		*md = ch->md;
 	struct priv_user	 u;
+	struct diag		 d = { master_diag_log, NULL, 0 };
 	enum listener_kind	*kinds;
 	const char		*err;
 	char			 procname[64];
@@ -758,7 +795,9 @@ master_child(struct mchild *ch)
 	(void)snprintf(procname, sizeof(procname), "%s[%s]", SMTPD_NAME,
 	    master_role_name(ch->role));
 	log_set_procname(procname);
+	proctitle_set("%s %s", master_role_name(ch->role), md->sd.name);
 
+	/* The master holds no private key: neither does the runner. */
 	if (ch->role == MASTER_RUNNER) {
 		/* Dies with the master; cleared again if it drops privileges. */
 		(void)prctl(PR_SET_PDEATHSIG, SIGTERM);
@@ -770,14 +809,26 @@ master_child(struct mchild *ch)
 	/* The account is read afresh: etc/passwd may have changed. */
 	if (priv_lookup_user(md->vd.dir, md->sd.run_as, &u, &err) == -1)
 		fatalx("worker: %s", err);
-	/* The AUTH service stays root in the root (smtp_auth.c). */
+	/*
+	 * The AUTH service and the deliverer are forked before the keys
+	 * are loaded, so that neither ever holds one.
+	 */
 	fds = xcalloc(md->nls + 2, sizeof(*fds));
 	for (i = 0; i < md->nls; i++)
 		fds[i] = md->ls[i].fd;
 	fds[md->nls] = md->pass[1];
-	md->sd.auth_fd = smtp_auth_start(&md->sd, fds, md->nls + 1);
+	md->sd.auth_fd = smtp_auth_start(&md->sd);
 	smtp_direct_start(&md->sd, fds, md->nls + 1, SMTPD_DIRECT_MAX);
 	free(fds);
+	/*
+	 * This domain's keys, read here and by no other domain's process:
+	 * as root, before the root.  The master checked them in a
+	 * throwaway child; a key broken since then stops the worker with
+	 * the file and the reason, and the master retries with backoff.
+	 */
+	if (md->sd.ntls_pairs > 0 && (md->sd.tls = tls_server_load(md->vd.dir,
+	    md->sd.tls_pairs, md->sd.ntls_pairs, &d)) == NULL)
+		fatalx("worker: cannot load the TLS certificates and keys");
 	if (priv_enter_root(md->vd.dir, &u, &err) == -1)
 		fatalx("worker: %s", err);
 	explicit_bzero(&u, sizeof(u));
@@ -1155,6 +1206,7 @@ master_run(const struct daemon_opts *o)
 	if (!o->debug)
 		master_daemonize();
 	m.pid = getpid();
+	proctitle_set("master");
 	(void)signal(SIGPIPE, SIG_IGN);
 	if ((m.loop = ev_loop_new()) == NULL)
 		fatal("ev_loop_new");

@@ -4,9 +4,22 @@
  *
  * SECURITY
  *	smtp_auth_start() runs in the worker's process while it is still
- *	root, before it chroots and drops privileges: it forks the
- *	service, which chroots into the domain's root and stays root
- *	there, because etc/shadow is mode 0600 root.  The service never
+ *	root, outside the domain's root, before the worker loads its TLS
+ *	keys (so the service never holds one) and before it chroots and
+ *	drops privileges.  The service it forks first closes every
+ *	descriptor but its socket and stdio (close_range), then gives up
+ *	every capability (bounding, permitted, effective and inheritable
+ *	sets empty) and sets no_new_privs, and stays uid 0 outside any
+ *	root: uid 0 only so that it may open etc/shadow, which root owns
+ *	with mode 0600 or 0640.  It is not chrooted, so nothing it holds
+ *	is reachable from inside a domain's root, and it reads the
+ *	domain's etc/passwd and etc/shadow only through in-root opens
+ *	(common/auth.c, file_open_in_root from the domain's absolute
+ *	directory): a symlink the domain's administrator plants cannot
+ *	lead to a host file.  XXX without capabilities, uid 0 still owns
+ *	root's files: a service taken over could read a host file that
+ *	root owns and may read without CAP_DAC_OVERRIDE; its only input is
+ *	the strictly decoded request below.  The service never
  *	reads the network.  Its only input is requests from the worker
  *	(unprivileged, and so untrusted) over a SOCK_SEQPACKET
  *	socketpair; each request is decoded exactly (smtp_auth_req_
@@ -30,10 +43,12 @@
 #include <sys/socket.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <syslog.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -42,11 +57,12 @@
 #include "log.h"
 #include "passwd.h"
 #include "privdrop.h"
+#include "proctitle.h"
 #include "smtpd.h"
-#include "tls.h"
 
 #define SMTP_AUTH_MAGIC		"AUTH1"
 #define SMTP_AUTH_IPS		256	/* client addresses remembered */
+#define SMTP_AUTH_FD		3	/* the service's socket */
 
 struct auth_ip {
 	char		 ip[64];
@@ -217,7 +233,9 @@ auth_service(const struct smtpd_domain *sd, int fd)
 			if (!smtpd_domain_is_local(sd, at + 1))
 				valid = 0;
 		}
-		ok = auth_password_check("", r.user, valid, r.pass, name);
+		/* In-root opens from the domain's absolute directory. */
+		ok = auth_password_check(sd->vd->dir, r.user, valid, r.pass,
+		    name);
 		explicit_bzero(r.pass, sizeof(r.pass));
 		if (ok) {
 			log_info("smtp auth ok user=%s client=%s", name, r.ip);
@@ -231,13 +249,30 @@ auth_service(const struct smtpd_domain *sd, int fd)
 	}
 }
 
+/*
+ * In the new service, first: keep only its socket (as SMTP_AUTH_FD)
+ * and stdio, and reconnect to syslog, which is reachable: the service
+ * is not chrooted.
+ */
+static void
+auth_close_fds(int sock)
+{
+	int	 fd;
+
+	closelog();
+	if ((fd = fcntl(sock, F_DUPFD, SMTP_AUTH_FD + 1)) == -1 ||
+	    dup2(fd, SMTP_AUTH_FD) != SMTP_AUTH_FD)
+		_exit(1);
+	if (close_range(SMTP_AUTH_FD + 1, ~0U, 0) == -1)
+		_exit(1);
+	log_reconnect();
+}
+
 int
-smtp_auth_start(const struct smtpd_domain *sd, const int *close_fds,
-    size_t nclose)
+smtp_auth_start(const struct smtpd_domain *sd)
 {
 	const char	*err;
 	pid_t		 pid, parent = getpid();
-	size_t		 i;
 	int		 sp[2];
 
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) == -1) {
@@ -251,23 +286,21 @@ smtp_auth_start(const struct smtpd_domain *sd, const int *close_fds,
 		return -1;
 	}
 	if (pid == 0) {
-		(void)close(sp[0]);
-		/* Not the listeners nor the master's channel. */
-		for (i = 0; i < nclose; i++)
-			if (close_fds[i] != -1)
-				(void)close(close_fds[i]);
+		/* Not the listeners, the master's channel nor the client. */
+		auth_close_fds(sp[1]);
 		log_set_procname(SMTPD_NAME "[auth]");
-		/* No private key stays here (freeing wipes it). */
-		tls_server_free(sd->tls);
+		proctitle_set("auth %s", sd->name);
 		if (prctl(PR_SET_PDEATHSIG, SIGKILL) == -1 ||
 		    getppid() != parent)
 			_exit(0);
-		/* Root inside the root: etc/shadow is 0600 root. */
-		/* Root only to read etc/shadow, which root owns. */
-		if (priv_enter_root(sd->vd->dir, NULL, &err) == -1 ||
-		    priv_limit_caps(NULL, 0, &err) == -1)
+		/* uid 0 for etc/shadow's owner check, and nothing more. */
+		if (chdir("/") == -1)
+			fatal("smtp auth: chdir /");
+		if (priv_limit_caps(NULL, 0, &err) == -1)
 			fatalx("smtp auth: %s", err);
-		auth_service(sd, sp[1]);
+		if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == -1)
+			fatal("smtp auth: PR_SET_NO_NEW_PRIVS");
+		auth_service(sd, SMTP_AUTH_FD);
 	}
 	(void)close(sp[1]);
 	return sp[0];

@@ -194,10 +194,10 @@ int	smtp_auth_req_encode(const struct smtp_auth_req *r, char *dst,
 /* Decode exactly; 0, or -1 when malformed. */
 int	smtp_auth_req_decode(const char *src, size_t len,
 	    struct smtp_auth_req *r);
-/* In the worker's child, still root: fork the service; the worker's
- * end of the socketpair, or -1. */
-int	smtp_auth_start(const struct smtpd_domain *sd, const int *close_fds,
-	    size_t nclose);
+/* In the worker's child, still root and not chrooted, before its keys
+ * are loaded: fork the service; the worker's end of the socketpair, or
+ * -1. */
+int	smtp_auth_start(const struct smtpd_domain *sd);
 
 /* smtp_server.c — runs in the worker, already chrooted and unprivileged. */
 /*
