@@ -167,7 +167,9 @@ UNIT_TESTS = \
 	log \
 	passwd \
 	privdrop \
-	queue
+	proctitle \
+	queue \
+	tls_check
 
 SMTPD_UNIT_TESTS = \
 	bounce \
