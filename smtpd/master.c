@@ -555,6 +555,8 @@ master_inetd(const struct daemon_opts *o)
 	if (priv_enter_root(vd->dir, &u, &err) == -1)
 		fatalx("inetd: %s", err);
 	explicit_bzero(&u, sizeof(u));
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == -1)
+		fatal("inetd: PR_SET_NO_NEW_PRIVS");
 	smtp_server_inetd(&sd, fds[0], fds[1], kind);
 	/*
 	 * Leave with _exit(): atexit handlers (a sanitizer's leak check)
@@ -832,6 +834,9 @@ master_child(struct mchild *ch)
 	if (priv_enter_root(md->vd.dir, &u, &err) == -1)
 		fatalx("worker: %s", err);
 	explicit_bzero(&u, sizeof(u));
+	/* Nothing the worker starts needs a setuid program. */
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == -1)
+		fatal("worker: PR_SET_NO_NEW_PRIVS");
 	/* After the uid change, which clears it. */
 	if (prctl(PR_SET_PDEATHSIG, SIGTERM) == -1)
 		fatal("prctl");

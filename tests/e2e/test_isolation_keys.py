@@ -292,6 +292,13 @@ def test_ps_names_roles(env):
                 assert shown[pid] == "virtmail-smtpd: %s %s" % (role,
                                                                  name), \
                     shown[pid]
+        # Workers: their domain's run_as, no capability, no_new_privs.
+        for name in ("alpha.test", "beta.test"):
+            (w,) = roles[("worker", name)]
+            st = status(w)
+            assert "0" not in st["Uid"].split(), st["Uid"]
+            assert int(st["CapEff"], 16) == 0 == int(st["CapPrm"], 16)
+            assert st["NoNewPrivs"] == "1", (name, st["NoNewPrivs"])
         # The worker's deliverer and the runner's (with its delivery
         # agents, which keep the name), and one worker per domain.
         for name in ("alpha.test", "beta.test"):
