@@ -11,9 +11,9 @@
  *	a bounded vsnprintf, and the text it writes comes from the
  *	program (role and domain names from the configuration).  The
  *	title is public: it never holds a user name or a client address.
- *
- * XXX glibc's program_invocation_name points into the area: it is
- * moved to the heap with the arguments.
+ *	glibc's program_invocation_name points into the area: it is
+ *	moved to the heap with the arguments, so err(3) and getopt keep
+ *	the program's name.
  */
 #include <errno.h>
 #include <stdarg.h>

@@ -18,9 +18,8 @@
  *	directory): a symlink the domain's administrator plants cannot
  *	lead to a host file.  XXX without capabilities, uid 0 still owns
  *	root's files: a service taken over could read a host file that
- *	root owns and may read without CAP_DAC_OVERRIDE; its only input is
- *	the strictly decoded request below.  The service never
- *	reads the network.  Its only input is requests from the worker
+ *	root may read by ownership alone.  The service never reads the
+ *	network.  Its only input is requests from the worker
  *	(unprivileged, and so untrusted) over a SOCK_SEQPACKET
  *	socketpair; each request is decoded exactly (smtp_auth_req_
  *	decode: five NUL-ended fields, each bounded and checked) and a
