@@ -9,12 +9,21 @@
  * reported through a struct diag and skipped; the other lines still
  * load.  A strict caller treats any report as failure.
  *
+ * An optional third field "uids=FIRST-LAST" declares the domain's
+ * uid and gid range, held here on the host side, out of the domain's
+ * reach.  The range covers uids and gids alike; 0 is never in it.  When
+ * several lines name one DIR, the ranges they give must agree (lines
+ * without one take the domain's).  Two domains whose ranges overlap are
+ * both reported.  A domain with no range (0-0) is a legacy domain; see
+ * idrange.h for what protects it.
+ *
  * The domain's name is the basename of DIR until the domain's own
  * configuration says otherwise.
  */
 #ifndef VIRTMAIL_DOMAIN_H
 #define VIRTMAIL_DOMAIN_H
 
+#include <sys/types.h>
 #include <sys/socket.h>
 
 #include <netinet/in.h>
@@ -26,6 +35,7 @@
 #define DOMAIN_LINE_MAX		4096	/* longest line of virtual.conf */
 #define DOMAIN_FILE_MAX		(16 * 1024 * 1024)
 #define DOMAIN_MAX		100000	/* domains in one table */
+#define DOMAIN_ID_MAX		4294967294UL	/* highest id in a range */
 
 struct domain_addr {
 	int			 family;	/* AF_INET or AF_INET6 */
@@ -42,6 +52,9 @@ struct domain {
 	char			*name;		/* basename of dir */
 	struct domain_addr	*addrs;
 	size_t			 naddrs;
+	uid_t			 id_first;	/* uids= range; 0 0: none */
+	uid_t			 id_last;
+	int			 id_line;	/* line that declared it */
 };
 
 struct domain_table {
@@ -69,6 +82,12 @@ void	domain_table_free(struct domain_table *t);
  */
 const struct domain *domain_lookup_addr(const struct domain_table *t,
 	    const struct sockaddr *sa, socklen_t salen);
+/* Whether vd declared a uids= range. */
+static inline int
+domain_has_range(const struct domain *vd)
+{
+	return vd->id_first != 0;
+}
 /* The domain whose name or dir is key, or NULL. */
 const struct domain *domain_lookup_name(const struct domain_table *t,
 	    const char *key);

@@ -134,6 +134,7 @@ group_parse_line(void *ctx, const char *file, int lineno, const char *s,
 		goto skip;
 	}
 	e.gid = (gid_t)gid;
+	e.lineno = lineno;
 	if ((r = group_members_parse(&e, &f[3], file, lineno, d)) == -1)
 		goto oom;
 	if (r == 1)

@@ -20,6 +20,7 @@ struct group_entry {
 	gid_t	 gid;
 	char	**members;	/* NULL-terminated */
 	size_t	 nmembers;
+	int	 lineno;	/* of its file, for messages */
 };
 
 struct group_file {

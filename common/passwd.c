@@ -110,6 +110,7 @@ passwd_parse_line(void *ctx, const char *file, int lineno, const char *s,
 	}
 	e.uid = (uid_t)uid;
 	e.gid = (gid_t)gid;
+	e.lineno = lineno;
 	if ((e.passwd = strndup(f[1].p, f[1].len)) == NULL ||
 	    (e.gecos = strndup(f[4].p, f[4].len)) == NULL ||
 	    (e.dir = strndup(f[5].p, f[5].len)) == NULL ||

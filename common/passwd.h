@@ -28,6 +28,7 @@ struct passwd_entry {
 	char	*gecos;
 	char	*dir;
 	char	*shell;
+	int	 lineno;	/* of its file, for messages */
 };
 
 struct passwd_file {

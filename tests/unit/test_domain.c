@@ -78,7 +78,33 @@ static const struct {
 	const char	*error;		/* prefix "v.conf:N: " then this */
 } bad[] = {
 	{ "192.0.2.1\n", "v.conf:1: expected \"IP DIR\"" },
-	{ "# c\n192.0.2.1 @/a extra\n", "v.conf:2: extra field \"extra\"" },
+	{ "# c\n192.0.2.1 @/a uids=1-2 extra\n",
+	    "v.conf:2: extra field \"extra\"" },
+	{ "192.0.2.1 @/a extra\n",
+	    "v.conf:1: \"extra\": expected uids=FIRST-LAST" },
+	{ "192.0.2.1 @/a uids=\n", "v.conf:1: \"uids=\": expected" },
+	{ "192.0.2.1 @/a uids=5\n", "v.conf:1: \"uids=5\": expected" },
+	{ "192.0.2.1 @/a uids=5-\n", "v.conf:1: \"uids=5-\": expected" },
+	{ "192.0.2.1 @/a uids=-5\n", "v.conf:1: \"uids=-5\": expected" },
+	{ "192.0.2.1 @/a uids=+1-5\n", "v.conf:1: \"uids=+1-5\": expected" },
+	{ "192.0.2.1 @/a uids=1-5x\n", "v.conf:1: \"uids=1-5x\": expected" },
+	{ "192.0.2.1 @/a uids=0-999\n",
+	    "v.conf:1: \"uids=0-999\": expected uids=FIRST-LAST, each a "
+	    "number from 1 to 4294967294 (0 is never in a range)" },
+	{ "192.0.2.1 @/a uids=1-4294967295\n",
+	    "v.conf:1: \"uids=1-4294967295\": expected" },
+	{ "192.0.2.1 @/a uids=2000-1999\n",
+	    "v.conf:1: \"uids=2000-1999\": uids=FIRST-LAST with FIRST above "
+	    "LAST" },
+	{ "192.0.2.1 @/a uids=2000-2999\n192.0.2.2 @/a uids=2000-3000\n",
+	    "v.conf:2: uids=2000-3000 for @/a disagrees with uids=2000-2999 "
+	    "on line 1" },
+	{ "192.0.2.1 @/a uids=2000-2999\n192.0.2.2 @/b uids=2999-3999\n",
+	    "v.conf:2: uids=2999-3999 of @/b overlaps uids=2000-2999 of @/a "
+	    "on line 1" },
+	{ "192.0.2.1 @/a uids=2000-2999\n192.0.2.2 @/b uids=1000-5000\n",
+	    "v.conf:1: uids=2000-2999 of @/a overlaps uids=1000-5000 of @/b "
+	    "on line 2" },
 	{ "192.0.2.300 @/a\n", "v.conf:1: invalid IP address \"192.0.2.300\"" },
 	{ "fe80::1%lo @/a\n", "v.conf:1: invalid IP address" },
 	{ "localhost @/a\n", "v.conf:1: invalid IP address" },
@@ -107,17 +133,61 @@ test_bad(void)
 	size_t			 i;
 	char			 what[128];
 
+	char			*err;
+
 	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		err = expand(bad[i].error);
 		snprintf(what, sizeof(what), "bad line %zu: %s", i,
 		    bad[i].error);
 		CHECK(parse(&t, bad[i].text, &m) == 0 && m.n == 1 &&
-		    strncmp(m.msg[0], bad[i].error,
-		    strlen(bad[i].error)) == 0, what);
-		if (m.n != 1 || strncmp(m.msg[0], bad[i].error,
-		    strlen(bad[i].error)) != 0)
+		    strncmp(m.msg[0], err, strlen(err)) == 0, what);
+		if (m.n != 1 || strncmp(m.msg[0], err, strlen(err)) != 0)
 			printf("# got %d: %s\n", m.n, m.msg[0]);
+		free(err);
 		domain_table_free(&t);
 	}
+}
+
+/* uids= ranges: declared, given on some lines of a DIR only, absent. */
+static void
+test_ranges(void)
+{
+	struct domain_table	 t;
+	struct msgs		 m;
+	const struct domain	*a, *b, *c;
+
+	CHECK(parse(&t, "192.0.2.1 @/a\n"
+	    "192.0.2.2\t@/a\tuids=2000-2999 # alpha\n"
+	    "192.0.2.3 @/a uids=2000-2999\n"
+	    "192.0.2.4 @/b uids=3000-3000\n"
+	    "192.0.2.5 @/c\n", &m) == 0 && m.n == 0, "ranges parse");
+	a = domain_lookup_name(&t, "a");
+	b = domain_lookup_name(&t, "b");
+	c = domain_lookup_name(&t, "c");
+	CHECK(a != NULL && a->id_first == 2000 && a->id_last == 2999 &&
+	    a->id_line == 2 && domain_has_range(a),
+	    "range from the second line of a DIR");
+	CHECK(b != NULL && b->id_first == 3000 && b->id_last == 3000,
+	    "one-id range");
+	CHECK(c != NULL && c->id_first == 0 && c->id_last == 0 &&
+	    !domain_has_range(c), "plain line: no range");
+	domain_table_free(&t);
+
+	CHECK(parse(&t, "192.0.2.1 @/a uids=1-4294967294\n", &m) == 0 &&
+	    m.n == 0 && t.ndomains == 1 && t.domains[0].id_first == 1 &&
+	    t.domains[0].id_last == 4294967294U, "widest range");
+	domain_table_free(&t);
+
+	/* Touching is not overlapping; three overlaps, three reports. */
+	CHECK(parse(&t, "192.0.2.1 @/a uids=2000-2999\n"
+	    "192.0.2.2 @/b uids=3000-3999\n", &m) == 0 && m.n == 0,
+	    "adjacent ranges");
+	domain_table_free(&t);
+	CHECK(parse(&t, "192.0.2.1 @/a uids=2000-2999\n"
+	    "192.0.2.2 @/b uids=2500-2600\n"
+	    "192.0.2.3 @/c uids=2900-3100\n", &m) == 0 && m.n == 2,
+	    "nested and crossing ranges both reported");
+	domain_table_free(&t);
 }
 
 static void
@@ -396,6 +466,7 @@ main(void)
 		fclose(f);
 
 	test_bad();
+	test_ranges();
 	test_valid();
 	test_lookup();
 	test_hostile();
