@@ -55,11 +55,13 @@ COMMON_SRCS = \
 	common/fdpass.c \
 	common/fileio.c \
 	common/group.c \
+	common/idrange.c \
 	common/line.c \
 	common/listen.c \
 	common/log.c \
 	common/passwd.c \
 	common/pidfile.c \
+	common/privbind.c \
 	common/privdrop.c \
 	common/proctitle.c \
 	common/queue.c \
@@ -163,6 +165,7 @@ UNIT_TESTS = \
 	config \
 	domain \
 	event \
+	idrange \
 	line \
 	log \
 	passwd \

@@ -40,7 +40,9 @@
 #include "fileio.h"
 #include "group.h"
 #include "log.h"
+#include "idrange.h"
 #include "passwd.h"
+#include "privbind.h"
 #include "privdrop.h"
 
 static char	 priv_errbuf[1024];
@@ -214,6 +216,53 @@ priv_userdb_load(struct priv_userdb *db, const char **error_r)
 	return rv;
 }
 
+/* The line of the group of gf with gid that lists user, or 0. */
+static int
+priv_group_line(const struct group_file *gf, const char *user, gid_t gid)
+{
+	size_t	 i, k;
+
+	for (i = 0; i < gf->n; i++) {
+		if (gf->entries[i].gid != gid)
+			continue;
+		for (k = 0; k < gf->entries[i].nmembers; k++)
+			if (strcmp(gf->entries[i].members[k], user) == 0)
+				return gf->entries[i].lineno;
+	}
+	return 0;
+}
+
+/*
+ * The account's ids against the process's id policy (privbind.h):
+ * uid and gid at their passwd line, each other group at its group line.
+ */
+static int
+priv_userdb_ids_check(const struct priv_userdb *db,
+    const struct passwd_entry *pw, const struct priv_user *u,
+    const char **error_r)
+{
+	char	 pwp[PATH_MAX], grp[PATH_MAX];
+	size_t	 i;
+
+	if (priv_path(pwp, sizeof(pwp), db->dir, "etc/passwd") == -1 ||
+	    priv_path(grp, sizeof(grp), db->dir, "etc/group") == -1) {
+		*error_r = priv_error("%s: path too long", db->dir);
+		return -1;
+	}
+	if (priv_id_check(db->dir, IDPOLICY_UID, (unsigned long)pw->uid,
+	    pw->name, pwp, pw->lineno, error_r) == -1 ||
+	    priv_id_check(db->dir, IDPOLICY_GID, (unsigned long)pw->gid,
+	    pw->name, pwp, pw->lineno, error_r) == -1)
+		return -1;
+	for (i = 1; i < u->ngroups; i++)
+		if (priv_id_check(db->dir, IDPOLICY_GID,
+		    (unsigned long)u->groups[i], pw->name, grp,
+		    priv_group_line(&db->gr, pw->name, u->groups[i]),
+		    error_r) == -1)
+			return -1;
+	return 0;
+}
+
 int
 priv_userdb_lookup(struct priv_userdb *db, const char *user,
     struct priv_user *u, const char **error_r)
@@ -273,6 +322,8 @@ priv_userdb_lookup(struct priv_userdb *db, const char *user,
 		}
 		u->groups[u->ngroups++] = gids[i];
 	}
+	if (priv_userdb_ids_check(db, pw, u, error_r) == -1)
+		goto fail;
 	return 0;
 fail:
 	memset(u, 0, sizeof(*u));
@@ -329,7 +380,8 @@ priv_lookup_group(const char *dir, const char *group, gid_t *gid_r,
 		*error_r = priv_error("%s: no group %s", path, group);
 	else if (gr->gid == 0)
 		*error_r = priv_error("%s: group %s has gid 0", path, group);
-	else {
+	else if (priv_id_check(dir, IDPOLICY_GID, (unsigned long)gr->gid,
+	    gr->name, path, gr->lineno, error_r) == 0) {
 		*gid_r = gr->gid;
 		rv = 0;
 	}
@@ -371,6 +423,9 @@ priv_drop(const struct priv_user *u, const char **error_r)
 		    u->name);
 		return -1;
 	}
+	/* Bound to a domain: its ids only, checked once more here. */
+	if (priv_bound_user_check(u, error_r) == -1)
+		return -1;
 	if (u->ngroups > PRIV_GROUPS_MAX) {
 		*error_r = priv_error("%s: too many groups", u->name);
 		return -1;
