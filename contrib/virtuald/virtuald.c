@@ -3,15 +3,17 @@
  * local address of its connection.
  *
  * DESCRIPTION
- *	virtuald [-dv] [-u user [-g group]] [-s | -l [addr:]port [-m max]]
+ *	virtuald [-dRv] [-u user [-g group]] [-s | -l [addr:]port [-m max]]
  *	    conf program [arg ...]
  *
  *	The generic chroot wrapper for inetd, systemd socket activation
  *	(-s, Accept=yes) or its own accept loop (-l).  For each connection
  *	it reads the local address with getsockname(2), finds the domain's
- *	DIR in conf (virtual.conf), enters DIR, optionally becomes an
- *	account of the domain's own etc/passwd, and executes program,
- *	a path inside DIR, with the connection on fds 0 and 1.
+ *	DIR in conf (virtual.conf), enters DIR, becomes an account of the
+ *	domain's own etc/passwd (-u user, else the domain's run_as from
+ *	its etc/virtmail.conf), and executes program, a path inside DIR,
+ *	with the connection on fds 0 and 1.  -R runs program as root of
+ *	the root instead, with few capabilities (dangerous: see below).
  *
  * SECURITY
  *	Runs as root (it must chroot).  The only input from the network is
@@ -21,10 +23,32 @@
  *	priv_enter_root() (root-owned, not group- or world-writable) before
  *	chroot; with -u the account is looked up in DIR/etc/passwd before
  *	the chroot, uid 0 is refused, and privileges are dropped so that
- *	root cannot be regained before program runs.  Without -u, program
- *	runs as root inside the chroot, as with the classic virtuald; that
- *	is only as safe as program itself.  An address in no domain is
- *	never served from a default: the connection is closed.
+ *	root cannot be regained before program runs.  The account is
+ *	-u's, else run_as of the domain's etc/virtmail.conf (read inside
+ *	the root); with neither, the connection is refused and logged.
+ *
+ *	Every account passes the id policy (idrange.h): its uid and gids
+ *	are not the host's, are inside the domain's uids= range when it
+ *	has one, and belong to no other domain.  The process is bound to
+ *	the domain (priv_domain_bind) before the lookup, so with a range
+ *	the kernel refuses set*id outside it in program and its children.
+ *	no_new_privs is not set for an account (PRIV_BIND_SETID_EXEC):
+ *	the setgid virtmail-sendmail inside a root must keep working.
+ *	Instead the bounding set is emptied before the switch, so a
+ *	setuid-root file in the root would give euid 0 but no capability
+ *	(it still owns root's files there: keep roots free of them).
+ *
+ *	-R (dangerous) runs program as uid 0 of the root, as the classic
+ *	virtuald did, but never with a capability that reaches outside:
+ *	it keeps CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_FOWNER, CAP_FSETID and
+ *	CAP_NET_BIND_SERVICE, plus CAP_SETUID and CAP_SETGID only for a
+ *	domain with a range (where the filter holds them to it), in the
+ *	bounding, permitted and effective sets; none inheritable, and
+ *	no_new_privs.  Still, uid 0 owns every root-owned file of the
+ *	root and may signal other uid-0 processes of the host.
+ *
+ *	An address in no domain is never served from a default: the
+ *	connection is closed.
  *
  * DIAGNOSTICS
  *	Through syslog (opened before the chroot), with -d also stderr.
@@ -33,8 +57,11 @@
  *	after SIGTERM).
  */
 #include <sys/types.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+
+#include <linux/capability.h>
 
 #include <netinet/in.h>
 #include <arpa/inet.h>
@@ -51,10 +78,15 @@
 #include <sysexits.h>
 #include <unistd.h>
 
+#include "buf.h"
 #include "compat.h"
 #include "diag.h"
 #include "domain.h"
+#include "fileio.h"
+#include "idrange.h"
 #include "log.h"
+#include "passwd.h"
+#include "privbind.h"
 #include "privdrop.h"
 
 #define VIRTUALD_MAX_CHILDREN	64
@@ -62,6 +94,8 @@
 #define VIRTUALD_BACKLOG	128
 #define VIRTUALD_LISTEN_FD	3	/* SD_LISTEN_FDS_START */
 #define VIRTUALD_ADDR_MAX	128
+#define VIRTUALD_CONF		"etc/virtmail.conf"	/* in the root */
+#define VIRTUALD_CONF_MAX	(1024 * 1024)
 
 struct virtuald_opts {
 	const char	 *conf;
@@ -70,6 +104,7 @@ struct virtuald_opts {
 	const char	 *group;
 	const char	 *listen;
 	int		  socket_act;
+	int		  as_root;	/* -R */
 	int		  debug;
 	int		  verbose;
 	long long	  max_children;
@@ -91,7 +126,7 @@ static void	sig_handler(int);
 static void
 usage(void)
 {
-	fprintf(stderr, "usage: virtuald [-dv] [-u user [-g group]] "
+	fprintf(stderr, "usage: virtuald [-dRv] [-u user [-g group]] "
 	    "[-s | -l [addr:]port [-m max]]\n"
 	    "                conf program [arg ...]\n");
 	exit(EX_USAGE);
@@ -126,8 +161,107 @@ sock_text(int fd, int peer, char *dst, size_t size)
 }
 
 /*
+ * The first run_as of the domain's etc/virtmail.conf, read inside the
+ * root, into dst; 0, or -1 (none, or unreadable) with *why_r.
+ */
+static int
+run_as_read(const char *dir, char *dst, size_t size, const char **why_r)
+{
+	struct buf	 b;
+	const char	*line, *next, *err;
+	char		 val[PASSWD_NAME_MAX + 1];
+	size_t		 kn, vn;
+	int		 fd, rv = -1;
+
+	if ((fd = file_open_in_root(dir, VIRTUALD_CONF, O_RDONLY |
+	    O_NONBLOCK)) == -1) {
+		*why_r = errno == ENOENT ? "no " VIRTUALD_CONF :
+		    "cannot open " VIRTUALD_CONF;
+		return -1;
+	}
+	buf_init(&b, VIRTUALD_CONF_MAX);
+	if (file_read_fd(fd, VIRTUALD_CONF_MAX, &b, &err) == -1) {
+		*why_r = "cannot read " VIRTUALD_CONF;
+		goto out;
+	}
+	*why_r = "no run_as in " VIRTUALD_CONF;
+	for (line = buf_cstr(&b); *line != '\0'; line = next) {
+		next = line + strcspn(line, "\n");
+		if (*next == '\n')
+			next++;
+		line += strspn(line, " \t");
+		kn = strcspn(line, " \t\r\n#");
+		if (kn != strlen("run_as") || strncmp(line, "run_as", kn) != 0)
+			continue;
+		line += kn + strspn(line + kn, " \t");
+		vn = strcspn(line, " \t\r\n#");
+		if (vn == 0 || vn >= sizeof(val)) {
+			*why_r = "bad run_as in " VIRTUALD_CONF;
+			goto out;
+		}
+		memcpy(val, line, vn);
+		val[vn] = '\0';
+		if (!passwd_name_valid(val) || strlcpy(dst, val, size) >=
+		    size) {
+			*why_r = "bad run_as in " VIRTUALD_CONF;
+			goto out;
+		}
+		rv = 0;
+		break;
+	}
+ out:
+	buf_free(&b);
+	(void)close(fd);
+	return rv;
+}
+
+/* Empty the bounding set: nothing exec'd may gain a capability. */
+static int
+caps_bound_clear(void)
+{
+	int	 cap;
+
+	for (cap = 0; cap < 64; cap++)
+		if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) == -1) {
+			if (errno == EINVAL)
+				break;
+			return -1;
+		}
+	return 0;
+}
+
+/*
+ * -R: keep root's capabilities for files of the root only (see the
+ * header), set/getid ones only where a range holds them.
+ */
+static int
+caps_root_limit(const struct domain *dom, const char **error_r)
+{
+	int	 keep[8];
+	size_t	 n = 0;
+
+	keep[n++] = CAP_CHOWN;
+	keep[n++] = CAP_DAC_OVERRIDE;
+	keep[n++] = CAP_FOWNER;
+	keep[n++] = CAP_FSETID;
+	keep[n++] = CAP_NET_BIND_SERVICE;
+	if (domain_has_range(dom)) {
+		keep[n++] = CAP_SETGID;
+		keep[n++] = CAP_SETUID;
+	}
+	if (priv_limit_caps(keep, n, error_r) == -1)
+		return -1;
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == -1) {
+		*error_r = "prctl(PR_SET_NO_NEW_PRIVS) failed";
+		return -1;
+	}
+	return 0;
+}
+
+/*
  * Serve the connection on fd 0: find the domain, enter its root, become
- * the account (-u), exec the program.  Never returns.
+ * the account (-u, else run_as; -R: stay root with few capabilities),
+ * exec the program.  Never returns.
  */
 static void
 serve(const struct virtuald_opts *o)
@@ -136,9 +270,12 @@ serve(const struct virtuald_opts *o)
 	struct diag		 d;
 	struct sockaddr_storage	 ss;
 	struct priv_user	 u;
+	struct idpolicy		 pol;
+	struct diag		 pd;
 	const struct domain	*dom;
-	const char		*error;
+	const char		*error, *user = o->user;
 	char			 local[VIRTUALD_ADDR_MAX];
+	char			 run_as[PASSWD_NAME_MAX + 1];
 	char			 peer[VIRTUALD_ADDR_MAX];
 	socklen_t		 len = sizeof(ss);
 	gid_t			 gid;
@@ -168,10 +305,45 @@ serve(const struct virtuald_opts *o)
 	}
 	log_set_domain(dom->name);
 
-	if (o->user != NULL) {
-		if (priv_lookup_user(dom->dir, o->user, &u, &error) == -1) {
+	/*
+	 * The id policy, as of this connection's table, and this process
+	 * bound to the domain for good: the lookup below and the kernel
+	 * (with a range) hold the ids to the domain's.
+	 */
+	memset(&pd, 0, sizeof(pd));
+	pd.fn = conf_warn;
+	if (idpolicy_build(&pol, &t, IDPOLICY_HOST_PASSWD,
+	    IDPOLICY_HOST_GROUP, &pd, &error) == -1) {
+		log_warnx("peer=%s local=%s: id policy: %s", peer, local,
+		    error);
+		exit(EX_OSERR);
+	}
+	if (pd.count > 0) {
+		log_warnx("peer=%s local=%s: %s: uid ranges in error, "
+		    "refusing to serve", peer, local, o->conf);
+		exit(EX_CONFIG);
+	}
+	if (priv_domain_bind(&pol, dom, o->as_root ? 0 :
+	    PRIV_BIND_SETID_EXEC, &error) == -1) {
+		log_warnx("peer=%s local=%s dir=%s: %s", peer, local,
+		    dom->dir, error);
+		exit(EX_OSERR);
+	}
+
+	if (user == NULL && !o->as_root) {
+		if (run_as_read(dom->dir, run_as, sizeof(run_as), &error) ==
+		    -1) {
+			log_warnx("peer=%s local=%s dir=%s: %s and no -u: "
+			    "refusing to run %s as root (-R)", peer, local,
+			    dom->dir, error, o->argv[0]);
+			exit(EX_NOUSER);
+		}
+		user = run_as;
+	}
+	if (user != NULL) {
+		if (priv_lookup_user(dom->dir, user, &u, &error) == -1) {
 			log_warnx("peer=%s local=%s dir=%s: user %s: %s",
-			    peer, local, dom->dir, o->user, error);
+			    peer, local, dom->dir, user, error);
 			exit(EX_NOUSER);
 		}
 		if (o->group != NULL) {
@@ -192,9 +364,14 @@ serve(const struct virtuald_opts *o)
 
 	log_info("connection peer=%s local=%s dir=%s program=%s user=%s",
 	    peer, local, dom->dir, o->argv[0],
-	    o->user != NULL ? o->user : "root");
+	    user != NULL ? user : "root (-R)");
 
-	if (priv_enter_root(dom->dir, o->user != NULL ? &u : NULL,
+	if (user != NULL && caps_bound_clear() == -1) {
+		log_warn("peer=%s local=%s: dropping the bounding set", peer,
+		    local);
+		exit(EX_OSERR);
+	}
+	if (priv_enter_root(dom->dir, user != NULL ? &u : NULL,
 	    &error) == -1) {
 		log_warnx("peer=%s local=%s: cannot enter %s: %s", peer,
 		    local, dom->dir, error);
@@ -207,7 +384,11 @@ serve(const struct virtuald_opts *o)
 	 * the root does not have.  Nothing is buffered: syslog and stderr
 	 * are written at once.
 	 */
-	if (o->user != NULL) {
+	if (user == NULL && caps_root_limit(dom, &error) == -1) {
+		log_warnx("peer=%s local=%s: -R: %s", peer, local, error);
+		_exit(EX_OSERR);
+	}
+	if (user != NULL) {
 		if (setenv("HOME", u.home, 1) == -1 ||
 		    setenv("USER", u.name, 1) == -1 ||
 		    setenv("LOGNAME", u.name, 1) == -1) {
@@ -215,8 +396,6 @@ serve(const struct virtuald_opts *o)
 			_exit(EX_OSERR);
 		}
 	}
-	domain_table_free(&t);
-
 	execv(o->argv[0], o->argv);
 	save = errno;
 	log_warn("peer=%s local=%s: cannot execute %s inside the root",
@@ -495,7 +674,7 @@ main(int argc, char *argv[])
 	o.max_children = VIRTUALD_MAX_CHILDREN;
 
 	/* '+': options end at conf, so program keeps its own options. */
-	while ((ch = getopt(argc, argv, "+dg:l:m:su:v")) != -1) {
+	while ((ch = getopt(argc, argv, "+dg:l:m:Rsu:v")) != -1) {
 		switch (ch) {
 		case 'd':
 			o.debug = 1;
@@ -515,6 +694,9 @@ main(int argc, char *argv[])
 				usage();
 			}
 			break;
+		case 'R':
+			o.as_root = 1;
+			break;
 		case 's':
 			o.socket_act = 1;
 			break;
@@ -531,7 +713,8 @@ main(int argc, char *argv[])
 	argc -= optind;
 	argv += optind;
 	if (argc < 2 || (o.socket_act && o.listen != NULL) ||
-	    (o.group != NULL && o.user == NULL))
+	    (o.group != NULL && o.user == NULL) ||
+	    (o.as_root && o.user != NULL))
 		usage();
 	o.conf = argv[0];
 	o.argv = argv + 1;

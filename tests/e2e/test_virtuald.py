@@ -439,3 +439,168 @@ def test_listen_max_children(env):
     c2.settimeout(5)
     assert c2.recv(100) == b"two\n"
     c2.close()
+
+
+# --------------------------------------------------------------------
+# Who runs the service: run_as, -R, and the id policy (issue 13)
+
+
+def ranged_setup(env, users=None):
+    """The two roots with a virtual.conf that declares their uid ranges."""
+    alpha, beta, _ = setup(env, users=users)
+    conf = env.write_virtual_conf(
+        [(ALPHA4, alpha.root), (ALPHA6, alpha.root), (BETA4, beta.root),
+         (BETA6, beta.root)], path=env.path("virtual-ranges.conf"))
+    with open(conf) as f:
+        assert "uids=%d-%d" % (vmtest.uid_base("alpha.test"),
+                               vmtest.uid_base("alpha.test") + 999) in f.read()
+    return alpha, beta, conf
+
+
+def service_status(env, root, proc, timeout=10):
+    """/proc/PID/status of the busybox serving inside root, as a dict."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for pid in vmtest.tree_pids(proc.popen.pid):
+            try:
+                if os.readlink("/proc/%d/root" % pid) != root:
+                    continue
+                with open("/proc/%d/cmdline" % pid, "rb") as f:
+                    if not f.read().startswith(BUSYBOX.encode()):
+                        continue
+                with open("/proc/%d/status" % pid) as f:
+                    return dict(line.split(":", 1) for line in
+                                f.read().splitlines() if ":" in line)
+            except OSError:
+                continue
+        time.sleep(0.05)
+    raise AssertionError("no service process in %s; log:\n%s" % (
+        root, proc.log()))
+
+
+def start_listen(env, conf, vargs, prog):
+    p = env.start_process([env.bin("virtuald"), "-d", "-v", "-l",
+                           "*:%d" % PORT] + vargs + [conf] + prog)
+    env.wait_for_port(ALPHA4, PORT, proc=p)
+    return p
+
+
+def cap_has(status, field, cap):
+    return (int(status[field].strip(), 16) >> cap) & 1
+
+
+CAP_SYS_CHROOT, CAP_SYS_ADMIN, CAP_SYS_PTRACE, CAP_SETUID = 18, 21, 19, 7
+
+
+def test_run_as_without_u(env):
+    """Without -u the service runs as the domain's run_as, with no
+    capability at all and the seccomp id filter in place."""
+    alpha, beta, conf = ranged_setup(env)
+    p = start_listen(env, conf, [], [BUSYBOX, "cat"])
+    c = socket.create_connection((ALPHA4, PORT), timeout=5)
+    try:
+        c.sendall(b"x\n")
+        assert c.recv(10) == b"x\n"
+        st = service_status(env, alpha.root, p)
+    finally:
+        c.close()
+    ra = alpha.uids["virtmail"]
+    assert st["Uid"].split() == [str(ra)] * 4, st["Uid"]
+    assert st["Gid"].split() == [str(ra)] * 4, st["Gid"]
+    for field in ("CapInh", "CapPrm", "CapEff", "CapBnd"):
+        assert int(st[field].strip(), 16) == 0, (field, st[field])
+    assert st["Seccomp"].strip() == "2", st["Seccomp"]
+    # no_new_privs stays off: setgid virtmail-sendmail must work.
+    assert st["NoNewPrivs"].strip() == "0", st["NoNewPrivs"]
+    assert re.search(r"dir=%s program=%s user=virtmail" % (
+        re.escape(alpha.root), BUSYBOX), p.log()), p.log()
+
+
+def test_no_run_as_refused(env):
+    alpha, beta, conf = ranged_setup(env)
+    with open(beta.path("etc/virtmail.conf"), "w") as f:
+        f.write("hostname mx.beta.test\n")
+    p = start_listen(env, conf, [], MAILNAME)
+    assert env.tcp_exchange(BETA4, PORT) == b""
+    assert env.tcp_exchange(ALPHA4, PORT) == b"alpha.test\n"
+    vmtest.wait_for_text(p.log, r"dir=%s: no run_as in etc/virtmail\.conf "
+                         r"and no -u: refusing to run %s as root \(-R\)" %
+                         (re.escape(beta.root), BUSYBOX))
+
+
+def test_root_option_limits_caps(env):
+    """-R: uid 0 inside the root, but no capability that leaves it."""
+    alpha, beta, conf = ranged_setup(env)
+    p = start_listen(env, conf, ["-R"], [BUSYBOX, "cat"])
+    for ip, d, setid in ((ALPHA4, alpha, 1), (BETA4, beta, 1)):
+        c = socket.create_connection((ip, PORT), timeout=5)
+        try:
+            c.sendall(b"x\n")
+            assert c.recv(10) == b"x\n"
+            st = service_status(env, d.root, p)
+        finally:
+            c.close()
+        assert st["Uid"].split() == ["0"] * 4, st["Uid"]
+        for cap in (CAP_SYS_CHROOT, CAP_SYS_ADMIN, CAP_SYS_PTRACE):
+            for field in ("CapBnd", "CapPrm", "CapEff"):
+                assert not cap_has(st, field, cap), (field, cap, st[field])
+        assert int(st["CapInh"].strip(), 16) == 0
+        assert cap_has(st, "CapEff", CAP_SETUID) == setid
+        assert st["NoNewPrivs"].strip() == "1"
+        assert st["Seccomp"].strip() == "2"
+    assert "user=root (-R)" in p.log(), p.log()
+
+
+def test_root_option_legacy_no_setuid(env):
+    """-R for a domain without a range: not even CAP_SETUID."""
+    alpha, beta, conf = setup(env)
+    p = start_listen(env, conf, ["-R"], [BUSYBOX, "cat"])
+    c = socket.create_connection((ALPHA4, PORT), timeout=5)
+    try:
+        c.sendall(b"x\n")
+        assert c.recv(10) == b"x\n"
+        st = service_status(env, alpha.root, p)
+    finally:
+        c.close()
+    assert st["Uid"].split() == ["0"] * 4, st["Uid"]
+    assert not cap_has(st, "CapBnd", CAP_SETUID)
+    assert not cap_has(st, "CapBnd", CAP_SYS_CHROOT)
+
+
+def test_usage_root_and_user(env):
+    rc, out, err = env.run([env.bin("virtuald"), "-R", "-u", "bob", "conf",
+                            "/bin/true"])
+    assert rc == 64 and "usage" in err, (rc, err)
+
+
+def test_user_reusing_other_domains_uid(env):
+    """-u with a passwd line that reuses beta's bob's uid is refused,
+    with a log line naming the file and line; with declared ranges and
+    with plain (legacy) lines alike."""
+    for ranged in (True, False):
+        alpha, beta, conf = (ranged_setup if ranged else setup)(env)
+        stolen = beta.uids["bob"]
+        with open(alpha.path("etc/passwd"), "a") as f:
+            f.write("mallory:x:%d:%d::/home/bob:/bin/sh\n" % (
+                stolen, alpha.uids["bob"]))
+        with open(alpha.path("etc/passwd")) as f:
+            line = len(f.read().splitlines())
+        p = start_listen(env, conf, ["-u", "mallory"],
+                         [BUSYBOX, "id", "-u"])
+        assert env.tcp_exchange(ALPHA4, PORT) == b""
+        if ranged:
+            why = r"is outside alpha\.test's range %d-%d \(%s:1\)" % (
+                alpha.uids["virtmail"], alpha.uids["virtmail"] + 999,
+                re.escape(conf))
+        else:
+            why = r"is also beta\.test's bob \(%s:3\)" % re.escape(
+                beta.path("etc/passwd"))
+        vmtest.wait_for_text(p.log, r"user mallory: %s:%d: uid %d of "
+                             r"mallory %s" % (re.escape(
+                                 alpha.path("etc/passwd")), line, stolen,
+                                 why))
+        # bob of alpha, in range, still served.
+        p.stop()
+        p = start_listen(env, conf, ["-u", "bob"], [BUSYBOX, "id", "-u"])
+        assert env.tcp_exchange(ALPHA4, PORT) == b"%d\n" % alpha.uids["bob"]
+        p.stop()

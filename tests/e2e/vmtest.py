@@ -598,9 +598,18 @@ def make_domain_root(base, name, ip_list, users=None, extra_files=None):
     return Domain(name, root, ip_list, uids)
 
 
-def write_virtual_conf(path, entries):
-    """Write virtual.conf from [(ip, dir), ...] (tab-separated)."""
-    _write(path, "".join("%s\t%s\n" % (ip, d) for ip, d in entries))
+def write_virtual_conf(path, entries, ranges=True):
+    """Write virtual.conf from [(ip, dir), ...] (tab-separated).  A DIR
+    built by make_domain_root gets its uid block as "uids=BASE-BASE+999"
+    unless ranges is False (plain legacy lines)."""
+    lines = []
+    for ip, d in entries:
+        base = UID_BLOCKS.get(os.path.basename(d.rstrip("/")))
+        if ranges and base is not None:
+            lines.append("%s\t%s\tuids=%d-%d\n" % (ip, d, base, base + 999))
+        else:
+            lines.append("%s\t%s\n" % (ip, d))
+    _write(path, "".join(lines))
     return path
 
 
@@ -628,8 +637,9 @@ class Env:
         return make_domain_root(base or self.path("domains"), name, ip_list,
                                 users, extra_files)
 
-    def write_virtual_conf(self, entries, path=None):
-        return write_virtual_conf(path or self.path("virtual.conf"), entries)
+    def write_virtual_conf(self, entries, path=None, ranges=True):
+        return write_virtual_conf(path or self.path("virtual.conf"), entries,
+                                  ranges)
 
     def start_process(self, argv, name=None, env=None, cwd=None,
                       pass_fds=(), stdin=None):
