@@ -28,7 +28,12 @@
  *	    mbox, var/spool/mail present, root's, not world-writable;
  *	milters: syntax by milter_conf_parse() (in smtpd_domain_load),
  *	    and a unix: socket present inside the root;
- *	the virtmail-drop group, when usr/sbin/sendmail exists.
+ *	the virtmail-drop group, when usr/sbin/sendmail exists;
+ *	ids (idrange.h): uids= ranges that overlap or hold a host
+ *	    account's id (at their virtual.conf line); every uid and gid
+ *	    of passwd and group outside the domain's range, of a host
+ *	    account, in another domain's range or used by another legacy
+ *	    domain (at its passwd or group line).
  *
  * SECURITY
  *	Runs as root on the host, reading files of domain trees.  A file
@@ -62,6 +67,7 @@
 #include "diag.h"
 #include "domain.h"
 #include "group.h"
+#include "idrange.h"
 #include "passwd.h"
 #include "privdrop.h"
 #include "queue.h"
@@ -461,8 +467,8 @@ ck_run_as_uid(struct diag *d, const struct passwd_file *pf,
 }
 
 static void
-ck_domain(const struct smtpd_conf *c, const struct domain *vd,
-    struct diag *d, struct ck_run_as *ra)
+ck_domain(const struct smtpd_conf *c, const struct idpolicy *pol,
+    const struct domain *vd, struct diag *d, struct ck_run_as *ra)
 {
 	static const struct {
 		const char	*rel;
@@ -487,7 +493,7 @@ ck_domain(const struct smtpd_conf *c, const struct domain *vd,
 	struct buf			 conf_text, pw_text;
 	struct stat			 st;
 	const char			*err;
-	char				 path[PATH_MAX];
+	char				 path[PATH_MAX], grpath[PATH_MAX];
 	int				 ok[sizeof(files) / sizeof(files[0])];
 	int				 gf_ok = 0, loaded = 0;
 	size_t				 i;
@@ -541,6 +547,15 @@ ck_domain(const struct smtpd_conf *c, const struct domain *vd,
 			diag_report(d, path, 0, "%s", err);
 		else
 			aliases_free(&al);
+	}
+
+	/* Every uid and gid against the id policy, at its line. */
+	if (pol != NULL && (ok[1] == 1 || gf_ok)) {
+		(void)ck_path(path, sizeof(path), vd->dir, "etc/passwd");
+		(void)ck_path(grpath, sizeof(grpath), vd->dir, "etc/group");
+		(void)idpolicy_audit(pol, idpolicy_domain(pol, vd->dir),
+		    ok[1] == 1 ? &pf : NULL, path, gf_ok ? &gf : NULL, grpath,
+		    d);
 	}
 
 	/* etc/virtmail.conf's lines: run_as's line, milter sockets. */
@@ -609,9 +624,11 @@ admin_check(const struct admin_opts *o, int argc, char **argv)
 	struct domain_table	 t;
 	struct smtpd_conf	 c;
 	struct ck_run_as	*ra;
+	struct idpolicy		 pol;
 	struct diag		 d;
 	const char		*err;
 	size_t			 i, k, n = 0;
+	int			 pol_ok;
 
 	(void)argv;
 	if (argc != 1) {
@@ -626,6 +643,11 @@ admin_check(const struct admin_opts *o, int argc, char **argv)
 	} else if (t.ndomains == 0)
 		diag_report(&d, o->virtual_conf, 0, "no domains");
 	(void)smtpd_conf_load(&c, o->global_conf, &d);
+	/* Ranges against each other and the host's accounts. */
+	pol_ok = idpolicy_build(&pol, &t, IDPOLICY_HOST_PASSWD,
+	    IDPOLICY_HOST_GROUP, &d, &err) == 0;
+	if (!pol_ok)
+		diag_report(&d, IDPOLICY_HOST_PASSWD, 0, "id policy: %s", err);
 
 	if ((ra = calloc(t.ndomains + 1, sizeof(*ra))) == NULL) {
 		admin_warnx("out of memory");
@@ -638,7 +660,7 @@ admin_check(const struct admin_opts *o, int argc, char **argv)
 				break;
 		if (k < i)
 			continue;
-		ck_domain(&c, &t.domains[i], &d, &ra[i]);
+		ck_domain(&c, pol_ok ? &pol : NULL, &t.domains[i], &d, &ra[i]);
 		n++;
 		/* Each domain's run_as a uid of its own (docs/SECURITY.md):
 		 * the chroot is all that keeps two domains apart. */
@@ -649,6 +671,8 @@ admin_check(const struct admin_opts *o, int argc, char **argv)
 				    (unsigned long)ra[i].uid, ra[k].domain);
 	}
 	free(ra);
+	if (pol_ok)
+		idpolicy_free(&pol);
 	domain_table_free(&t);
 	if (d.count > 0) {
 		printf("%s check: %d problem%s\n", ADMIN_NAME, d.count,

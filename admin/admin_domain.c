@@ -14,8 +14,10 @@
  *	The default root is ADMIN_ROOT_BASE/NAME; the banner name
  *	defaults to "mx.NAME", the name the domain's MX record should
  *	point at.  Each domain gets its own block of ADMIN_UID_BLOCK uids
- *	above every uid already used in any domain (ADMIN_UID_FIRST at
- *	least), so no two domains share a uid.
+ *	above every uid already used or declared (uids=) in any domain
+ *	(ADMIN_UID_FIRST at least), so no two domains share a uid; the
+ *	block is written on the domain's lines of virtual.conf as
+ *	uids=FIRST-LAST, where the id policy (idrange.h) enforces it.
  */
 #include <sys/types.h>
 #include <sys/stat.h>
@@ -49,6 +51,10 @@ admin_uid_base_next(const struct domain_table *t)
 
 	memset(&d, 0, sizeof(d));
 	for (i = 0; t != NULL && i < t->ndomains; i++) {
+		/* A declared range is taken whole, used or not. */
+		u = (unsigned long)t->domains[i].id_last;
+		if (u < 60000 && u > top)
+			top = u;
 		if (admin_path(path, sizeof(path), t->domains[i].dir,
 		    "etc/passwd") == -1)
 			continue;
@@ -217,8 +223,10 @@ domain_add(const struct admin_opts *o, int argc, char **argv)
 		(void)admin_purge_tree(dir);
 		goto out;
 	}
+	/* The block, recorded on the host side (virtual.conf.5). */
 	for (i = 0; i < nips; i++)
-		if (buf_printf(&b, "%s\t%s\n", ipv[i], dir) == -1)
+		if (buf_printf(&b, "%s\t%s\tuids=%lu-%lu\n", ipv[i], dir,
+		    s.uid_base, s.uid_base + ADMIN_UID_BLOCK - 1) == -1)
 			goto out;
 	if (admin_file_replace(o->virtual_conf, b.data, b.len, 0644) == -1) {
 		(void)admin_purge_tree(dir);

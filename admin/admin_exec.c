@@ -6,7 +6,8 @@
  *	Runs as root on the host; the command runs chrooted into the
  *	domain's root, as root of that root or, with -u, as a user of the
  *	domain's own etc/passwd (never uid 0: priv_lookup_user refuses
- *	it), through the one chroot-and-drop sequence of privdrop.c.  The
+ *	it, nor an id the id policy of idrange.h refuses the domain),
+ *	through the one chroot-and-drop sequence of privdrop.c.  The
  *	environment is rebuilt from nothing but TERM, so no variable of
  *	the administrator's session (LD_PRELOAD, PATH with host-only
  *	directories, credentials) follows into the domain.  The command
@@ -39,6 +40,7 @@
 #include <sysexits.h>
 #include <unistd.h>
 
+#include "privbind.h"
 #include "privdrop.h"
 #include "virtmail.h"
 
@@ -93,6 +95,7 @@ admin_exec(const struct admin_opts *o, int argc, char **argv)
 	struct admin_ctx	 x;
 	struct priv_user	 u;
 	struct exec_job		 j;
+	struct idpolicy		 pol;
 	const struct domain	*vd;
 	const char		*user = NULL, *err, *term;
 	char			 home[1100], uenv[100], lenv[100];
@@ -125,8 +128,17 @@ admin_exec(const struct admin_opts *o, int argc, char **argv)
 		return admin_cmd_usage("exec");
 	}
 	memset(&u, 0, sizeof(u));
+	/* The user's ids pass the id policy (idrange.h) in the lookup. */
+	if (user != NULL && (rc = admin_idpolicy_load(&x, &pol)) != 0) {
+		admin_ctx_free(&x);
+		return rc;
+	}
+	if (user != NULL)
+		priv_policy_set(&pol);
 	if (user != NULL && priv_lookup_user(vd->dir, user, &u, &err) == -1) {
 		admin_warnx("%s: %s: %s", vd->name, user, err);
+		priv_policy_set(NULL);
+		idpolicy_free(&pol);
 		admin_ctx_free(&x);
 		return EX_NOUSER;
 	}

@@ -38,6 +38,7 @@
 #include "compat.h"
 #include "diag.h"
 #include "domain.h"
+#include "idrange.h"
 #include "log.h"
 #include "pidfile.h"
 #include "privdrop.h"
@@ -137,6 +138,27 @@ void
 admin_ctx_free(struct admin_ctx *x)
 {
 	domain_table_free(&x->table);
+}
+
+int
+admin_idpolicy_load(const struct admin_ctx *x, struct idpolicy *p)
+{
+	struct diag	 d;
+	const char	*err;
+
+	memset(&d, 0, sizeof(d));
+	d.fn = admin_diag;
+	if (idpolicy_build(p, &x->table, IDPOLICY_HOST_PASSWD,
+	    IDPOLICY_HOST_GROUP, &d, &err) == -1) {
+		admin_warnx("id policy: %s", err);
+		return EX_OSERR;
+	}
+	if (d.count > 0) {
+		admin_warnx("uid ranges in error (see \"virtmail check\")");
+		idpolicy_free(p);
+		return EX_CONFIG;
+	}
+	return 0;
 }
 
 const struct domain *

@@ -17,6 +17,7 @@
 #include "buf.h"
 
 #include "domain.h"
+#include "idrange.h"
 #include "smtpd.h"
 
 #define ADMIN_NAME		"virtmail"
@@ -77,6 +78,12 @@ const struct domain *admin_domain_find(const struct admin_ctx *x,
  */
 int	admin_in_domain(const struct admin_ctx *x, const struct domain *vd,
 	    int (*fn)(const struct domain *, void *), void *arg);
+
+/*
+ * Build the id policy (idrange.h) of x's table against the host's
+ * passwd and group; problems are reported.  An exit status or 0.
+ */
+int	admin_idpolicy_load(const struct admin_ctx *x, struct idpolicy *p);
 
 /* Print the usage of one subcommand; returns EX_USAGE. */
 int	admin_cmd_usage(const char *name);

@@ -138,6 +138,77 @@ def test_check_faults(env):
     run_faults(env, faults)
 
 
+def test_check_good_legacy(env):
+    """Plain "IP DIR" lines (no uids=) still check OK."""
+    a, b, vconf, gconf = good_tree(env)
+    env.write_virtual_conf([(ALPHA, a.root), (BETA, b.root)], path=vconf,
+                           ranges=False)
+    with open(vconf) as f:
+        assert "uids=" not in f.read()
+    rc, out = virtmail(env, vconf, gconf, "check")
+    assert rc == 0, out
+
+
+def test_check_id_faults(env):
+    """uid/gid ranges: overlaps, accounts outside their domain's range,
+    ids shared between domains (legacy ones too), host ids."""
+    A, B = vmtest.uid_base("alpha.test"), vmtest.uid_base("beta.test")
+
+    def write_conf(vconf, a, b, arange, brange):
+        with open(vconf, "w") as f:
+            f.write("%s %s%s\n%s %s%s\n" % (
+                ALPHA, a.root, " uids=" + arange if arange else "",
+                BETA, b.root, " uids=" + brange if brange else ""))
+
+    def fault_overlap(a, b, vconf, gconf):
+        write_conf(vconf, a, b, "%d-%d" % (A, A + 999),
+                   "%d-%d" % (A + 999, B + 999))
+        return (r"^%s:2: uids=%d-%d of %s overlaps uids=%d-%d of %s on "
+                r"line 1$" % (re.escape(vconf), A + 999, B + 999,
+                              re.escape(b.root), A, A + 999,
+                              re.escape(a.root)))
+
+    def fault_uid_outside(a, b, vconf, gconf):
+        p = a.path("etc/passwd")
+        append(p, "eve:x:%d:%d::/home/eve:/bin/false\n" % (B + 1, A))
+        return (r"^%s:%d: uid %d of eve is outside alpha\.test's range "
+                r"%d-%d \(%s:1\)$" % (re.escape(p), lines_of(p), B + 1, A,
+                                      A + 999, re.escape(vconf)))
+
+    def fault_gid_host(a, b, vconf, gconf):
+        p = a.path("etc/group")
+        append(p, "staff:x:65534:bob\n")
+        return (r"^%s:%d: gid 65534 of staff is the host's gid \S+ "
+                r"\(/etc/(group|passwd):\d+\)$" % (re.escape(p),
+                                                  lines_of(p)))
+
+    def fault_range_holds_host(a, b, vconf, gconf):
+        write_conf(vconf, a, b, "%d-%d" % (A, A + 999), "60000-65534")
+        return (r"^%s:2: uids=60000-65534 of beta\.test holds uid 65534 of "
+                r"the host's \S+ \(/etc/passwd:\d+\)$" % re.escape(vconf))
+
+    def fault_legacy_shared(a, b, vconf, gconf):
+        write_conf(vconf, a, b, None, None)
+        p = a.path("etc/passwd")
+        append(p, "eve:x:%d:%d::/home/eve:/bin/false\n" % (
+            b.uids["fred"], A))
+        return (r"^%s:%d: uid %d of eve is also beta\.test's fred "
+                r"\(%s:3\)$" % (re.escape(p), lines_of(p), b.uids["fred"],
+                                re.escape(b.path("etc/passwd"))))
+
+    def fault_legacy_in_range(a, b, vconf, gconf):
+        write_conf(vconf, a, b, None, "%d-%d" % (B, B + 999))
+        p = a.path("etc/passwd")
+        append(p, "eve:x:%d:%d::/home/eve:/bin/false\n" % (B + 500, A))
+        return (r"^%s:%d: uid %d of eve is in beta\.test's range %d-%d "
+                r"\(%s:2\)$" % (re.escape(p), lines_of(p), B + 500, B,
+                                B + 999, re.escape(vconf)))
+
+    run_faults(env, [fault_overlap, fault_uid_outside, fault_gid_host,
+                     fault_range_holds_host, fault_legacy_shared,
+                     fault_legacy_in_range])
+
+
 def run_faults(env, faults):
     for i, fault in enumerate(faults):
         base = env.path("%s%d" % (fault.__name__, i))

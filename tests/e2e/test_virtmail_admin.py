@@ -106,7 +106,8 @@ def test_domain_add_builds_minimal_root(env):
     for l in read(r + "/etc/shadow").splitlines():
         assert l.split(":")[0] in ("root", "virtmail"), l
         assert l.split(":")[1] == "*", l
-    assert read(a.vconf) == ("192.0.2.10\t%s\n2001:db8::10\t%s\n" %
+    assert read(a.vconf) == ("192.0.2.10\t%s\tuids=10000-10999\n"
+                             "2001:db8::10\t%s\tuids=10000-10999\n" %
                              (r, r))
     out = a.ok("check")
     assert "configuration OK, 1 domain" in out, out
@@ -307,6 +308,23 @@ def test_exec_and_symlinks(env):
     assert out.strip() == "10001", out
     rc, out = a.run("exec", "-u", "root", "alpha.test", "id")
     assert rc != 0, out
+    # A passwd line that reuses beta's uid: no -u, file and line named.
+    pw = a.root("alpha.test") + "/etc/passwd"
+    before_pw = read(pw)
+    with open(pw, "a") as f:
+        f.write("mallory:x:11000:10000::/:/bin/false\n")
+    n = len(read(pw).splitlines())
+    rc, out = a.run("exec", "-u", "mallory", "alpha.test", "id", "-u")
+    assert rc == EX_NOUSER, (rc, out)
+    assert re.search(r"alpha\.test: mallory: %s:%d: uid 11000 of mallory "
+                     r"is outside alpha\.test's range 10000-10999 "
+                     r"\(%s:1\)" % (re.escape(pw), n, re.escape(a.vconf)),
+                     out), out
+    rc, out = a.run("check")
+    assert rc == 1 and re.search(r"%s:%d: uid 11000 of mallory is outside"
+                                 % (re.escape(pw), n), out), out
+    with open(pw, "w") as f:
+        f.write(before_pw)
     rc, out = a.run("exec", "alpha.test", "no-such-program")
     assert rc == 127, out
     # The host's shadow is not there to be read.
