@@ -9,7 +9,8 @@
  *	    supplementary gid the id policy (idrange.h) does not allow the
  *	    domain, with "file:line: uid N of NAME why";
  *	priv_drop() checks the ids again before it switches;
- *	when the domain declares a range, the kernel enforces it: a
+ *	when the domain declares a range, the kernel enforces it (a legacy
+ *	    domain, without one, gets the checks above only): a
  *	    seccomp filter makes setuid, setgid, setreuid, setregid,
  *	    setresuid, setresgid, setfsuid and setfsgid fail with EPERM
  *	    unless every id argument is in the range or -1 ("unchanged").
