@@ -97,6 +97,7 @@ SMTPD_LIB_SRCS = \
 	smtpd/conf.c \
 	smtpd/deliver_agent.c \
 	smtpd/deliver_local.c \
+	smtpd/deliver_spool.c \
 	smtpd/deliverer.c \
 	smtpd/dns.c \
 	smtpd/drop.c \

@@ -5,8 +5,10 @@
  *
  * DESCRIPTION
  *	The deliverer (deliverer.c) hands a Maildir delivery for user U
- *	to an idle agent of U, or starts one: a child that becomes U for
- *	good (priv_drop) and then, for each request on its socket, runs
+ *	to an idle agent of U, or starts one: a child that closes every
+ *	descriptor but its socket, chroots into the domain's root and
+ *	becomes U for good in one step (deliverer_enter: priv_enter_root,
+ *	no_new_privs) and then, for each request on its socket, runs
  *	deliver_local() on the message descriptor that came with it and
  *	answers.  An agent does one delivery at a time.  A user gets at
  *	most AGENT_PER_USER of them: a few let one delivery's fsyncs
@@ -21,16 +23,17 @@
  *	etc/group since it started.
  *
  * SECURITY
- *	An agent runs as its user only, with no descriptor but its socket
- *	and the message of the delivery at hand; its credentials changed
- *	from root, so the user cannot ptrace it.  It only ever gets that
- *	user's deliveries.  The deliverer trusts nothing it answers: the
- *	answer must decode exactly, its text is made printable by the
- *	caller, and an agent that overruns DELIVER_AGENT_TIMEOUT is killed
- *	and the delivery reported as a temporary failure.
+ *	An agent runs as its user only, inside the domain's root, with no
+ *	capability and no_new_privs, and no descriptor but its socket and
+ *	the message of the delivery at hand; it was never root inside the
+ *	root, and its credentials changed from root, so the user cannot
+ *	ptrace it.  It only ever gets that user's deliveries.  The
+ *	deliverer trusts nothing it answers: the answer must decode
+ *	exactly, its text is made printable by the caller, and an agent
+ *	that overruns DELIVER_AGENT_TIMEOUT is killed and the delivery
+ *	reported as a temporary failure.
  */
 #include <sys/types.h>
-#include <sys/prctl.h>
 #include <sys/queue.h>
 #include <sys/socket.h>
 
@@ -80,6 +83,7 @@ struct agent {
 
 static struct {
 	struct ev_loop		*loop;
+	const char		*dir;		/* the domain's root */
 	const char		*hostname;
 	deliver_agent_reply_cb	*reply;
 	void			(*done)(void);	/* after each answer */
@@ -90,11 +94,12 @@ static struct {
 } A;
 
 void
-deliver_agent_init(struct ev_loop *loop, const char *hostname,
-    deliver_agent_reply_cb *reply, void (*done)(void))
+deliver_agent_init(struct ev_loop *loop, const char *dir,
+    const char *hostname, deliver_agent_reply_cb *reply, void (*done)(void))
 {
 	memset(&A, 0, sizeof(A));
 	A.loop = loop;
+	A.dir = dir;
 	A.hostname = hostname;
 	A.reply = reply;
 	A.done = done;
@@ -120,11 +125,8 @@ agent_main(int fd, const struct priv_user *u)
 	ssize_t			 n;
 	int			 msgfd;
 
-	if (priv_drop(u, &err) == -1)
+	if (deliverer_enter(A.dir, u, SIGKILL, &err) == -1)
 		fatalx("deliver agent: %s", err);
-	/* Cleared by the change of credentials. */
-	if (prctl(PR_SET_PDEATHSIG, SIGKILL) == -1)
-		_exit(1);
 	for (;;) {
 		msgfd = -1;
 		n = fdpass_recv(fd, &msgfd, msg, sizeof(msg));
@@ -134,7 +136,7 @@ agent_main(int fd, const struct priv_user *u)
 			_exit(0);
 		memset(&res, 0, sizeof(res));
 		if (msgfd == -1 || deliver_req_decode(msg, (size_t)n, &req,
-		    &err) == -1 || req.mbox)
+		    &err) == -1)
 			_exit(1);
 		deliver_local(&req, u->home, u->uid, A.hostname, msgfd, &res);
 		(void)close(msgfd);
@@ -310,6 +312,7 @@ static struct agent *
 agent_start(const struct priv_user *u)
 {
 	struct agent	*a;
+	const char	*err;
 	pid_t		 pid;
 	int		 sp[2], fd;
 
@@ -323,13 +326,10 @@ agent_start(const struct priv_user *u)
 	if (pid == 0) {
 		deliverer_child_signals();
 		/* Nothing but the socket, as descriptor 3. */
-		if ((fd = fcntl(sp[1], F_DUPFD, 100)) == -1 || dup2(fd, 3) == -1)
+		fd = sp[1];
+		if (deliverer_keep_fds(&fd, 1, &err) == -1)
 			_exit(1);
-		if (close_range(4, ~0U, 0) == -1) {
-			for (fd = 4; fd < 1024; fd++)
-				(void)close(fd);
-		}
-		agent_main(3, u);
+		agent_main(fd, u);
 	}
 	(void)close(sp[1]);
 	a = xcalloc(1, sizeof(*a));

@@ -4,23 +4,24 @@
  *
  * SECURITY
  *	deliver_req_decode() runs in the privileged deliverer (root,
- *	chrooted into the domain) on requests from the unprivileged
- *	runner: it trusts nothing, checks every field and its length,
- *	and refuses control bytes in anything that becomes a header
- *	(Return-Path:, Delivered-To:) or a path (the user name, checked
- *	again against the domain's passwd by the caller).
+ *	outside the domain's root) on requests from the unprivileged
+ *	runner or SMTP worker: it trusts nothing, checks every field and
+ *	its length, and refuses control bytes in anything that becomes a
+ *	header (Return-Path:, Delivered-To:) or a path (the user name,
+ *	checked again against the domain's passwd by the caller).  The
+ *	request does not name the mailbox format: the deliverer takes it
+ *	from the domain's configuration.
  *
- *	deliver_mbox_prepare() and deliver_mbox_unlock() run as root in
- *	the per-delivery child: they only create files with O_EXCL and
- *	O_NOFOLLOW in the root-owned spool directory (a missing mailbox,
- *	handed to the user with fchown, and the dotlock), never open an
- *	existing one.
- *
- *	deliver_local() runs in the grandchild that has already become
- *	the recipient (uid/gid from the domain's passwd): it can do no
- *	more than the user can.  It reads the message from the descriptor
- *	it was given and writes the mailbox.
- *
+ *	deliver_local() runs in a process that has chrooted into the
+ *	domain's root and become the recipient in one step (uid/gid from
+ *	the domain's passwd, no_new_privs): it can do no more than the
+ *	user can.  It reads the message from the descriptor it was given
+ *	and writes the mailbox.  An mbox is opened with O_NOFOLLOW and
+ *	used only when it is a regular file with one link owned by the
+ *	user; the root part of mbox delivery (creating a missing mbox,
+ *	the dotlock) is the deliverer's, outside the root
+ *	(deliver_spool.c).
+
  * STANDARDS
  *	Maildir: tmp/ → fsync → link into new/ → fsync new/ (the D. J.
  *	Bernstein maildir(5) convention, "time.unique.host" names), the
@@ -57,7 +58,7 @@
 #include "queue.h"
 #include "smtpd.h"
 
-#define DELIVER_REQ_FIELDS	10
+#define DELIVER_REQ_FIELDS	9
 #define DELIVER_RES_FIELDS	5
 #define DELIVER_CHUNK		65536
 
@@ -65,7 +66,9 @@
  *
  * Fields separated by NUL, the first one a tag and version, the last
  * one followed by a NUL that ends the datagram exactly:
- *	"D1" reqid mbox|maildir 0|1 qid idx created user rcpt sender
+ *	"D2" reqid 0|1 qid idx created user rcpt sender
+ * (version 1 had the mailbox format after reqid: the deliverer now
+ * takes it from the domain's configuration, never from its client)
  *	"R1" reqid ok|temp|perm mailbox reason
  */
 
@@ -139,9 +142,8 @@ deliver_req_encode(const struct deliver_req *r, char *dst, size_t size,
 	(void)snprintf(reqid, sizeof(reqid), "%u", r->reqid);
 	(void)snprintf(idx, sizeof(idx), "%u", r->rcpt_index);
 	(void)snprintf(created, sizeof(created), "%lld", r->created);
-	if (deliver_put(dst, size, &off, "D1") == -1 ||
+	if (deliver_put(dst, size, &off, "D2") == -1 ||
 	    deliver_put(dst, size, &off, reqid) == -1 ||
-	    deliver_put(dst, size, &off, r->mbox ? "mbox" : "maildir") == -1 ||
 	    deliver_put(dst, size, &off, r->recovered ? "1" : "0") == -1 ||
 	    deliver_put(dst, size, &off, r->queue_id) == -1 ||
 	    deliver_put(dst, size, &off, idx) == -1 ||
@@ -167,7 +169,7 @@ deliver_req_decode(const char *src, size_t len, struct deliver_req *r,
 		*error_r = "malformed request";
 		return -1;
 	}
-	if (strcmp(f[0], "D1") != 0) {
+	if (strcmp(f[0], "D2") != 0) {
 		*error_r = "unknown request type";
 		return -1;
 	}
@@ -176,45 +178,39 @@ deliver_req_decode(const char *src, size_t len, struct deliver_req *r,
 		return -1;
 	}
 	r->reqid = (uint32_t)v;
-	if (strcmp(f[2], "mbox") == 0)
-		r->mbox = 1;
-	else if (strcmp(f[2], "maildir") != 0) {
-		*error_r = "bad mailbox type";
-		return -1;
-	}
-	if (strcmp(f[3], "0") != 0 && strcmp(f[3], "1") != 0) {
+	if (strcmp(f[2], "0") != 0 && strcmp(f[2], "1") != 0) {
 		*error_r = "bad recovered flag";
 		return -1;
 	}
-	r->recovered = f[3][0] == '1';
-	if (!queue_id_valid(f[4]) ||
-	    strlcpy(r->queue_id, f[4], sizeof(r->queue_id)) >=
+	r->recovered = f[2][0] == '1';
+	if (!queue_id_valid(f[3]) ||
+	    strlcpy(r->queue_id, f[3], sizeof(r->queue_id)) >=
 	    sizeof(r->queue_id)) {
 		*error_r = "bad queue id";
 		return -1;
 	}
-	if (deliver_num(f[5], QUEUE_RCPT_MAX, &v) == -1) {
+	if (deliver_num(f[4], QUEUE_RCPT_MAX, &v) == -1) {
 		*error_r = "bad recipient index";
 		return -1;
 	}
 	r->rcpt_index = (unsigned int)v;
-	if (deliver_num(f[6], LLONG_MAX, &v) == -1) {
+	if (deliver_num(f[5], LLONG_MAX, &v) == -1) {
 		*error_r = "bad creation time";
 		return -1;
 	}
 	r->created = v;
-	if (!passwd_name_valid(f[7]) ||
-	    strlcpy(r->user, f[7], sizeof(r->user)) >= sizeof(r->user)) {
+	if (!passwd_name_valid(f[6]) ||
+	    strlcpy(r->user, f[6], sizeof(r->user)) >= sizeof(r->user)) {
 		*error_r = "bad user name";
 		return -1;
 	}
-	if (!deliver_text_ok(f[8], sizeof(r->rcpt), 0) ||
-	    strlcpy(r->rcpt, f[8], sizeof(r->rcpt)) >= sizeof(r->rcpt)) {
+	if (!deliver_text_ok(f[7], sizeof(r->rcpt), 0) ||
+	    strlcpy(r->rcpt, f[7], sizeof(r->rcpt)) >= sizeof(r->rcpt)) {
 		*error_r = "bad recipient address";
 		return -1;
 	}
-	if (!deliver_text_ok(f[9], sizeof(r->sender), 1) ||
-	    strlcpy(r->sender, f[9], sizeof(r->sender)) >=
+	if (!deliver_text_ok(f[8], sizeof(r->sender), 1) ||
+	    strlcpy(r->sender, f[8], sizeof(r->sender)) >=
 	    sizeof(r->sender)) {
 		*error_r = "bad sender address";
 		return -1;
@@ -404,7 +400,7 @@ deliver_fail_errno(struct deliver_res *res, const char *what)
 	deliver_fail(res, DELIVER_TEMPFAIL, errno, what);
 }
 
-/* ---- mbox, root part ---- */
+/* ---- the mbox path, inside the root ---- */
 
 static int
 deliver_mbox_path(const struct deliver_req *r, const char *suffix,
@@ -414,78 +410,6 @@ deliver_mbox_path(const struct deliver_req *r, const char *suffix,
 
 	n = snprintf(dst, size, "%s/%s%s", DELIVER_MBOX_DIR, r->user, suffix);
 	return n < 0 || (size_t)n >= size ? -1 : 0;
-}
-
-int
-deliver_mbox_prepare(const struct deliver_req *r, uid_t uid, gid_t gid,
-    struct deliver_res *res)
-{
-	char		 path[PATH_MAX], lock[PATH_MAX], pid[32];
-	struct stat	 st;
-	time_t		 deadline;
-	int		 fd, n;
-
-	if (deliver_mbox_path(r, "", path, sizeof(path)) == -1 ||
-	    deliver_mbox_path(r, ".lock", lock, sizeof(lock)) == -1) {
-		deliver_fail(res, DELIVER_PERMFAIL, 0, "mailbox path too long");
-		return -1;
-	}
-	/* A missing mailbox is created for the user, never opened here. */
-	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-	    0600);
-	if (fd == -1 && errno != EEXIST) {
-		deliver_fail_errno(res, "create mailbox");
-		return -1;
-	}
-	if (fd != -1) {
-		if (fchown(fd, uid, gid) == -1 || fsync(fd) == -1) {
-			deliver_fail_errno(res, "create mailbox");
-			(void)close(fd);
-			(void)unlink(path);
-			return -1;
-		}
-		if (close(fd) == -1) {
-			deliver_fail_errno(res, "create mailbox");
-			return -1;
-		}
-		(void)file_fsync_dir(path);
-	}
-
-	deadline = time(NULL) + DELIVER_LOCK_WAIT;
-	for (;;) {
-		fd = open(lock, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
-		    O_CLOEXEC, 0600);
-		if (fd != -1)
-			break;
-		if (errno != EEXIST) {
-			deliver_fail_errno(res, "dotlock");
-			return -1;
-		}
-		if (lstat(lock, &st) == 0 &&
-		    st.st_mtime + DELIVER_LOCK_STALE < time(NULL)) {
-			(void)unlink(lock);	/* stale */
-			continue;
-		}
-		if (time(NULL) >= deadline) {
-			deliver_fail(res, DELIVER_TEMPFAIL, 0,
-			    "mailbox is locked");
-			return -1;
-		}
-		(void)usleep(100 * 1000);
-	}
-	n = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
-	(void)write_all(fd, pid, (size_t)n);
-	(void)close(fd);
-	return 0;
-}
-
-void
-deliver_mbox_unlock(const struct deliver_req *r)
-{
-	char	 lock[PATH_MAX];
-
-	if (deliver_mbox_path(r, ".lock", lock, sizeof(lock)) == 0)
-		(void)unlink(lock);
 }
 
 /* ---- writing, as the user ---- */

@@ -4,53 +4,72 @@
  * the SMTP worker's commit threads (whose child it is: smtp_direct.c).
  *
  * PROCESS SHAPE
- *	runner_main() (runner.c) chroots into the domain's root as root,
- *	forks the runner and calls deliverer_main() in the parent, which
- *	stays uid 0 and chrooted with only the capabilities delivery
- *	needs (priv_limit_caps, PRIV_CAPS_MAILBOX).  It does nothing but
- *	answer requests "deliver message fd F to local user U" (struct
- *	deliver_req, deliver_local.c).  It re-checks U against the
- *	domain's etc/passwd (valid name, present, uid and gid not 0),
- *	which it reads again only when the file changed.  A
- *	Maildir delivery goes to one of U's long-lived writers
- *	(deliver_agent.c).  Otherwise (mbox, or no writer to be had) it
- *	forks one child per delivery, which closes every descriptor but
- *	the message and its result pipe.  For a Maildir that child calls
- *	setgroups/setresgid/setresuid to U's uid and gid from the
- *	domain's passwd (priv_drop) and writes the mailbox (deliver_local)
- *	itself.  For an mbox it takes the dotlock in the root-owned spool
- *	directory and forks a grandchild that drops to U and writes the
- *	mailbox.  The result comes back as a line of status ok/temp/perm
- *	and a reason, which the deliverer checks (strict decoding,
- *	control bytes replaced), bounded by a timeout, and relays to the
- *	client that asked.
-
+ *	runner_main() (runner.c) forks the runner, which chroots into the
+ *	domain's root and becomes run_as in one step, and calls
+ *	deliverer_main() in the parent.  The deliverer stays uid 0 and
+ *	OUTSIDE the domain's root (its root directory is the host's /),
+ *	with only DELIVERER_CAPS (priv_limit_caps): it holds a descriptor
+ *	of the domain root (O_PATH) and reads the domain's etc/passwd
+ *	and etc/group (priv_userdb, given the domain's directory).  It
+ *	does nothing but answer requests "deliver message fd F to local
+ *	user U" (struct deliver_req, deliver_local.c).  It re-checks U
+ *	against the domain's etc/passwd (valid name, present, uid and
+ *	gid not 0), which it reads again only when the file changed, and
+ *	takes the mailbox format from the domain's configuration (struct
+ *	smtpd_domain), never from the request.
+ *
+ *	Every process it forks that touches the domain's files first
+ *	closes every descriptor but its own (close_range), then chroots
+ *	into the domain's root and becomes U in one step (priv_enter_
+ *	root), sets no_new_privs, and only then opens anything in the
+ *	root: no process inside a domain's root is uid 0 or holds a
+ *	capability.  A Maildir delivery goes to one of U's long-lived
+ *	writers (deliver_agent.c), or, when none can be had, to a child
+ *	that writes it and exits.  An mbox delivery goes to a child that
+ *	stays root outside the root (the same capabilities), creates a
+ *	missing mbox for U and takes the dotlock through the spool
+ *	directory's descriptor (deliver_spool.c), forks a grandchild that
+ *	enters the root as U, fcntl()-locks and appends to the mbox, and
+ *	removes the dotlock when the grandchild is done, killed or timed
+ *	out.  The result comes back as a line of status ok/temp/perm and
+ *	a reason, which the deliverer checks (strict decoding, control
+ *	bytes replaced), bounded by a timeout, and relays to the client
+ *	that asked.
+ *
  *	The master supervises the deliverer; SIGTERM to it is passed on
  *	to the runner, which finishes the deliveries in flight and exits;
  *	the deliverer exits when the runner's socket closes and its
- *	children are done.  The worker's deliverer serves one socket per
- *	commit thread the same way and ends when the worker's sockets
- *	close.
+ *	children are done.  The worker's deliverer (smtp_direct_start.c)
+ *	serves one socket per commit thread the same way and ends when
+ *	the worker's sockets close.
  *
  * SECURITY
- *	The deliverer trusts nothing from the runner or the worker: a
- *	request that does not decode exactly, or comes without a
- *	descriptor, closes that connection (fail closed; the runner is
- *	ended too).  It never opens a path a client names; the only
- *	paths are the user's home from the domain's passwd and
- *	/var/spool/mail/USER with a validated name.  A user that is not
- *	in passwd, or has uid or gid 0, gets a temporary failure.  Nor
- *	does it trust what a delivery child or writer answers (they
- *	answer as the user): the answer must
- *	decode exactly, its text is made printable, and a child that
- *	overruns DELIVERER_TIMEOUT is killed and reported as a temporary
- *	failure.  The runner trusts the deliverer (more privileged):
- *	anything malformed from it is fatal there.
+ *	The deliverer reads no network input, but its clients are
+ *	unprivileged: the runner, and the network-facing SMTP worker.  It
+ *	trusts nothing from either: a request that does not decode
+ *	exactly, comes without a descriptor, or with a descriptor that is
+ *	not a regular file opened read-only, closes that connection (fail
+ *	closed; the runner is ended too).  It never opens a path a client
+ *	names; the only paths are the user's home from the domain's
+ *	passwd (opened by the user, inside the root) and var/spool/mail/
+ *	USER with a validated name.  A user that is not in passwd, or has
+ *	uid or gid 0, gets a temporary failure.  So a compromised worker
+ *	(or runner) gets nothing beyond what it could get by queueing the
+ *	message: delivery of bytes it already had, into the mailbox of a
+ *	user of its own domain, written as that user.  It cannot choose
+ *	the mailbox format, a path, another domain, or a uid.  Nor does
+ *	the deliverer trust what a delivery child or writer answers (they
+ *	answer as the user): the answer must decode exactly, its text is
+ *	made printable, and a child that overruns DELIVERER_TIMEOUT is
+ *	killed and reported as a temporary failure.  The runner trusts
+ *	the deliverer (more privileged): anything malformed from it is
+ *	fatal there.
  */
 
 #include <sys/types.h>
 #include <sys/prctl.h>
 #include <sys/queue.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include <errno.h>
@@ -59,6 +78,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <syslog.h>
 #include <unistd.h>
 
 #include "buf.h"
@@ -97,7 +117,11 @@ static struct {
 	struct dchild_list	 children;
 	size_t			 nchildren;
 	struct priv_userdb	 users;		/* etc/passwd, etc/group */
+	const char		*dir;		/* the domain's root */
+	int			 rootfd;	/* O_PATH of dir */
 } D;
+
+static char	 deliverer_errbuf[256];
 
 static volatile sig_atomic_t	 deliver_alarm;
 
@@ -130,48 +154,116 @@ deliverer_child_reply(int fd, struct deliver_res *res)
 	_exit(0);
 }
 
+int
+deliverer_keep_fds(int *fds, size_t n, const char **error_r)
+{
+	size_t	 i;
+	int	 fd;
+
+	/* glibc's syslog descriptor may be about to be reused. */
+	closelog();
+	for (i = 0; i < n; i++) {
+		if ((fd = fcntl(fds[i], F_DUPFD_CLOEXEC, (int)(3 + n))) ==
+		    -1) {
+			*error_r = "fcntl(F_DUPFD_CLOEXEC) failed";
+			return -1;
+		}
+		fds[i] = fd;
+	}
+	for (i = 0; i < n; i++) {
+		if (dup3(fds[i], (int)(3 + i), O_CLOEXEC) == -1) {
+			*error_r = "dup3 failed";
+			return -1;
+		}
+		fds[i] = (int)(3 + i);
+	}
+	if (close_range((unsigned int)(3 + n), ~0U, 0) == -1) {
+		*error_r = "close_range failed";
+		return -1;
+	}
+	log_reconnect();
+	return 0;
+}
+
+int
+deliverer_enter(const char *dir, const struct priv_user *u, int deathsig,
+    const char **error_r)
+{
+	if (priv_enter_root(dir, u, error_r) == -1)
+		return -1;
+	/* Nothing in the root can give back what was just given up. */
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == -1) {
+		(void)snprintf(deliverer_errbuf, sizeof(deliverer_errbuf),
+		    "prctl(PR_SET_NO_NEW_PRIVS) failed: %s", strerror(errno));
+		*error_r = deliverer_errbuf;
+		return -1;
+	}
+	/* Cleared by the change of credentials: set again. */
+	if (prctl(PR_SET_PDEATHSIG, deathsig) == -1) {
+		(void)snprintf(deliverer_errbuf, sizeof(deliverer_errbuf),
+		    "prctl(PR_SET_PDEATHSIG) failed: %s", strerror(errno));
+		*error_r = deliverer_errbuf;
+		return -1;
+	}
+	return 0;
+}
+
 /*
- * The per-delivery child: root, chrooted.  Descriptor 3 is the
- * message, 4 the result pipe to the deliverer.
+ * A child that enters the root as u and writes the mailbox: a Maildir
+ * for the deliverer, an mbox for deliverer_mbox_child().  Its
+ * descriptors: 3 the message, 4 the result pipe, and nothing else.
  */
 static void __attribute__((noreturn))
-deliverer_child(const struct deliver_req *req, const struct priv_user *u,
+deliverer_user_child(const struct deliver_req *req, const struct priv_user *u,
+    const char *hostname)
+{
+	struct deliver_res	 res;
+	const char		*err;
+
+	memset(&res, 0, sizeof(res));
+	res.reqid = req->reqid;
+	res.status = DELIVER_TEMPFAIL;
+	if (deliverer_enter(D.dir, u, SIGKILL, &err) == -1) {
+		(void)snprintf(res.reason, sizeof(res.reason), "%s", err);
+		deliverer_child_reply(4, &res);
+	}
+	deliver_local(req, u->home, u->uid, hostname, 3, &res);
+	deliverer_child_reply(4, &res);
+}
+
+/*
+ * The mbox delivery child: root, outside the root, with the deliverer's
+ * capabilities.  Descriptors: 3 the message, 4 the result pipe to the
+ * deliverer, 5 the domain root (O_PATH).  It makes a missing mbox and
+ * takes the dotlock, forks the child that writes as the user, and
+ * removes the dotlock when that child is done (or killed on timeout).
+ */
+static void __attribute__((noreturn))
+deliverer_mbox_child(const struct deliver_req *req, const struct priv_user *u,
     const char *hostname)
 {
 	struct deliver_res	 res;
 	struct sigaction	 sa;
+	struct stat		 held;
 	struct buf		 in;
 	const char		*err;
 	char			 chunk[1024];
 	pid_t			 pid;
 	ssize_t			 n;
-	int			 p[2], status, locked = 0;
+	int			 p[2], keep[2], status, spoolfd;
 
 	memset(&res, 0, sizeof(res));
 	res.reqid = req->reqid;
 	res.status = DELIVER_TEMPFAIL;
-	if (!req->mbox) {
-		/*
-		 * Maildir needs nothing of root here: become the user at
-		 * once and answer the deliverer directly, which checks the
-		 * answer and enforces the timeout.  One fork per delivery
-		 * instead of two (docs/performance.md).
-		 */
-		if (priv_drop(u, &err) == -1) {
-			(void)snprintf(res.reason, sizeof(res.reason), "%s",
-			    err);
-			deliverer_child_reply(4, &res);
-		}
-		/* Cleared by the change of credentials. */
-		(void)prctl(PR_SET_PDEATHSIG, SIGKILL);
-		deliver_local(req, u->home, u->uid, hostname, 3, &res);
+	spoolfd = deliver_spool_open(5, &err);
+	(void)close(5);
+	if (spoolfd == -1) {
+		(void)snprintf(res.reason, sizeof(res.reason), "%s", err);
 		deliverer_child_reply(4, &res);
 	}
-	if (req->mbox) {
-		if (deliver_mbox_prepare(req, u->uid, u->gid, &res) == -1)
-			deliverer_child_reply(4, &res);
-		locked = 1;
-	}
+	if (deliver_spool_lock(spoolfd, u->name, u->uid, u->gid, &held,
+	    &res) == -1)
+		deliverer_child_reply(4, &res);
 	if (pipe2(p, O_CLOEXEC) == -1) {
 		(void)strlcpy(res.reason, "pipe failed", sizeof(res.reason));
 		goto out;
@@ -181,16 +273,12 @@ deliverer_child(const struct deliver_req *req, const struct priv_user *u,
 		goto out;
 	}
 	if (pid == 0) {
-		/* The grandchild: becomes the user for good. */
-		(void)close(p[0]);
-		(void)close(4);
-		if (priv_drop(u, &err) == -1) {
-			(void)snprintf(res.reason, sizeof(res.reason), "%s",
-			    err);
-			deliverer_child_reply(p[1], &res);
-		}
-		deliver_local(req, u->home, u->uid, hostname, 3, &res);
-		deliverer_child_reply(p[1], &res);
+		/* Neither the spool nor the deliverer's pipe goes along. */
+		keep[0] = 3;
+		keep[1] = p[1];
+		if (deliverer_keep_fds(keep, 2, &err) == -1)
+			_exit(1);
+		deliverer_user_child(req, u, hostname);
 	}
 	(void)close(p[1]);
 	(void)close(3);
@@ -235,9 +323,27 @@ deliverer_child(const struct deliver_req *req, const struct priv_user *u,
 	deliverer_clean(res.mailbox);
 	deliverer_clean(res.reason);
 out:
-	if (locked)
-		deliver_mbox_unlock(req);
+	deliver_spool_unlock(spoolfd, u->name, &held);
 	deliverer_child_reply(4, &res);
+}
+
+/* A message descriptor must be a regular file, opened read-only. */
+static int
+deliverer_check_msgfd(int fd, const char **error_r)
+{
+	struct stat	 st;
+	int		 fl;
+
+	if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode)) {
+		*error_r = "message descriptor is not a regular file";
+		return -1;
+	}
+	if ((fl = fcntl(fd, F_GETFL)) == -1 || (fl & O_PATH) != 0 ||
+	    (fl & O_ACCMODE) != O_RDONLY) {
+		*error_r = "message descriptor is not opened read-only";
+		return -1;
+	}
+	return 0;
 }
 
 void
@@ -385,7 +491,7 @@ deliverer_on_request(int fd, int events, void *arg)
 	size_t			 client = (size_t)((int *)arg - D.cfds);
 	ssize_t			 n;
 	pid_t			 pid;
-	int			 msgfd = -1, p[2], a, b;
+	int			 msgfd = -1, p[2], keep[3];
 
 	(void)events;
 	n = fdpass_recv(fd, &msgfd, msg, sizeof(msg));
@@ -397,13 +503,15 @@ deliverer_on_request(int fd, int events, void *arg)
 		return;
 	}
 	if (msgfd == -1 || deliver_req_decode(msg, (size_t)n, &req,
-	    &err) == -1) {
+	    &err) == -1 || deliverer_check_msgfd(msgfd, &err) == -1) {
 		if (msgfd != -1)
 			(void)close(msgfd);
 		deliverer_drop_client(client, msgfd == -1 ?
 		    "request without message" : err);
 		return;
 	}
+	/* The domain's choice, not the client's. */
+	req.mbox = D.sd->mailbox_mbox;
 	if (priv_userdb_lookup(&D.users, req.user, &u, &err) == -1) {
 		log_warnx("deliverer: refusing user %s: %s", req.user, err);
 		(void)close(msgfd);
@@ -412,7 +520,7 @@ deliverer_on_request(int fd, int events, void *arg)
 		return;
 	}
 	/* Maildir: a long-lived writer of that user's, when there is one. */
-	if (deliver_agent_deliver(&u, client, &req, msgfd) == 0) {
+	if (!req.mbox && deliver_agent_deliver(&u, client, &req, msgfd) == 0) {
 		explicit_bzero(&u, sizeof(u));
 		return;
 	}
@@ -439,17 +547,18 @@ deliverer_on_request(int fd, int events, void *arg)
 	}
 	if (pid == 0) {
 		deliverer_child_signals();
-		/* Keep only the message (3) and the result pipe (4). */
-		if ((a = fcntl(msgfd, F_DUPFD, 100)) == -1 ||
-		    (b = fcntl(p[1], F_DUPFD, 100)) == -1 ||
-		    dup2(a, 3) == -1 || dup2(b, 4) == -1)
+		/* The message (3), the result pipe (4), for an mbox the
+		 * root (5); nothing else. */
+		keep[0] = msgfd;
+		keep[1] = p[1];
+		keep[2] = D.rootfd;
+		if (deliverer_keep_fds(keep, req.mbox ? 3 : 2, &err) == -1)
 			_exit(1);
-		if (close_range(5, ~0U, 0) == -1) {
-			for (a = 5; a < 1024; a++)
-				(void)close(a);
-		}
+		if (!req.mbox)
+			deliverer_user_child(&req, &u, D.sd->hostname);
+		/* Cleared when its child changes credentials, not here. */
 		(void)prctl(PR_SET_PDEATHSIG, SIGKILL);
-		deliverer_child(&req, &u, D.sd->hostname);
+		deliverer_mbox_child(&req, &u, D.sd->hostname);
 	}
 	(void)close(msgfd);
 	(void)close(p[1]);
@@ -499,7 +608,7 @@ void __attribute__((noreturn))
 deliverer_main(struct smtpd_domain *sd, int *cfds, size_t ncfds,
     pid_t runner_pid)
 {
-	static const int keep[] = PRIV_CAPS_MAILBOX;
+	static const int keep[] = DELIVERER_CAPS;
 	const char	*err;
 	size_t		 i;
 
@@ -511,12 +620,20 @@ deliverer_main(struct smtpd_domain *sd, int *cfds, size_t ncfds,
 	D.cfds = cfds;
 	D.ncfds = D.nopen = ncfds;
 	D.runner_pid = runner_pid;
+	D.dir = sd->vd->dir;
 	LIST_INIT(&D.children);
-	priv_userdb_init(&D.users, "/");
+	/* Outside the root: nothing of the domain's is the way out. */
+	if (chdir("/") == -1)
+		fatal("deliverer: chdir /");
+	if (priv_check_root(D.dir, &err) == -1)
+		fatalx("deliverer: %s", err);
+	if ((D.rootfd = open(D.dir, O_PATH | O_DIRECTORY | O_CLOEXEC)) == -1)
+		fatal("deliverer: open %s", D.dir);
+	priv_userdb_init(&D.users, D.dir);
 	log_set_procname("smtpd-deliverer");
 	if ((D.loop = ev_loop_new()) == NULL)
 		fatal("deliverer: event loop");
-	deliver_agent_init(D.loop, sd->hostname, deliverer_answer,
+	deliver_agent_init(D.loop, D.dir, sd->hostname, deliverer_answer,
 	    deliverer_maybe_exit);
 	if (ev_signal(D.loop, SIGCHLD, deliverer_on_signal, NULL) == -1 ||
 	    ev_signal(D.loop, SIGTERM, deliverer_on_signal, NULL) == -1 ||

@@ -4,24 +4,28 @@
  * PROCESS SHAPE
  *	runner_main() is called by the master (root, not chrooted) in a
  *	fresh child.  It looks up the domain's run_as account in the
- *	domain's own etc/passwd, chroots into the domain's root, and
- *	forks:
+ *	domain's own etc/passwd and forks:
  *
- *	runner	  (the child) drops to run_as and does all the queue
- *		  work: reads envelopes, expands etc/aliases, decides, logs,
- *		  retries, updates and removes envelopes.  It opens each
- *		  message file itself and passes the descriptor.
- *	deliverer (the parent, still root, chrooted; deliverer.c) writes
- *		  local mailboxes on the runner's requests.
- *
+ *	runner	  (the child) closes every descriptor but its socket to
+ *		  the deliverer, chroots into the domain's root and drops
+ *		  to run_as in one step, with no_new_privs, and does all
+ *		  the queue work: reads envelopes, expands etc/aliases,
+ *		  decides, logs, retries, updates and removes envelopes.
+ *		  It opens each message file itself (read-only) and
+ *		  passes the descriptor.
+ *	deliverer (the parent, still root, outside the root, with few
+ *		  capabilities; deliverer.c) writes local mailboxes on the
+ *		  runner's requests.
+
  *	The runner's other parts: runner_local.c (local recipients,
  *	aliases, requests to the deliverer), runner_remote.c (remote
  *	recipients, handed to mta.c), runner_dsn.c (bounces and delay
  *	warnings, bounce.c), runner_ctl.c (the control socket).
  *
  * SECURITY
- *	Runs as the domain's run_as user, chrooted in the domain's root;
- *	it can touch nothing outside that domain.  It trusts its queue
+ *	Runs as the domain's run_as user, chrooted in the domain's root,
+ *	with no capability and no_new_privs; it was never root inside the
+ *	root, and it can touch nothing outside that domain.  It trusts its queue
  *	(written by the domain's own processes) only as far as
  *	queue_env_load() checks it: an envelope that does not load is
  *	logged and retried later, never half-read.  The deliverer is more
@@ -557,26 +561,31 @@ runner_main(struct smtpd_domain *sd, const struct smtpd_conf *conf)
 	struct priv_user	 u;
 	const char		*err;
 	pid_t			 pid;
-	int			 sp[2];
+	int			 sp[2], fd;
 
 	log_set_domain(sd->name);
-	/* Before the chroot: the account from the domain's own passwd. */
+	/* From outside the root: the account from the domain's passwd. */
+	if (priv_check_root(sd->vd->dir, &err) == -1)
+		fatalx("runner: %s", err);
 	if (priv_lookup_user(sd->vd->dir, sd->run_as, &u, &err) == -1)
 		fatalx("runner: run_as %s: %s", sd->run_as, err);
-	if (priv_enter_root(sd->vd->dir, NULL, &err) == -1)
-		fatalx("runner: %s", err);
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) == -1)
 		fatal("runner: socketpair");
 	if ((pid = fork()) == -1)
 		fatal("runner: fork");
 	if (pid == 0) {
-		(void)close(sp[0]);
-		(void)prctl(PR_SET_PDEATHSIG, SIGTERM);
-		if (priv_drop(&u, &err) == -1)
+		/* Into the root as run_as in one step, nothing else open. */
+		fd = sp[1];
+		if (deliverer_keep_fds(&fd, 1, &err) == -1 ||
+		    deliverer_enter(sd->vd->dir, &u, SIGTERM, &err) == -1)
 			fatalx("runner: %s", err);
-		runner_run(sd, conf, sp[1]);
+		explicit_bzero(&u, sizeof(u));
+		runner_run(sd, conf, fd);
 	}
-	(void)close(sp[1]);
+	explicit_bzero(&u, sizeof(u));
+	fd = sp[0];
+	if (deliverer_keep_fds(&fd, 1, &err) == -1)
+		fatalx("deliverer: %s", err);
 	proctitle_set("deliverer %s", sd->name);
-	deliverer_main(sd, &sp[0], 1, pid);
+	deliverer_main(sd, &fd, 1, pid);
 }

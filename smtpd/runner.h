@@ -16,6 +16,8 @@
 #include <sys/types.h>
 #include <sys/queue.h>
 
+#include <linux/capability.h>
+
 #include <stddef.h>
 #include <stdint.h>
 #include <time.h>
@@ -123,8 +125,10 @@ struct runner {
 struct priv_user;
 #define DELIVER_AGENT_TIMEOUT	600	/* s for one delivery */
 typedef void	deliver_agent_reply_cb(size_t client, struct deliver_res *res);
-void	deliver_agent_init(struct ev_loop *loop, const char *hostname,
-	    deliver_agent_reply_cb *reply, void (*done)(void));
+/* dir: the domain's root, which each agent enters as its user. */
+void	deliver_agent_init(struct ev_loop *loop, const char *dir,
+	    const char *hostname, deliver_agent_reply_cb *reply,
+	    void (*done)(void));
 /* Hand a Maildir delivery to an agent of u: 0 (msgfd is closed, the
  * answer comes through reply), or -1: the caller delivers itself. */
 int	deliver_agent_deliver(const struct priv_user *u, size_t client,
@@ -133,9 +137,46 @@ size_t	deliver_agent_busy(void);
 /* Close every idle agent. */
 void	deliver_agent_close_all(void);
 
+/* deliver_spool.c — root, outside the root: the mbox spool. */
+struct stat;
+/* var/spool/mail below the domain root's descriptor (RESOLVE_IN_ROOT),
+ * refused unless a directory of root's writable by root alone; the
+ * descriptor, or -1 with *error_r. */
+int	deliver_spool_open(int rootfd, const char **error_r);
+/* Create user's mbox if missing (0600, uid:gid), then take the dotlock
+ * USER.lock (waits, breaks a stale one); *lock_r identifies it.  0, or
+ * -1 with res filled. */
+int	deliver_spool_lock(int spoolfd, const char *user, uid_t uid,
+	    gid_t gid, struct stat *lock_r, struct deliver_res *res);
+/* Remove the dotlock if it is still the one held. */
+void	deliver_spool_unlock(int spoolfd, const char *user,
+	    const struct stat *held);
+
 /* deliverer.c */
+/*
+ * What a deliverer keeps of root, outside the domain's root: become a
+ * user (SETUID, SETGID) inside the root (SYS_CHROOT) in its children,
+ * hand a new mbox to its user (CHOWN), stop a child that overran
+ * (KILL).  The spool is root's own: no DAC_OVERRIDE.
+ */
+#define DELIVERER_CAPS		{ CAP_CHOWN, CAP_KILL, CAP_SETGID, \
+				  CAP_SETUID, CAP_SYS_CHROOT }
 /* In a child of the deliverer: default signal handling, none blocked. */
 void	deliverer_child_signals(void);
+/*
+ * In a new child: keep only the n descriptors in fds (and 0-2), moved
+ * to 3, 4, ... in their order (fds is updated), close every other with
+ * close_range, and connect to syslog again.  0, or -1 with *error_r.
+ */
+int	deliverer_keep_fds(int *fds, size_t n, const char **error_r);
+/*
+ * In a child, outside the root: chroot into dir and become u in one
+ * step (priv_enter_root), then no_new_privs and the death signal
+ * deathsig.  Nothing in the root may be touched before.  0, or -1 with
+ * *error_r.
+ */
+int	deliverer_enter(const char *dir, const struct priv_user *u,
+	    int deathsig, const char **error_r);
 void	deliverer_main(struct smtpd_domain *sd, int *cfds, size_t ncfds,
 	    pid_t runner_pid)
 	    __attribute__((noreturn));

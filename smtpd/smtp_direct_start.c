@@ -4,13 +4,16 @@
  *
  * SECURITY
  *	Runs in the worker's process while it is still root, before the
- *	chroot, as smtp_auth_start() does.  The child closes the worker's
- *	other descriptors (listeners, the master's channel, the AUTH
- *	socket), frees the TLS contexts it inherited (freeing wipes the
- *	private keys), enters the domain's root as root and becomes the
- *	deliverer (deliverer.c), which keeps only the capabilities that
- *	writing mailboxes needs.  It dies with the worker.
- *
+ *	chroot, as smtp_auth_start() does.  The child keeps only its
+ *	sockets to the commit threads (close_range: not the listeners,
+ *	the master's channel, the AUTH socket or the client), frees the
+ *	TLS contexts it inherited (freeing wipes the private keys), and
+ *	becomes the deliverer (deliverer.c): uid 0 OUTSIDE the domain's
+ *	root, with only DELIVERER_CAPS.  It reads the network-facing
+ *	worker's requests and decodes them strictly; what a compromised
+ *	worker can get from it is written in deliverer.c.  It dies with
+ *	the worker.
+
  *	In a file of its own: the static virtmail-sendmail links the
  *	session engine, and with it smtp_direct.c, but never this (nor
  *	OpenSSL).
@@ -40,6 +43,9 @@ smtp_direct_start(struct smtpd_domain *sd, const int *close_fds,
 	size_t		 i, k;
 	int		*fds_r, *theirs, sp[2];
 
+	/* Closed by range in the child, with everything else it has. */
+	(void)close_fds;
+	(void)nclose;
 	fds_r = xcalloc(n, sizeof(*fds_r));
 	theirs = xcalloc(n, sizeof(*theirs));
 	for (i = 0; i < n; i++) {
@@ -63,14 +69,10 @@ smtp_direct_start(struct smtpd_domain *sd, const int *close_fds,
 		return;
 	}
 	if (pid == 0) {
-		for (i = 0; i < n; i++)
-			(void)close(fds_r[i]);
-		/* Not the listeners, the master's channel or AUTH's. */
-		for (i = 0; i < nclose; i++)
-			if (close_fds[i] != -1)
-				(void)close(close_fds[i]);
-		if (sd->auth_fd != -1)
-			(void)close(sd->auth_fd);
+		/* Its own sockets, and nothing else of the worker's. */
+		if (deliverer_keep_fds(theirs, n, &err) == -1)
+			fatalx("smtp direct delivery: %s", err);
+		sd->auth_fd = -1;
 		/* No private key stays here (freeing wipes it). */
 		tls_server_free(sd->tls);
 		sd->tls = NULL;
@@ -79,8 +81,6 @@ smtp_direct_start(struct smtpd_domain *sd, const int *close_fds,
 		if (prctl(PR_SET_PDEATHSIG, SIGKILL) == -1 ||
 		    getppid() != parent)
 			_exit(0);
-		if (priv_enter_root(sd->vd->dir, NULL, &err) == -1)
-			fatalx("smtp direct delivery: %s", err);
 		deliverer_main(sd, theirs, n, -1);
 	}
 	for (i = 0; i < n; i++)

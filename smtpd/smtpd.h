@@ -250,8 +250,9 @@ void	runner_main(struct smtpd_domain *sd, const struct smtpd_conf *c)
 /*
  * deliver_local.c — local delivery.  The queue runner asks the
  * domain's privileged deliverer (deliverer.c) with a deliver_req; the
- * deliverer re-checks it and forks a child that becomes the user and
- * writes the mailbox; the answer is a deliver_res.  Both travel as one
+ * deliverer re-checks it and forks a child that enters the domain's
+ * root as the user and writes the mailbox; the answer is a
+ * deliver_res.  Both travel as one
  * datagram of at most DELIVER_MSG_MAX bytes (see deliver_local.c).
  */
 #define DELIVER_MSG_MAX		4096
@@ -270,7 +271,9 @@ enum deliver_status {
 
 struct deliver_req {
 	uint32_t	 reqid;
-	int		 mbox;		/* 0: Maildir, 1: mbox */
+	int		 mbox;		/* 0: Maildir, 1: mbox; set by the
+					   deliverer from the domain's
+					   configuration, never sent */
 	int		 recovered;	/* look for an earlier copy first */
 	char		 queue_id[QUEUE_ID_LEN + 1];
 	unsigned int	 rcpt_index;
@@ -313,11 +316,6 @@ int	deliver_quote(struct deliver_quote *q, struct buf *out,
 	    const char *data, size_t len);
 /* Flush a pending partial "From" and end with a newline and a blank line. */
 int	deliver_quote_end(struct deliver_quote *q, struct buf *out);
-/* Root, in the delivery child: create the mbox owned by the user if
- * missing and take the dotlock.  0, or -1 with res filled. */
-int	deliver_mbox_prepare(const struct deliver_req *r, uid_t uid,
-	    gid_t gid, struct deliver_res *res);
-void	deliver_mbox_unlock(const struct deliver_req *r);
 /* As the user: write the message from msgfd into the mailbox. */
 void	deliver_local(const struct deliver_req *r, const char *home,
 	    uid_t uid, const char *hostname, int msgfd,

@@ -55,7 +55,8 @@ test_req(void)
 	CHECK(deliver_req_encode(&r, msg, sizeof(msg), &len) == 0,
 	    "req: encode");
 	CHECK(deliver_req_decode(msg, len, &d, &err) == 0, "req: decode");
-	CHECK(d.reqid == 7 && d.mbox == 1 && d.recovered == 1 &&
+	/* The format is the deliverer's (the domain's), never sent. */
+	CHECK(d.reqid == 7 && d.mbox == 0 && d.recovered == 1 &&
 	    d.rcpt_index == 3 && d.created == 1700000000,
 	    "req: numbers round-trip");
 	CHECK_STR(d.queue_id, r.queue_id, "req: queue id");
@@ -99,21 +100,25 @@ test_req(void)
 			const char	*what;
 		} t[] = {
 #define R(s, w)	{ s, sizeof(s) - 1, w }
-		R("D1\0" "1\0maildir\0" "0\0" "0123456789abcdef\0" "0\0" "5\0"
+		R("D2\0" "1\0" "0\0" "0123456789abcdef\0" "0\0" "5\0"
 		    "bob\0bob@a\0s@b\0", "req: hand-made ok"),
-		R("D1\0" "1\0maildir\0" "0\0" "0123456789abcdef\0" "0\0" "5\0"
+		R("D2\0" "1\0" "0\0" "0123456789abcdef\0" "0\0" "5\0"
 		    "root/x\0bob@a\0s@b\0", "req: slash in user"),
-		R("D1\0" "1\0maildir\0" "2\0" "0123456789abcdef\0" "0\0" "5\0"
+		R("D2\0" "1\0" "2\0" "0123456789abcdef\0" "0\0" "5\0"
 		    "bob\0bob@a\0s@b\0", "req: bad flag"),
-		R("D1\0" "1\0maildir\0" "0\0" "0123456789ABCDEX\0" "0\0" "5\0"
+		R("D2\0" "1\0" "0\0" "0123456789ABCDEX\0" "0\0" "5\0"
 		    "bob\0bob@a\0s@b\0", "req: bad queue id"),
-		R("D1\0" "-1\0maildir\0" "0\0" "0123456789abcdef\0" "0\0" "5\0"
+		R("D2\0" "-1\0" "0\0" "0123456789abcdef\0" "0\0" "5\0"
 		    "bob\0bob@a\0s@b\0", "req: negative id"),
-		R("D1\0" "1\0maildir\0" "0\0" "0123456789abcdef\0" "0\0" "5\0"
+		R("D2\0" "1\0" "0\0" "0123456789abcdef\0" "0\0" "5\0"
 		    "bob\0bob@a\r\0s@b\0", "req: CR in rcpt"),
-		R("D1\0" "1\0mh\0" "0\0" "0123456789abcdef\0" "0\0" "5\0"
-		    "bob\0bob@a\0s@b\0", "req: unknown mailbox type"),
-		R("D1\0" "1\0maildir\0" "0\0" "0123456789abcdef\0" "0\0" "5\0"
+		R("D1\0" "1\0maildir\0" "0\0" "0123456789abcdef\0" "0\0"
+		    "5\0bob\0bob@a\0s@b\0", "req: version 1 (client's "
+		    "mailbox format) refused"),
+		R("D2\0" "1\0mbox\0" "0\0" "0123456789abcdef\0" "0\0"
+		    "5\0bob\0bob@a\0s@b\0", "req: a mailbox format "
+		    "field refused"),
+		R("D2\0" "1\0" "0\0" "0123456789abcdef\0" "0\0" "5\0"
 		    "bob\0\0s@b\0", "req: empty rcpt"),
 #undef R
 		};
