@@ -238,6 +238,32 @@ def tree_pids(root):
     return out
 
 
+def proc_identity(pid):
+    """What /proc says about pid's privilege: root (its root directory,
+    as this process sees it), uids and gids (real, effective, saved,
+    fs), cap_eff, cap_prm, cap_inh, cap_bnd (ints), no_new_privs (0/1),
+    ppid.  None when the process is gone."""
+    try:
+        root = os.readlink("/proc/%d/root" % pid)
+        with open("/proc/%d/status" % pid) as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    st = dict(line.split(":", 1) for line in lines if ":" in line)
+    return {
+        "root": root,
+        "uids": [int(x) for x in st["Uid"].split()],
+        "gids": [int(x) for x in st["Gid"].split()],
+        "groups": [int(x) for x in st["Groups"].split()],
+        "cap_eff": int(st["CapEff"], 16),
+        "cap_prm": int(st["CapPrm"], 16),
+        "cap_inh": int(st["CapInh"], 16),
+        "cap_bnd": int(st["CapBnd"], 16),
+        "no_new_privs": int(st["NoNewPrivs"]),
+        "ppid": int(st["PPid"]),
+    }
+
+
 def group_pids(pgid):
     """The processes of process group pgid, from /proc."""
     out = []
