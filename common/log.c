@@ -75,6 +75,12 @@ log_init(const char *ident, int debug, int verbose)
 	errno = saved_errno;
 }
 
+int
+log_relay_get(void)
+{
+	return log_relay_fd;
+}
+
 void
 log_reconnect(void)
 {

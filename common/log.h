@@ -17,6 +17,12 @@
 
 /* Open syslog as ident (facility mail); debug: also stderr; verbose: log_debug on. */
 void	log_init(const char *ident, int debug, int verbose);
+/*
+ * The log relay's descriptor in a process that logs there
+ * (log_to_relay below), else -1: a child that closes its descriptors
+ * by range keeps it.
+ */
+int	log_relay_get(void);
 /* Name the domain in every following line; NULL to stop. */
 void	log_set_domain(const char *domain);
 /*

@@ -17,7 +17,8 @@
  * SECURITY
  *	Every operation goes through the spool directory's descriptor,
  *	which was opened with openat2(RESOLVE_IN_ROOT |
- *	RESOLVE_NO_MAGICLINKS) below the root's descriptor and refused
+ *	RESOLVE_NO_MAGICLINKS) below an O_PATH descriptor of the domain's
+ *	root (file_open_in_root) and refused
  *	unless it is a directory owned by root and writable by nobody
  *	else: no host path into the root is ever built, and no symlink a
  *	user plants leads root out of the spool.  Names are created only
@@ -31,9 +32,6 @@
 
 #include <sys/types.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
-
-#include <linux/openat2.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -54,19 +52,16 @@
 static char	 spool_errbuf[512];
 
 int
-deliver_spool_open(int rootfd, const char **error_r)
+deliver_spool_open(const char *dir, const char **error_r)
 {
-	struct open_how	 how;
 	struct stat	 st;
 	int		 fd;
 
-	memset(&how, 0, sizeof(how));
-	how.flags = O_RDONLY | O_DIRECTORY | O_CLOEXEC;
-	how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
-	fd = (int)syscall(SYS_openat2, rootfd, SPOOL_REL, &how, sizeof(how));
+	fd = file_open_in_root(dir, SPOOL_REL, O_RDONLY | O_DIRECTORY);
 	if (fd == -1) {
 		(void)snprintf(spool_errbuf, sizeof(spool_errbuf),
-		    "openat2(%s) failed: %s", SPOOL_REL, strerror(errno));
+		    "openat2(%s) in the domain's root failed: %s", SPOOL_REL,
+		    strerror(errno));
 		*error_r = spool_errbuf;
 		return -1;
 	}

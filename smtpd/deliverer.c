@@ -8,9 +8,11 @@
  *	domain's root and becomes run_as in one step, and calls
  *	deliverer_main() in the parent.  The deliverer stays uid 0 and
  *	OUTSIDE the domain's root (its root directory is the host's /),
- *	with only DELIVERER_CAPS (priv_limit_caps): it holds a descriptor
- *	of the domain root (O_PATH) and reads the domain's etc/passwd
- *	and etc/group (priv_userdb, given the domain's directory).  It
+ *	with only DELIVERER_CAPS (priv_limit_caps).  It reads the
+ *	domain's etc/passwd and etc/group (priv_userdb, given the
+ *	domain's directory) and the spool directory only through in-root
+ *	opens (file_open_in_root: an O_PATH descriptor of the root, then
+ *	openat2 RESOLVE_IN_ROOT), never by a host path into the root.  It
  *	does nothing but answer requests "deliver message fd F to local
  *	user U" (struct deliver_req, deliver_local.c).  It re-checks U
  *	against the domain's etc/passwd (valid name, present, uid and
@@ -118,7 +120,6 @@ static struct {
 	size_t			 nchildren;
 	struct priv_userdb	 users;		/* etc/passwd, etc/group */
 	const char		*dir;		/* the domain's root */
-	int			 rootfd;	/* O_PATH of dir */
 } D;
 
 static char	 deliverer_errbuf[256];
@@ -158,17 +159,24 @@ int
 deliverer_keep_fds(int *fds, size_t n, const char **error_r)
 {
 	size_t	 i;
-	int	 fd;
+	int	 fd, relay, last;
 
 	/* glibc's syslog descriptor may be about to be reused. */
 	closelog();
+	/* The log relay, when there is one, goes along as 3 + n. */
+	relay = log_relay_get();
+	last = (int)(3 + n) + (relay != -1);
 	for (i = 0; i < n; i++) {
-		if ((fd = fcntl(fds[i], F_DUPFD_CLOEXEC, (int)(3 + n))) ==
-		    -1) {
+		if ((fd = fcntl(fds[i], F_DUPFD_CLOEXEC, last)) == -1) {
 			*error_r = "fcntl(F_DUPFD_CLOEXEC) failed";
 			return -1;
 		}
 		fds[i] = fd;
+	}
+	if (relay != -1 &&
+	    (relay = fcntl(relay, F_DUPFD_CLOEXEC, last)) == -1) {
+		*error_r = "fcntl(F_DUPFD_CLOEXEC) failed";
+		return -1;
 	}
 	for (i = 0; i < n; i++) {
 		if (dup3(fds[i], (int)(3 + i), O_CLOEXEC) == -1) {
@@ -177,7 +185,14 @@ deliverer_keep_fds(int *fds, size_t n, const char **error_r)
 		}
 		fds[i] = (int)(3 + i);
 	}
-	if (close_range((unsigned int)(3 + n), ~0U, 0) == -1) {
+	if (relay != -1) {
+		if (dup3(relay, (int)(3 + n), O_CLOEXEC) == -1) {
+			*error_r = "dup3 failed";
+			return -1;
+		}
+		log_to_relay((int)(3 + n));
+	}
+	if (close_range((unsigned int)last, ~0U, 0) == -1) {
 		*error_r = "close_range failed";
 		return -1;
 	}
@@ -234,7 +249,7 @@ deliverer_user_child(const struct deliver_req *req, const struct priv_user *u,
 /*
  * The mbox delivery child: root, outside the root, with the deliverer's
  * capabilities.  Descriptors: 3 the message, 4 the result pipe to the
- * deliverer, 5 the domain root (O_PATH).  It makes a missing mbox and
+ * deliverer.  It makes a missing mbox and
  * takes the dotlock, forks the child that writes as the user, and
  * removes the dotlock when that child is done (or killed on timeout).
  */
@@ -255,9 +270,7 @@ deliverer_mbox_child(const struct deliver_req *req, const struct priv_user *u,
 	memset(&res, 0, sizeof(res));
 	res.reqid = req->reqid;
 	res.status = DELIVER_TEMPFAIL;
-	spoolfd = deliver_spool_open(5, &err);
-	(void)close(5);
-	if (spoolfd == -1) {
+	if ((spoolfd = deliver_spool_open(D.dir, &err)) == -1) {
 		(void)snprintf(res.reason, sizeof(res.reason), "%s", err);
 		deliverer_child_reply(4, &res);
 	}
@@ -491,7 +504,7 @@ deliverer_on_request(int fd, int events, void *arg)
 	size_t			 client = (size_t)((int *)arg - D.cfds);
 	ssize_t			 n;
 	pid_t			 pid;
-	int			 msgfd = -1, p[2], keep[3];
+	int			 msgfd = -1, p[2], keep[2];
 
 	(void)events;
 	n = fdpass_recv(fd, &msgfd, msg, sizeof(msg));
@@ -547,12 +560,10 @@ deliverer_on_request(int fd, int events, void *arg)
 	}
 	if (pid == 0) {
 		deliverer_child_signals();
-		/* The message (3), the result pipe (4), for an mbox the
-		 * root (5); nothing else. */
+		/* The message (3), the result pipe (4), nothing else. */
 		keep[0] = msgfd;
 		keep[1] = p[1];
-		keep[2] = D.rootfd;
-		if (deliverer_keep_fds(keep, req.mbox ? 3 : 2, &err) == -1)
+		if (deliverer_keep_fds(keep, 2, &err) == -1)
 			_exit(1);
 		if (!req.mbox)
 			deliverer_user_child(&req, &u, D.sd->hostname);
@@ -627,8 +638,6 @@ deliverer_main(struct smtpd_domain *sd, int *cfds, size_t ncfds,
 		fatal("deliverer: chdir /");
 	if (priv_check_root(D.dir, &err) == -1)
 		fatalx("deliverer: %s", err);
-	if ((D.rootfd = open(D.dir, O_PATH | O_DIRECTORY | O_CLOEXEC)) == -1)
-		fatal("deliverer: open %s", D.dir);
 	priv_userdb_init(&D.users, D.dir);
 	log_set_procname("smtpd-deliverer");
 	if ((D.loop = ev_loop_new()) == NULL)

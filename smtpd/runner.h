@@ -139,10 +139,10 @@ void	deliver_agent_close_all(void);
 
 /* deliver_spool.c — root, outside the root: the mbox spool. */
 struct stat;
-/* var/spool/mail below the domain root's descriptor (RESOLVE_IN_ROOT),
+/* var/spool/mail inside the domain's root dir (file_open_in_root),
  * refused unless a directory of root's writable by root alone; the
  * descriptor, or -1 with *error_r. */
-int	deliver_spool_open(int rootfd, const char **error_r);
+int	deliver_spool_open(const char *dir, const char **error_r);
 /* Create user's mbox if missing (0600, uid:gid), then take the dotlock
  * USER.lock (waits, breaks a stale one); *lock_r identifies it.  0, or
  * -1 with res filled. */
@@ -165,8 +165,10 @@ void	deliver_spool_unlock(int spoolfd, const char *user,
 void	deliverer_child_signals(void);
 /*
  * In a new child: keep only the n descriptors in fds (and 0-2), moved
- * to 3, 4, ... in their order (fds is updated), close every other with
- * close_range, and connect to syslog again.  0, or -1 with *error_r.
+ * to 3, 4, ... in their order (fds is updated), and the log relay's if
+ * there is one (as 3 + n); close every other with close_range, and
+ * connect to syslog again if that is where lines go.  0, or -1 with
+ * *error_r.
  */
 int	deliverer_keep_fds(int *fds, size_t n, const char **error_r);
 /*
