@@ -4,7 +4,10 @@
  * bad names), the deterministic Maildir name, ">From " quoting fed in
  * pieces, and a real Maildir and mbox delivery in a temporary root
  * (as the current user, with the recovered-copy check), also where a
- * seccomp filter makes the kernel refuse unnamed Maildir files.
+ * seccomp filter makes the kernel refuse unnamed Maildir files; and the
+ * deliverer's side of the mbox spool (deliver_spool.c): the spool
+ * directory's checks, a new mbox, the dotlock, a stale one, a
+ * dangling symlink in the mbox's place.
  */
 
 #include <sys/prctl.h>
@@ -25,6 +28,7 @@
 
 #include "buf.h"
 #include "compat.h"
+#include "runner.h"
 #include "smtpd.h"
 #include "test.h"
 
@@ -410,6 +414,101 @@ test_maildir_named(int link_errno, int tmpfile_errno, const char *what)
 	CHECK(system(cmd) == 0, "named: clean up");
 }
 
+static int
+spool_exists(int dfd, const char *name, struct stat *st)
+{
+	return fstatat(dfd, name, st, AT_SYMLINK_NOFOLLOW) == 0;
+}
+
+static void
+test_spool(void)
+{
+	struct deliver_res	 res;
+	struct stat		 held, held2, st;
+	struct timespec		 old[2];
+	const char		*err;
+	char			 dir[] = "/tmp/test_deliver.XXXXXX";
+	char			 path[1024], cmd[4096], spool[1100];
+	int			 dfd, sfd;
+
+	if (mkdtemp(dir) == NULL) {
+		CHECK(0, "spool: mkdtemp");
+		return;
+	}
+	(void)snprintf(spool, sizeof(spool), "%s/var/spool/mail", dir);
+	(void)snprintf(cmd, sizeof(cmd), "mkdir -p '%s'", spool);
+	CHECK(system(cmd) == 0, "spool: mkdir");
+
+	/* The spool directory: writable by others is refused; and a
+	 * symlink in its place resolves inside the root, not the host. */
+	CHECK(chmod(spool, 0777) == 0 && deliver_spool_open(dir, &err) ==
+	    -1, "spool: world-writable spool refused");
+	(void)snprintf(cmd, sizeof(cmd), "rmdir '%s' && mkdir -p '%s/x' && "
+	    "ln -s /x '%s'", spool, dir, spool);
+	CHECK(system(cmd) == 0, "spool: symlinked spool made");
+	sfd = deliver_spool_open(dir, &err);
+	if (sfd != -1) {
+		(void)snprintf(path, sizeof(path), "%s/x", dir);
+		CHECK(fstat(sfd, &st) == 0 && stat(path, &held2) == 0 &&
+		    st.st_ino == held2.st_ino,
+		    "spool: /x of the root, not of the host");
+		(void)close(sfd);
+	} else
+		CHECK(getuid() != 0, "spool: root-owned spool opened");
+	(void)snprintf(cmd, sizeof(cmd), "rm '%s' && mkdir '%s' && chmod 755 "
+	    "'%s'", spool, spool, spool);
+	CHECK(system(cmd) == 0, "spool: spool again");
+
+	/* The lock operations work on any directory descriptor. */
+	if ((dfd = open(spool, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1) {
+		CHECK(0, "spool: open");
+		return;
+	}
+	memset(&res, 0, sizeof(res));
+	CHECK(deliver_spool_lock(dfd, "bob", getuid(), getgid(), &held,
+	    &res) == 0, "spool: lock");
+	CHECK(spool_exists(dfd, "bob", &st) && S_ISREG(st.st_mode) &&
+	    (st.st_mode & 07777) == 0600 && st.st_size == 0 &&
+	    st.st_uid == getuid(), "spool: missing mbox made, 0600");
+	CHECK(spool_exists(dfd, "bob.lock", &st) && st.st_ino == held.st_ino,
+	    "spool: dotlock taken");
+	deliver_spool_unlock(dfd, "bob", &held);
+	CHECK(!spool_exists(dfd, "bob.lock", &st), "spool: dotlock removed");
+
+	/* A stale lock (older than DELIVER_LOCK_STALE) is broken. */
+	CHECK(deliver_spool_lock(dfd, "bob", getuid(), getgid(), &held,
+	    &res) == 0, "spool: lock again");
+	old[0].tv_sec = old[1].tv_sec = time(NULL) - DELIVER_LOCK_STALE - 60;
+	old[0].tv_nsec = old[1].tv_nsec = 0;
+	CHECK(utimensat(dfd, "bob.lock", old, AT_SYMLINK_NOFOLLOW) == 0,
+	    "spool: age the lock");
+	CHECK(deliver_spool_lock(dfd, "bob", getuid(), getgid(), &held2,
+	    &res) == 0, "spool: stale lock broken");
+	/* The first holder's unlock leaves the new holder's lock alone. */
+	deliver_spool_unlock(dfd, "bob", &held);
+	CHECK(held.st_ino == held2.st_ino ||
+	    spool_exists(dfd, "bob.lock", &st), "spool: only its own lock");
+	deliver_spool_unlock(dfd, "bob", &held2);
+	CHECK(!spool_exists(dfd, "bob.lock", &st), "spool: unlock");
+
+	/* A dangling symlink as the mbox: nothing is made through it. */
+	(void)snprintf(path, sizeof(path), "%s/target", dir);
+	CHECK(symlinkat(path, dfd, "eve") == 0, "spool: symlink made");
+	CHECK(deliver_spool_lock(dfd, "eve", getuid(), getgid(), &held,
+	    &res) == 0, "spool: lock next to a symlink");
+	CHECK(access(path, F_OK) == -1 && errno == ENOENT,
+	    "spool: symlink not followed");
+	deliver_spool_unlock(dfd, "eve", &held);
+
+	/* A name that is not a user's is refused. */
+	CHECK(deliver_spool_lock(dfd, "../x", getuid(), getgid(), &held,
+	    &res) == -1 && res.status == DELIVER_PERMFAIL,
+	    "spool: bad name refused");
+	(void)close(dfd);
+	(void)snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	CHECK(system(cmd) == 0, "spool: clean up");
+}
+
 int
 main(void)
 {
@@ -418,6 +517,7 @@ main(void)
 	test_name();
 	test_quote();
 	test_maildir();
+	test_spool();
 	test_maildir_named(ENOENT, 0, "kernel refuses linkat(AT_EMPTY_PATH)");
 	test_maildir_named(ENOENT, EOPNOTSUPP, "file system without "
 	    "O_TMPFILE");
