@@ -50,6 +50,7 @@
 #include "fdpass.h"
 #include "log.h"
 #include "privdrop.h"
+#include "proctitle.h"
 #include "runner.h"
 #include "smtpd.h"
 #include "xmalloc.h"
@@ -84,6 +85,7 @@ struct agent {
 static struct {
 	struct ev_loop		*loop;
 	const char		*dir;		/* the domain's root */
+	const char		*domain;	/* its name, for ps */
 	const char		*hostname;
 	deliver_agent_reply_cb	*reply;
 	void			(*done)(void);	/* after each answer */
@@ -94,12 +96,13 @@ static struct {
 } A;
 
 void
-deliver_agent_init(struct ev_loop *loop, const char *dir,
+deliver_agent_init(struct ev_loop *loop, const char *dir, const char *domain,
     const char *hostname, deliver_agent_reply_cb *reply, void (*done)(void))
 {
 	memset(&A, 0, sizeof(A));
 	A.loop = loop;
 	A.dir = dir;
+	A.domain = domain;
 	A.hostname = hostname;
 	A.reply = reply;
 	A.done = done;
@@ -329,6 +332,7 @@ agent_start(const struct priv_user *u)
 		fd = sp[1];
 		if (deliverer_keep_fds(&fd, 1, &err) == -1)
 			_exit(1);
+		proctitle_set("agent %s", A.domain);
 		agent_main(fd, u);
 	}
 	(void)close(sp[1]);

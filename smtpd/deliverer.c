@@ -90,6 +90,7 @@
 #include "fileio.h"
 #include "log.h"
 #include "privdrop.h"
+#include "proctitle.h"
 #include "runner.h"
 #include "smtpd.h"
 #include "xmalloc.h"
@@ -235,6 +236,7 @@ deliverer_user_child(const struct deliver_req *req, const struct priv_user *u,
 	struct deliver_res	 res;
 	const char		*err;
 
+	proctitle_set("delivery %s", D.sd->name);
 	memset(&res, 0, sizeof(res));
 	res.reqid = req->reqid;
 	res.status = DELIVER_TEMPFAIL;
@@ -567,6 +569,7 @@ deliverer_on_request(int fd, int events, void *arg)
 			_exit(1);
 		if (!req.mbox)
 			deliverer_user_child(&req, &u, D.sd->hostname);
+		proctitle_set("mbox %s", D.sd->name);
 		/* Cleared when its child changes credentials, not here. */
 		(void)prctl(PR_SET_PDEATHSIG, SIGKILL);
 		deliverer_mbox_child(&req, &u, D.sd->hostname);
@@ -642,8 +645,8 @@ deliverer_main(struct smtpd_domain *sd, int *cfds, size_t ncfds,
 	log_set_procname("smtpd-deliverer");
 	if ((D.loop = ev_loop_new()) == NULL)
 		fatal("deliverer: event loop");
-	deliver_agent_init(D.loop, D.dir, sd->hostname, deliverer_answer,
-	    deliverer_maybe_exit);
+	deliver_agent_init(D.loop, D.dir, sd->name, sd->hostname,
+	    deliverer_answer, deliverer_maybe_exit);
 	if (ev_signal(D.loop, SIGCHLD, deliverer_on_signal, NULL) == -1 ||
 	    ev_signal(D.loop, SIGTERM, deliverer_on_signal, NULL) == -1 ||
 	    ev_signal(D.loop, SIGINT, deliverer_on_signal, NULL) == -1)

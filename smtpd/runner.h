@@ -125,10 +125,11 @@ struct runner {
 struct priv_user;
 #define DELIVER_AGENT_TIMEOUT	600	/* s for one delivery */
 typedef void	deliver_agent_reply_cb(size_t client, struct deliver_res *res);
-/* dir: the domain's root, which each agent enters as its user. */
+/* dir: the domain's root, which each agent enters as its user;
+ * domain: its name, in the agents' ps titles. */
 void	deliver_agent_init(struct ev_loop *loop, const char *dir,
-	    const char *hostname, deliver_agent_reply_cb *reply,
-	    void (*done)(void));
+	    const char *domain, const char *hostname,
+	    deliver_agent_reply_cb *reply, void (*done)(void));
 /* Hand a Maildir delivery to an agent of u: 0 (msgfd is closed, the
  * answer comes through reply), or -1: the caller delivers itself. */
 int	deliver_agent_deliver(const struct priv_user *u, size_t client,

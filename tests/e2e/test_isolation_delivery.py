@@ -36,17 +36,17 @@ def role_pid(p, domain, role):
     return int(m.group(1))
 
 
-def deliverers(p, domain, root):
+def deliverers(p, domain):
     """The domain's two deliverers: the runner's parent (the master's
-    child) and the worker's child that is outside the root."""
+    child) and the worker's child of that name."""
     out = [role_pid(p, domain, "runner")]
     worker = role_pid(p, domain, "worker")
-    outside = [k for k in vmtest.child_pids(worker)
-               if (vmtest.proc_identity(k) or {}).get("root") == "/"]
-    assert len(outside) == 1, (outside, [vmtest.proc_identity(k) for k in
-                                         vmtest.child_pids(worker)])
-    out += outside
-    return out
+    want = "virtmail-smtpd: deliverer %s" % domain
+    mine = [k for k in vmtest.child_pids(worker)
+            if vmtest.proc_title(k) == want]
+    assert len(mine) == 1, [(k, vmtest.proc_title(k)) for k in
+                            vmtest.child_pids(worker)]
+    return out + mine
 
 
 def check_tree(deliverer, roots):
@@ -90,7 +90,7 @@ def wait_for(cond, timeout=20, what="condition"):
 
 def uid_inside(p, domain, root, uid):
     """A process of uid inside root, below one of domain's deliverers."""
-    for d in deliverers(p, domain, root):
+    for d in deliverers(p, domain):
         for pid in vmtest.tree_pids(d):
             ident = vmtest.proc_identity(pid)
             if ident and ident["root"] == root and ident["uids"][0] == uid:
@@ -132,13 +132,18 @@ def test_delivery_processes_unprivileged(env):
                  what="alpha's Maildir writer")
 
         seen = []
-        for dom, root in (("alpha.test", aroot), ("beta.test", broot)):
-            ds = deliverers(p, dom, root)
+        for dom in ("alpha.test", "beta.test"):
+            ds = deliverers(p, dom)
+            assert vmtest.proc_title(ds[0]) == \
+                "virtmail-smtpd: deliverer %s" % dom, ds
             for d in ds:
                 assert vmtest.proc_identity(d)["root"] == "/", d
                 assert vmtest.proc_identity(d)["uids"][0] == 0, d
                 seen += check_tree(d, (aroot, broot))
         uids = {(i["root"], i["uids"][0]) for i in seen}
+        titles = {vmtest.proc_title(i["pid"]) for i in seen}
+        assert "virtmail-smtpd: agent alpha.test" in titles, titles
+        assert "virtmail-smtpd: delivery beta.test" in titles, titles
         # The runners (run_as), alpha's agent, beta's mbox writer.
         assert (aroot, a.uids["virtmail"]) in uids, uids
         assert (broot, b.uids["virtmail"]) in uids, uids
@@ -183,14 +188,14 @@ def test_mbox_held_lock_waited_for(env):
     t = threading.Thread(target=lambda: result.append(
         send(BETA, "bob@beta.test", "waited")))
     t.start()
-    worker = role_pid(p, "beta.test", "worker")
 
     def waiting():
-        # The deliverer's mbox child (root, outside) is there, waiting.
-        for d in vmtest.child_pids(worker):
+        # The worker's deliverer's mbox child (root, outside) is there.
+        for d in deliverers(p, "beta.test"):
             for c in vmtest.child_pids(d):
-                i = vmtest.proc_identity(c)
-                if i and i["root"] == "/":
+                if vmtest.proc_title(c) == "virtmail-smtpd: mbox beta.test":
+                    i = vmtest.proc_identity(c)
+                    assert i is None or i["root"] == "/", i
                     return c
         return None
     wait_for(waiting, what="the mbox child waiting for the dotlock")

@@ -238,11 +238,22 @@ def tree_pids(root):
     return out
 
 
+def proc_title(pid):
+    """pid's title as ps shows it ("virtmail-smtpd: worker alpha.test"),
+    "" when it is gone."""
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            raw = f.read()
+    except OSError:
+        return ""
+    return raw.replace(b"\0", b" ").decode(errors="replace").strip()
+
+
 def proc_identity(pid):
     """What /proc says about pid's privilege: root (its root directory,
     as this process sees it), uids and gids (real, effective, saved,
     fs), cap_eff, cap_prm, cap_inh, cap_bnd (ints), no_new_privs (0/1),
-    ppid.  None when the process is gone."""
+    ppid and pid.  None when the process is gone."""
     try:
         root = os.readlink("/proc/%d/root" % pid)
         with open("/proc/%d/status" % pid) as f:
@@ -261,6 +272,7 @@ def proc_identity(pid):
         "cap_bnd": int(st["CapBnd"], 16),
         "no_new_privs": int(st["NoNewPrivs"]),
         "ppid": int(st["PPid"]),
+        "pid": pid,
     }
 
 
