@@ -305,7 +305,6 @@ runner_local_start(struct rtask *t)
 
 	memset(&req, 0, sizeof(req));
 	req.reqid = ++runner.reqid;
-	req.mbox = runner.sd->mailbox_mbox;
 	req.recovered = m->recovered || m->tried[t->rcpt];
 	(void)strlcpy(req.queue_id, m->id, sizeof(req.queue_id));
 	req.rcpt_index = (unsigned int)t->rcpt;

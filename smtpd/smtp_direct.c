@@ -19,9 +19,11 @@
  *	(RFC 1047).
  *
  *	The commit threads ask a deliverer of the worker's own
- *	(deliverer.c: root inside the domain's root, one child per
- *	delivery that becomes the user), over one socket per thread; the
- *	requests and answers are those of the queue runner.
+ *	(deliverer.c: root outside the domain's root, whose writers enter
+ *	the root as the user in one step), over one socket per thread;
+ *	the requests and answers are those of the queue runner.  The
+ *	request names no mailbox format: the deliverer takes the
+ *	domain's.
  *
  * SECURITY
  *	The deliverer (started by smtp_direct_start.c) trusts nothing
@@ -176,7 +178,6 @@ direct_ask(struct smtp_session *s, const struct queue_env *e, size_t i,
 
 	memset(&req, 0, sizeof(req));
 	req.reqid = (uint32_t)i + 1;
-	req.mbox = s->sd->mailbox_mbox;
 	(void)strlcpy(req.queue_id, s->w.id, sizeof(req.queue_id));
 	req.rcpt_index = (unsigned int)i;
 	req.created = (long long)e->created;

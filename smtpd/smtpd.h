@@ -8,7 +8,11 @@
  *	worker	  chrooted into the domain's root as its run_as account
  *		  before it reads the network; every SMTP session of the
  *		  domain in one event loop (smtp_server.c, smtp_session.c)
- *	runner	  the domain's queue runner (runner*.c, deliverer.c, deliver_local.c)
+ *	runner	  the domain's queue runner, chrooted as run_as (runner*.c)
+ *	deliverer root outside the domain's root, few capabilities: forks
+ *		  the writers that enter the root as the mailbox's user
+ *		  (deliverer.c, deliver_agent.c, deliver_spool.c,
+ *		  deliver_local.c); one for the runner, one for the worker
  */
 #ifndef VIRTMAIL_SMTPD_H
 #define VIRTMAIL_SMTPD_H
