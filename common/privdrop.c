@@ -33,6 +33,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <syslog.h>
 #include <unistd.h>
 
 #include "compat.h"
@@ -532,5 +533,50 @@ priv_limit_caps(const int *keep, size_t nkeep, const char **error_r)
 			return -1;
 		}
 	}
+	return 0;
+}
+
+int
+priv_keep_fds(int *fds, size_t n, const char **error_r)
+{
+	size_t	 i;
+	int	 fd, relay, last;
+
+	/* glibc's syslog descriptor may be about to be reused. */
+	closelog();
+	/* The log relay, when there is one, goes along as 3 + n. */
+	relay = log_relay_get();
+	last = (int)(3 + n) + (relay != -1);
+	for (i = 0; i < n; i++) {
+		if ((fd = fcntl(fds[i], F_DUPFD_CLOEXEC, last)) == -1) {
+			*error_r = "fcntl(F_DUPFD_CLOEXEC) failed";
+			return -1;
+		}
+		fds[i] = fd;
+	}
+	if (relay != -1 &&
+	    (relay = fcntl(relay, F_DUPFD_CLOEXEC, last)) == -1) {
+		*error_r = "fcntl(F_DUPFD_CLOEXEC) failed";
+		return -1;
+	}
+	for (i = 0; i < n; i++) {
+		if (dup3(fds[i], (int)(3 + i), O_CLOEXEC) == -1) {
+			*error_r = "dup3 failed";
+			return -1;
+		}
+		fds[i] = (int)(3 + i);
+	}
+	if (relay != -1) {
+		if (dup3(relay, (int)(3 + n), O_CLOEXEC) == -1) {
+			*error_r = "dup3 failed";
+			return -1;
+		}
+		log_to_relay((int)(3 + n));
+	}
+	if (close_range((unsigned int)last, ~0U, 0) == -1) {
+		*error_r = "close_range failed";
+		return -1;
+	}
+	log_reconnect();
 	return 0;
 }

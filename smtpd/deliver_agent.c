@@ -330,7 +330,7 @@ agent_start(const struct priv_user *u)
 		deliverer_child_signals();
 		/* Nothing but the socket, as descriptor 3. */
 		fd = sp[1];
-		if (deliverer_keep_fds(&fd, 1, &err) == -1)
+		if (priv_keep_fds(&fd, 1, &err) == -1)
 			_exit(1);
 		proctitle_set("agent %s", A.domain);
 		agent_main(fd, u);

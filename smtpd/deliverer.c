@@ -80,7 +80,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <syslog.h>
 #include <unistd.h>
 
 #include "buf.h"
@@ -154,51 +153,6 @@ deliverer_child_reply(int fd, struct deliver_res *res)
 	    write_all(fd, msg, len) == -1)
 		_exit(1);
 	_exit(0);
-}
-
-int
-deliverer_keep_fds(int *fds, size_t n, const char **error_r)
-{
-	size_t	 i;
-	int	 fd, relay, last;
-
-	/* glibc's syslog descriptor may be about to be reused. */
-	closelog();
-	/* The log relay, when there is one, goes along as 3 + n. */
-	relay = log_relay_get();
-	last = (int)(3 + n) + (relay != -1);
-	for (i = 0; i < n; i++) {
-		if ((fd = fcntl(fds[i], F_DUPFD_CLOEXEC, last)) == -1) {
-			*error_r = "fcntl(F_DUPFD_CLOEXEC) failed";
-			return -1;
-		}
-		fds[i] = fd;
-	}
-	if (relay != -1 &&
-	    (relay = fcntl(relay, F_DUPFD_CLOEXEC, last)) == -1) {
-		*error_r = "fcntl(F_DUPFD_CLOEXEC) failed";
-		return -1;
-	}
-	for (i = 0; i < n; i++) {
-		if (dup3(fds[i], (int)(3 + i), O_CLOEXEC) == -1) {
-			*error_r = "dup3 failed";
-			return -1;
-		}
-		fds[i] = (int)(3 + i);
-	}
-	if (relay != -1) {
-		if (dup3(relay, (int)(3 + n), O_CLOEXEC) == -1) {
-			*error_r = "dup3 failed";
-			return -1;
-		}
-		log_to_relay((int)(3 + n));
-	}
-	if (close_range((unsigned int)last, ~0U, 0) == -1) {
-		*error_r = "close_range failed";
-		return -1;
-	}
-	log_reconnect();
-	return 0;
 }
 
 int
@@ -291,7 +245,7 @@ deliverer_mbox_child(const struct deliver_req *req, const struct priv_user *u,
 		/* Neither the spool nor the deliverer's pipe goes along. */
 		keep[0] = 3;
 		keep[1] = p[1];
-		if (deliverer_keep_fds(keep, 2, &err) == -1)
+		if (priv_keep_fds(keep, 2, &err) == -1)
 			_exit(1);
 		deliverer_user_child(req, u, hostname);
 	}
@@ -565,7 +519,7 @@ deliverer_on_request(int fd, int events, void *arg)
 		/* The message (3), the result pipe (4), nothing else. */
 		keep[0] = msgfd;
 		keep[1] = p[1];
-		if (deliverer_keep_fds(keep, 2, &err) == -1)
+		if (priv_keep_fds(keep, 2, &err) == -1)
 			_exit(1);
 		if (!req.mbox)
 			deliverer_user_child(&req, &u, D.sd->hostname);

@@ -54,8 +54,10 @@
 #include "event.h"
 #include "fdpass.h"
 #include "fileio.h"
+#include "idrange.h"
 #include "listen.h"
 #include "log.h"
+#include "privbind.h"
 #include "privdrop.h"
 #include "proctitle.h"
 #include "tls.h"
@@ -103,6 +105,7 @@ struct mdomain {
 	struct mlisten		*ls;
 	size_t			 nls;
 	int			 pass[2];	/* wildcard: master, worker end */
+	int			 log[2];	/* log relay: master, domain end */
 	struct mchild		 worker, runner;
 	int			 retired;
 	/* The key files as checked, and their certificates' subjects. */
@@ -118,6 +121,7 @@ struct master {
 	struct mdomain		*retired;	/* stopping; freed once reaped */
 	struct mlisten		 any[6];	/* wildcard listeners */
 	size_t			 nany;
+	struct idpolicy		 policy;	/* ids each domain may use */
 	struct domain_table	 lookup;	/* shallow copies, for lookups */
 	struct mdomain		**lookup_md;
 	pid_t			 pid;
@@ -133,7 +137,7 @@ static struct mdomain *master_domain_load(const struct domain *,
 		    const struct smtpd_conf *, struct diag *);
 static void	master_domain_free(struct mdomain *);
 static int	master_load(const struct daemon_opts *, struct smtpd_conf *,
-		    struct mdomain **, struct diag *);
+		    struct idpolicy *, struct mdomain **, struct diag *);
 static void	master_bind_domain(struct mdomain *, struct mdomain *);
 static void	master_lookup_rebuild(void);
 static void	master_spawn(struct mchild *);
@@ -144,6 +148,7 @@ static void	master_sigterm(int, void *);
 static void	master_sighup(int, void *);
 static void	master_restart_cb(void *);
 static void	master_grace_cb(void *);
+static void	master_log_cb(int, int, void *);
 
 static const char *
 master_role_name(enum master_role r)
@@ -181,8 +186,10 @@ master_ident(struct mdomain *md, const struct smtpd_conf *c)
 	int				 r = 0;
 
 	buf_init(b, 1 << 20);
-	r |= buf_printf(b, "dir %s\nports %d %d %d any %d\n", md->vd.dir,
-	    c->port_smtp, c->port_submission, c->port_smtps, c->listen_any);
+	r |= buf_printf(b, "dir %s\nports %d %d %d any %d\nids %lu-%lu\n",
+	    md->vd.dir, c->port_smtp, c->port_submission, c->port_smtps,
+	    c->listen_any, (unsigned long)md->vd.id_first,
+	    (unsigned long)md->vd.id_last);
 	for (i = 0; i < md->vd.naddrs; i++)
 		r |= buf_printf(b, "addr %s\n", md->vd.addrs[i].text);
 	r |= buf_printf(b, "hostname %s\nmailbox %d\nspf %d\n",
@@ -242,6 +249,9 @@ master_domain_copy(struct domain *dst, const struct domain *src)
 	dst->dir = xstrdup(src->dir);
 	dst->name = xstrdup(src->name);
 	dst->naddrs = src->naddrs;
+	dst->id_first = src->id_first;
+	dst->id_last = src->id_last;
+	dst->id_line = src->id_line;
 	dst->addrs = xcalloc(src->naddrs ? src->naddrs : 1,
 	    sizeof(*dst->addrs));
 	if (src->naddrs > 0)
@@ -265,6 +275,7 @@ master_domain_load(const struct domain *vd, const struct smtpd_conf *c,
 
 	md = xcalloc(1, sizeof(*md));
 	md->pass[0] = md->pass[1] = -1;
+	md->log[0] = md->log[1] = -1;
 	md->worker.md = md->runner.md = md;
 	md->worker.role = MASTER_WORKER;
 	md->runner.role = MASTER_RUNNER;
@@ -323,6 +334,15 @@ master_domain_free(struct mdomain *md)
 	for (i = 0; i < 2; i++)
 		if (md->pass[i] != -1)
 			(void)close(md->pass[i]);
+	if (md->log[0] != -1) {
+		/* What the domain's last processes said, then the socket. */
+		(void)log_relay_read(md->log[0], md->sd.name);
+		if (m.loop != NULL)
+			(void)ev_del(m.loop, md->log[0]);
+		(void)close(md->log[0]);
+	}
+	if (md->log[1] != -1)
+		(void)close(md->log[1]);
 	if (m.loop != NULL) {
 		ev_timer_cancel(m.loop, &md->worker.restart);
 		ev_timer_cancel(m.loop, &md->runner.restart);
@@ -347,12 +367,13 @@ master_domain_free(struct mdomain *md)
  */
 static int
 master_load(const struct daemon_opts *o, struct smtpd_conf *c,
-    struct mdomain **list_r, struct diag *d)
+    struct idpolicy *policy, struct mdomain **list_r, struct diag *d)
 {
 	struct domain_table	 t;
 	struct mdomain		*md, **tail = list_r;
 	const char		*err;
 	size_t			 i;
+	int			 before;
 
 	*list_r = NULL;
 	if (smtpd_conf_load(c, o->global_conf, d) == -1)
@@ -363,6 +384,18 @@ master_load(const struct daemon_opts *o, struct smtpd_conf *c,
 	}
 	if (t.ndomains == 0)
 		diag_report(d, o->virtual_conf, 0, "no domains");
+	/* Ranges that overlap or hold host ids protect nothing: refuse. */
+	before = d->count;
+	if (idpolicy_build(policy, &t, IDPOLICY_HOST_PASSWD,
+	    IDPOLICY_HOST_GROUP, d, &err) == -1 || d->count > before) {
+		if (d->count == before)
+			diag_report(d, o->virtual_conf, 0, "%s", err);
+		idpolicy_free(policy);
+		domain_table_free(&t);
+		return -1;
+	}
+	/* Every account a domain names passes the policy (privbind.h). */
+	priv_policy_set(policy);
 	for (i = 0; i < t.ndomains; i++) {
 		if ((md = master_domain_load(&t.domains[i], c, d)) == NULL)
 			continue;
@@ -382,7 +415,7 @@ master_check(const struct daemon_opts *o)
 	const char		*s, *nl;
 	size_t			 i;
 
-	if (master_load(o, &c, &list, &d) == -1) {
+	if (master_load(o, &c, &m.policy, &list, &d) == -1) {
 		(void)fprintf(stderr, "%s: configuration has errors\n",
 		    SMTPD_NAME);
 		return 1;
@@ -680,6 +713,32 @@ master_bind_any(void)
 }
 
 /* The shallow domain table that wildcard accepts look addresses up in. */
+/*
+ * md's log relay (log.h): its processes log through the master, which
+ * names the domain for them.  Made once per domain; a replaced domain's
+ * processes keep the old one until they are gone.
+ */
+static void
+master_log_open(struct mdomain *md)
+{
+	if (log_relay_pair(md->log) == -1) {
+		log_warn("%s: log relay", md->sd.name);
+		md->log[0] = md->log[1] = -1;
+		return;
+	}
+	if (ev_add(m.loop, md->log[0], EV_READ, master_log_cb, md) == -1)
+		log_warn("%s: log relay", md->sd.name);
+}
+
+static void
+master_log_cb(int fd, int events, void *arg)
+{
+	struct mdomain	*md = arg;
+
+	(void)events;
+	(void)log_relay_read(fd, md->sd.name);
+}
+
 static void
 master_lookup_rebuild(void)
 {
@@ -760,17 +819,24 @@ master_child_close(struct mdomain *self, enum master_role role)
 	lists[1] = m.retired;
 	for (j = 0; j < 2; j++)
 		for (md = lists[j]; md != NULL; md = md->next) {
-			if (md == self && role == MASTER_WORKER) {
-				if (md->pass[0] != -1)
-					(void)close(md->pass[0]);
-				continue;
+			if (md == self) {
+				if (md->log[0] != -1)
+					(void)close(md->log[0]);
+				if (role == MASTER_WORKER) {
+					if (md->pass[0] != -1)
+						(void)close(md->pass[0]);
+					continue;
+				}
 			}
 			for (i = 0; i < md->nls; i++)
 				if (md->ls[i].fd != -1)
 					(void)close(md->ls[i].fd);
-			for (i = 0; i < 2; i++)
+			for (i = 0; i < 2; i++) {
 				if (md->pass[i] != -1)
 					(void)close(md->pass[i]);
+				if (md != self && md->log[i] != -1)
+					(void)close(md->log[i]);
+			}
 		}
 	for (i = 0; i < m.nany; i++)
 		(void)close(m.any[i].fd);
@@ -794,6 +860,11 @@ master_child(struct mchild *ch)
 	master_child_close(md, ch->role);
 	(void)signal(SIGPIPE, SIG_IGN);
 	log_set_domain(md->sd.name);
+	if (md->log[1] != -1)
+		log_to_relay(md->log[1]);
+	/* Every process of the domain: its ids only (privbind.h). */
+	if (priv_domain_bind(&m.policy, &md->vd, 0, &err) == -1)
+		fatalx("%s: %s", master_role_name(ch->role), err);
 	(void)snprintf(procname, sizeof(procname), "%s[%s]", SMTPD_NAME,
 	    master_role_name(ch->role));
 	log_set_procname(procname);
@@ -1076,6 +1147,7 @@ master_sighup(int signo, void *arg)
 	struct diag		 d = { master_diag_log, NULL, 0 };
 	struct mdomain		*old, *nlist = NULL, **tail = &nlist;
 	struct mdomain		*md, *cand, **pp, *start = NULL, **stail;
+	struct idpolicy		 policy;
 	const char		*err;
 	size_t			 i;
 	int			 kept = 0, added = 0, replaced = 0, removed = 0;
@@ -1113,6 +1185,20 @@ master_sighup(int signo, void *arg)
 		domain_table_free(&t);
 		return;
 	}
+	if (idpolicy_build(&policy, &t, IDPOLICY_HOST_PASSWD,
+	    IDPOLICY_HOST_GROUP, &d, &err) == -1 || d.count > 0) {
+		if (d.count == 0)
+			log_warnx("reload: %s", err);
+		log_warnx("reload: uid ranges have errors; configuration "
+		    "unchanged");
+		idpolicy_free(&policy);
+		domain_table_free(&t);
+		return;
+	}
+	/* Loads below, and children forked from now on, use the new one. */
+	idpolicy_free(&m.policy);
+	m.policy = policy;
+	priv_policy_set(&m.policy);
 
 	old = m.domains;
 	m.domains = NULL;
@@ -1162,6 +1248,7 @@ master_sighup(int signo, void *arg)
 		start = md->next;
 		md->next = NULL;
 		master_bind_domain(md, old);
+		master_log_open(md);
 		*tail = md;
 		tail = &md->next;
 	}
@@ -1201,7 +1288,7 @@ master_run(const struct daemon_opts *o)
 
 	memset(&m, 0, sizeof(m));
 	m.opts = *o;
-	if (master_load(o, &m.conf, &m.domains, &d) == -1) {
+	if (master_load(o, &m.conf, &m.policy, &m.domains, &d) == -1) {
 		log_warnx("fatal configuration errors; not starting");
 		return EX_CONFIG;
 	}
@@ -1224,6 +1311,7 @@ master_run(const struct daemon_opts *o)
 		fatalx("cannot listen on the wildcard addresses");
 	for (md = m.domains; md != NULL; md = md->next) {
 		master_bind_domain(md, NULL);
+		master_log_open(md);
 		n++;
 	}
 	master_lookup_rebuild();

@@ -576,7 +576,7 @@ runner_main(struct smtpd_domain *sd, const struct smtpd_conf *conf)
 	if (pid == 0) {
 		/* Into the root as run_as in one step, nothing else open. */
 		fd = sp[1];
-		if (deliverer_keep_fds(&fd, 1, &err) == -1 ||
+		if (priv_keep_fds(&fd, 1, &err) == -1 ||
 		    deliverer_enter(sd->vd->dir, &u, SIGTERM, &err) == -1)
 			fatalx("runner: %s", err);
 		explicit_bzero(&u, sizeof(u));
@@ -584,7 +584,7 @@ runner_main(struct smtpd_domain *sd, const struct smtpd_conf *conf)
 	}
 	explicit_bzero(&u, sizeof(u));
 	fd = sp[0];
-	if (deliverer_keep_fds(&fd, 1, &err) == -1)
+	if (priv_keep_fds(&fd, 1, &err) == -1)
 		fatalx("deliverer: %s", err);
 	proctitle_set("deliverer %s", sd->name);
 	deliverer_main(sd, &fd, 1, pid);

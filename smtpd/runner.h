@@ -165,14 +165,6 @@ void	deliver_spool_unlock(int spoolfd, const char *user,
 /* In a child of the deliverer: default signal handling, none blocked. */
 void	deliverer_child_signals(void);
 /*
- * In a new child: keep only the n descriptors in fds (and 0-2), moved
- * to 3, 4, ... in their order (fds is updated), and the log relay's if
- * there is one (as 3 + n); close every other with close_range, and
- * connect to syslog again if that is where lines go.  0, or -1 with
- * *error_r.
- */
-int	deliverer_keep_fds(int *fds, size_t n, const char **error_r);
-/*
  * In a child, outside the root: chroot into dir and become u in one
  * step (priv_enter_root), then no_new_privs and the death signal
  * deathsig.  Nothing in the root may be touched before.  0, or -1 with

@@ -42,12 +42,10 @@
 #include <sys/socket.h>
 
 #include <errno.h>
-#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <syslog.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -61,7 +59,6 @@
 
 #define SMTP_AUTH_MAGIC		"AUTH1"
 #define SMTP_AUTH_IPS		256	/* client addresses remembered */
-#define SMTP_AUTH_FD		3	/* the service's socket */
 
 struct auth_ip {
 	char		 ip[64];
@@ -248,31 +245,12 @@ auth_service(const struct smtpd_domain *sd, int fd)
 	}
 }
 
-/*
- * In the new service, first: keep only its socket (as SMTP_AUTH_FD)
- * and stdio, and reconnect to syslog, which is reachable: the service
- * is not chrooted.
- */
-static void
-auth_close_fds(int sock)
-{
-	int	 fd;
-
-	closelog();
-	if ((fd = fcntl(sock, F_DUPFD, SMTP_AUTH_FD + 1)) == -1 ||
-	    dup2(fd, SMTP_AUTH_FD) != SMTP_AUTH_FD)
-		_exit(1);
-	if (close_range(SMTP_AUTH_FD + 1, ~0U, 0) == -1)
-		_exit(1);
-	log_reconnect();
-}
-
 int
 smtp_auth_start(const struct smtpd_domain *sd)
 {
 	const char	*err;
 	pid_t		 pid, parent = getpid();
-	int		 sp[2];
+	int		 sp[2], fd;
 
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) == -1) {
 		log_warn("smtp auth: socketpair");
@@ -286,7 +264,9 @@ smtp_auth_start(const struct smtpd_domain *sd)
 	}
 	if (pid == 0) {
 		/* Not the listeners, the master's channel nor the client. */
-		auth_close_fds(sp[1]);
+		fd = sp[1];
+		if (priv_keep_fds(&fd, 1, &err) == -1)
+			_exit(1);
 		log_set_procname(SMTPD_NAME "[auth]");
 		proctitle_set("auth %s", sd->name);
 		if (prctl(PR_SET_PDEATHSIG, SIGKILL) == -1 ||
@@ -299,7 +279,7 @@ smtp_auth_start(const struct smtpd_domain *sd)
 			fatalx("smtp auth: %s", err);
 		if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == -1)
 			fatal("smtp auth: PR_SET_NO_NEW_PRIVS");
-		auth_service(sd, SMTP_AUTH_FD);
+		auth_service(sd, fd);
 	}
 	(void)close(sp[1]);
 	return sp[0];

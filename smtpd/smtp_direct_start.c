@@ -70,7 +70,7 @@ smtp_direct_start(struct smtpd_domain *sd, const int *close_fds,
 	}
 	if (pid == 0) {
 		/* Its own sockets, and nothing else of the worker's. */
-		if (deliverer_keep_fds(theirs, n, &err) == -1)
+		if (priv_keep_fds(theirs, n, &err) == -1)
 			fatalx("smtp direct delivery: %s", err);
 		sd->auth_fd = -1;
 		/* No private key stays here (freeing wipes it). */

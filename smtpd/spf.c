@@ -53,6 +53,7 @@
 #include "compat.h"
 #include "event.h"
 #include "log.h"
+#include "privdrop.h"
 #include "smtpd.h"
 #include "xmalloc.h"
 
@@ -391,8 +392,9 @@ static void	spf_client_restart_cb(void *);
 static int
 spf_client_spawn(struct spf_client *c)
 {
-	int	 sv[2];
-	pid_t	 pid;
+	const char	*err;
+	int		 sv[2], fd;
+	pid_t		 pid;
 
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == -1) {
 		log_warn("spf: socketpair");
@@ -406,11 +408,11 @@ spf_client_spawn(struct spf_client *c)
 	}
 	if (pid == 0) {
 		/* Keep stdio and our end only: no session's socket. */
-		if (dup2(sv[1], 3) == -1)
+		fd = sv[1];
+		if (priv_keep_fds(&fd, 1, &err) == -1)
 			_exit(1);
-		(void)close_range(4, ~0U, 0);
 		(void)prctl(PR_SET_PDEATHSIG, SIGKILL);
-		spf_child_main(3);
+		spf_child_main(fd);
 	}
 	(void)close(sv[1]);
 	if (fcntl(sv[0], F_SETFL, O_NONBLOCK) == -1 ||
