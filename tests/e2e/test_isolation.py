@@ -319,3 +319,55 @@ def test_no_process_holds_another_domains_key(env):
         assert found_own[a.root] > 0 and found_own[b.root] > 0, found_own
     finally:
         close_all(keep)
+
+
+def test_uid_of_another_domain_gets_nothing(env):
+    """alpha's administrator adds eve with beta's bob's uid: mail to
+    eve is not delivered (it waits in the queue), eve cannot log in
+    over POP3, and the refusals name the passwd file and line."""
+    a, b, smtpd, pop3d = setup(env)
+    stolen = b.uids["bob"]
+    with open(a.path("etc/passwd"), "a") as f:
+        f.write("eve:x:%d:%d:eve:/home/eve:/bin/sh\n" % (stolen, stolen))
+    with open(a.path("etc/shadow"), "a") as f:
+        f.write("eve:%s:19000:0:99999:7:::\n" %
+                vmtest.hash_password("eve-pw"))
+    line = len(open(a.path("etc/passwd")).read().splitlines())
+    home = a.path("home/eve")
+    for sub in ("", "/Maildir", "/Maildir/new", "/Maildir/cur",
+                "/Maildir/tmp"):
+        os.mkdir(home + sub, 0o700)
+        os.chown(home + sub, stolen, stolen)
+    where = r"%s/etc/passwd:%d: uid %d of eve" % (re.escape(a.root), line,
+                                                  stolen)
+    s = smtplib.SMTP(ALPHA, 25, timeout=20)
+    try:
+        s.sendmail("x@example.test", ["eve@alpha.test"],
+                   b"Subject: steal\r\n\r\nfor eve\r\n")
+    except smtplib.SMTPRecipientsRefused:
+        pass            # refused at RCPT: as good as not delivered
+    s.quit()
+    env.wait_for_log(smtpd, where, timeout=30)
+    env.wait_for_log(smtpd, r"to=<eve@alpha.test>.* status=deferred",
+                     timeout=30)
+    assert maildir_count(a, "eve") == 0
+    assert maildir_count(b, "bob") == 0
+    p = poplib.POP3(ALPHA, 110, timeout=20)
+    p.stls(context=ctx())
+    p.user("eve")
+    try:
+        p.pass_("eve-pw")
+        raise AssertionError("eve logged in with beta's uid")
+    except poplib.error_proto as e:
+        assert e.args[0].startswith(b"-ERR"), e
+    p.close()
+    env.wait_for_log(pop3d, where, timeout=20)
+    # bob of alpha, in range, still gets mail and logs in.
+    smtp_send(ALPHA, "bob@alpha.test", b"Subject: ok\r\n\r\nfine\r\n")
+    wait_until(lambda: maildir_count(a, "bob") == 1, what="bob's mail")
+    p = poplib.POP3(ALPHA, 110, timeout=20)
+    p.stls(context=ctx())
+    p.user("bob")
+    p.pass_("alpha-pw")
+    assert p.stat()[0] == 1
+    p.quit()
