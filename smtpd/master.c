@@ -808,41 +808,40 @@ master_accept(int fd, int events, void *arg)
 	}
 }
 
-/* In the new child: drop everything that belongs to others. */
+/*
+ * In the new child: keep only what is its own (the worker: its
+ * listeners and the master's channel; both: the log relay, which goes
+ * to the relay's descriptor in log.c), close every other descriptor
+ * with close_range, and point md at the new numbers.
+ */
 static void
-master_child_close(struct mdomain *self, enum master_role role)
+master_child_close(struct mdomain *md, enum master_role role)
 {
-	struct mdomain	*md, *lists[2];
-	size_t		 i, j;
+	const char	*err;
+	int		*fds;
+	size_t		 i, n = 0;
 
-	lists[0] = m.domains;
-	lists[1] = m.retired;
-	for (j = 0; j < 2; j++)
-		for (md = lists[j]; md != NULL; md = md->next) {
-			if (md == self) {
-				if (md->log[0] != -1)
-					(void)close(md->log[0]);
-				if (role == MASTER_WORKER) {
-					if (md->pass[0] != -1)
-						(void)close(md->pass[0]);
-					continue;
-				}
-			}
-			for (i = 0; i < md->nls; i++)
-				if (md->ls[i].fd != -1)
-					(void)close(md->ls[i].fd);
-			for (i = 0; i < 2; i++) {
-				if (md->pass[i] != -1)
-					(void)close(md->pass[i]);
-				if (md != self && md->log[i] != -1)
-					(void)close(md->log[i]);
-			}
-		}
-	for (i = 0; i < m.nany; i++)
-		(void)close(m.any[i].fd);
 	/* Closes the epoll and signal descriptors, restores the mask. */
 	ev_loop_free(m.loop);
 	m.loop = NULL;
+	if (md->log[1] != -1)
+		log_to_relay(md->log[1]);
+	fds = xcalloc(md->nls + 1, sizeof(*fds));
+	if (role == MASTER_WORKER) {
+		for (i = 0; i < md->nls; i++)
+			fds[n++] = md->ls[i].fd;
+		if (md->pass[1] != -1)
+			fds[n++] = md->pass[1];
+	}
+	if (priv_keep_fds(fds, n, &err) == -1)
+		fatalx("%s: %s", master_role_name(role), err);
+	n = 0;
+	for (i = 0; i < md->nls; i++)
+		md->ls[i].fd = role == MASTER_WORKER ? fds[n++] : -1;
+	md->pass[0] = md->log[0] = md->log[1] = -1;
+	if (md->pass[1] != -1)
+		md->pass[1] = role == MASTER_WORKER ? fds[n++] : -1;
+	free(fds);
 }
 
 static void
@@ -860,8 +859,6 @@ master_child(struct mchild *ch)
 	master_child_close(md, ch->role);
 	(void)signal(SIGPIPE, SIG_IGN);
 	log_set_domain(md->sd.name);
-	if (md->log[1] != -1)
-		log_to_relay(md->log[1]);
 	/* Every process of the domain: its ids only (privbind.h). */
 	if (priv_domain_bind(&m.policy, &md->vd, 0, &err) == -1)
 		fatalx("%s: %s", master_role_name(ch->role), err);
