@@ -76,13 +76,15 @@ VIRTUALD_SRCS = \
 # Everything of virtmail-pop3d but main(), so unit tests can link it.
 POP3D_LIB_SRCS = \
 	pop3d/auth.c \
+	pop3d/keycheck.c \
 	pop3d/login.c \
 	pop3d/mailbox.c \
 	pop3d/master.c \
 	pop3d/pop3_cmd.c \
 	pop3d/pop3_io.c \
 	pop3d/pop3_ipc.c \
-	pop3d/session.c
+	pop3d/session.c \
+	pop3d/spool.c
 
 POP3D_SRCS = \
 	pop3d/pop3d.c

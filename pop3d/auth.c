@@ -3,38 +3,52 @@
  * between the login process and the user's session.
  *
  * SECURITY
- *	auth_session_main() starts in a fresh child of the master, as
- *	root.  Before anything else it chroots into the domain's root
- *	(still root: it must read etc/shadow there), then forks the login
- *	process, which becomes the domain's run_as account before it
- *	reads the client.  This process never reads the network: its
- *	only input is one request per attempt from the login process,
- *	decoded exactly (pop3_ipc_decode) and re-checked here (the user
- *	name against the domain's own passwd; "@domain" against the
- *	domain's own names).  On success it waits for the login process
- *	to exit, then becomes the user (priv_drop: setgroups, setresgid,
- *	setresuid, checked) before the mailbox is opened.
+ *	auth_session_main() runs in a fresh child of the master (or under
+ *	inetd) as root and stays OUTSIDE the domain's root for the whole
+ *	session: its root directory is the host's /, so nothing inside a
+ *	domain's root is ever uid 0.  First it closes every descriptor but
+ *	the client's and its two socketpairs (close_range), then forks the
+ *	login process, then keeps only CAP_SETUID, CAP_SETGID and
+ *	CAP_SYS_CHROOT (to start the user's session), CAP_KILL (to end its
+ *	children) and CAP_CHOWN (to give the mbox rewrite's file to the
+ *	user), in the bounding set too, and sets no_new_privs.  It never
+ *	reads the network: its only input is one request per attempt from
+ *	the login process, decoded exactly (pop3_ipc_decode) and re-checked
+ *	here (the user name against the domain's own passwd; "@domain"
+ *	against the domain's own names).  The domain's etc/passwd and
+ *	etc/shadow are read by path under the domain's absolute directory
+ *	(common/privdrop.c, common/auth.c).  It holds no TLS key, ever.
  *
- *	TLS: when the domain has a certificate, the contexts (keys in
- *	memory, from the master) go to the login process, which does
- *	every handshake; this process frees its own copy right after
- *	that fork (OpenSSL wipes private key material when freeing), so
- *	the user's session, forked from here or become from here, holds
- *	no key.  Over TLS the session talks to the login process through
- *	a socketpair, never to the client's socket (login.c).
+ *	The login process: forked from here, still root outside the root,
+ *	it loads its own domain's certificates and keys (only for a domain
+ *	with TLS; common/tls.c opens them inside the root), closes what it
+ *	does not need, then chroots and becomes the domain's run_as account
+ *	in one step (priv_enter_root) with no_new_privs, and waits for
+ *	this process's "ready" before it reads the client.  No other
+ *	process of the session ever holds a key.
  *
- *	For an mbox only, a root parent stays behind the user's session:
- *	it holds the dotlock in the root-owned spool (the user cannot
- *	create or remove files there), refreshes it, and at the end
- *	renames the rewritten mailbox into place (fixed paths, the temp
- *	file checked to be the one it created) and removes the lock.
+ *	The user's session: after a success this process forks again; the
+ *	child keeps the client (or, over TLS, its socketpair to the login
+ *	process, which stays as the TLS proxy) and, for an mbox, the
+ *	rewrite's file, then chroots and becomes the user in one step with
+ *	no_new_privs.
+ *
+ *	mbox (the spool scheme shared with delivery, spool.c): this process
+ *	holds the dotlock through the spool directory's descriptor for the
+ *	whole session and refreshes it, creates USER.pop3tmp for the
+ *	session, and at the end renames it over USER only when the session
+ *	asked (exit status POP3_EXIT_COMMIT) and it is still the same file.
+ *	The session opens the mbox itself, as the user, with O_NOFOLLOW,
+ *	and holds an fcntl lock on it (mailbox.c).
  *
  *	auth_check(): the check of common/auth.c (crypt(3) for every
  *	attempt, a dummy hash for unknown users, constant-time compare);
  *	the password is wiped after use and never logged.
  *
  * DIAGNOSTICS
- *	"ID pop3 connect peer=A local=B", "ID pop3 auth ok user=U" ...
+ *	"ID pop3 connect peer=A local=B", "ID pop3 auth ok user=U",
+ *	"ID pop3 tls: ...: private key: REASON (in DIR)" when the domain's
+ *	keys do not load in the login process.
  */
 #include <sys/types.h>
 #include <sys/prctl.h>
@@ -43,6 +57,8 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include <linux/capability.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -50,6 +66,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <syslog.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -65,8 +82,8 @@
 #include "shadow.h"
 #include "tls.h"
 
-#define AUTH_LOCK_WAIT_MS	1000	/* a delivery holds it briefly */
 #define AUTH_LOCK_TOUCH		60	/* s; delivery calls 300 s stale */
+#define AUTH_KEEP_MAX		8	/* descriptors kept across close_range */
 
 /* The check itself is common/auth.c, shared with SMTP AUTH. */
 void
@@ -95,84 +112,156 @@ auth_refuse(int fd, const char *text)
 	(void)send(fd, text, strlen(text), MSG_NOSIGNAL);
 }
 
-static int
-auth_spool_path(char *dst, size_t size, const char *user, const char *sfx)
-{
-	int	 n;
-
-	n = snprintf(dst, size, "%s/%s%s", POP3_MBOX_DIR, user, sfx);
-	return n < 0 || (size_t)n >= size ? -1 : 0;
-}
-
 /*
- * The mbox dotlock, as deliver_local.c takes it: O_EXCL in the spool,
- * stale after DELIVER_LOCK_STALE.  0, 1 when in use, -1 on error.
+ * Keep fds[0..n) as 3, 4, ... (an entry of -1 stays -1), point 0 and 1
+ * at /dev/null (under inetd they are the client; under -d a terminal),
+ * keep 2, close everything else (listeners, the master's sockets, the
+ * syslog socket, which is connected again).  0, or -1 with *error_r.
  */
 static int
-auth_dotlock(const char *user)
+auth_fd_keep(int *fds, size_t n, const char **error_r)
 {
-	char		 lock[PATH_MAX], pid[32];
-	struct stat	 st;
-	int		 fd, n, waited = 0;
+	int	 hi[AUTH_KEEP_MAX], nul;
+	size_t	 i;
 
-	if (auth_spool_path(lock, sizeof(lock), user, ".lock") == -1)
+	if (n > AUTH_KEEP_MAX) {
+		*error_r = "too many descriptors to keep";
 		return -1;
-	for (;;) {
-		fd = open(lock, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
-		    O_CLOEXEC, 0600);
-		if (fd != -1)
-			break;
-		if (errno != EEXIST)
+	}
+	for (i = 0; i < n; i++) {
+		hi[i] = -1;
+		if (fds[i] != -1 && (hi[i] = fcntl(fds[i], F_DUPFD_CLOEXEC,
+		    3 + AUTH_KEEP_MAX)) == -1) {
+			*error_r = "fcntl F_DUPFD_CLOEXEC failed";
 			return -1;
-		if (lstat(lock, &st) == 0 &&
-		    st.st_mtime + DELIVER_LOCK_STALE < time(NULL)) {
-			(void)unlink(lock);
+		}
+	}
+	if ((nul = open("/dev/null", O_RDWR | O_CLOEXEC)) == -1 ||
+	    dup2(nul, 0) == -1 || dup2(nul, 1) == -1) {
+		*error_r = "cannot open /dev/null";
+		return -1;
+	}
+	if (nul > 2)
+		(void)close(nul);
+	for (i = 0; i < n; i++) {
+		if (hi[i] == -1) {
+			(void)close(3 + (int)i);
 			continue;
 		}
-		if (waited >= AUTH_LOCK_WAIT_MS)
-			return 1;
-		(void)usleep(50 * 1000);
-		waited += 50;
+		if (dup3(hi[i], 3 + (int)i, O_CLOEXEC) == -1) {
+			*error_r = "dup3 failed";
+			return -1;
+		}
+		fds[i] = 3 + (int)i;
 	}
-	n = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
-	(void)write_all(fd, pid, (size_t)n);
-	(void)close(fd);
+	closelog();
+	if (close_range(3 + (unsigned int)n, ~0U, 0) == -1) {
+		*error_r = "close_range failed";
+		return -1;
+	}
+	log_reconnect();
 	return 0;
 }
 
-/*
- * mbox: stay root behind the user's session; hold and refresh the
- * dotlock, then commit the rewrite or drop it.  Never returns.
- */
 static void
-auth_mbox_session(const char *id, const struct priv_user *u,
-    struct pop3_session_args *sa, pid_t proxy)
+auth_diag_log(void *ctx, const char *msg)
 {
-	char		 mbox[PATH_MAX], lock[PATH_MAX], tmp[PATH_MAX];
-	struct stat	 a, b;
+	log_warnx("%s pop3 tls: %s", (const char *)ctx, msg);
+}
+
+/*
+ * The login process: keys (its own domain's, as root outside the root),
+ * then chroot and run_as in one step.  Never returns.
+ */
+static void __attribute__((noreturn))
+auth_login_child(const struct smtpd_domain *sd, struct pop3_login_args *la,
+    const struct priv_user *runas, int has_tls)
+{
+	static const int	 keep[] = { CAP_SETGID, CAP_SETUID,
+				    CAP_SYS_CHROOT };
+	struct diag		 d = { auth_diag_log, NULL, 0 };
+	const char		*err;
+	int			 fds[3];
+	char			 go, id[16];
+	ssize_t			 n;
+
+	log_set_procname(POP3D_NAME "[login]");
+	fds[0] = la->fd;
+	fds[1] = la->auth_fd;
+	fds[2] = la->proxy_fd;
+	if (auth_fd_keep(fds, 3, &err) == -1)
+		fatalx("%s pop3 login: %s", la->id, err);
+	la->fd = fds[0];
+	la->auth_fd = fds[1];
+	la->proxy_fd = fds[2];
+	(void)strlcpy(id, la->id, sizeof(id));
+	d.ctx = id;
+	if (has_tls && (la->tls = tls_server_load(sd->vd->dir, sd->tls_pairs,
+	    sd->ntls_pairs, &d)) == NULL) {
+		log_warnx("%s pop3 tls: the domain's keys do not load; "
+		    "session refused", la->id);
+		if (!la->tls_implicit)
+			auth_refuse(la->fd, "-ERR [SYS/TEMP] service not "
+			    "available (TLS keys)\r\n");
+		_exit(1);
+	}
+	if (priv_limit_caps(keep, sizeof(keep) / sizeof(keep[0]), &err) ==
+	    -1 || priv_enter_root(sd->vd->dir, runas, &err) == -1)
+		fatalx("%s pop3 login: %s", la->id, err);
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == -1 ||
+	    prctl(PR_SET_PDEATHSIG, SIGKILL) == -1)
+		fatal("%s pop3 login: prctl", la->id);
+	/* The auth step has given up what it does not need: go. */
+	do {
+		n = recv(la->auth_fd, &go, 1, 0);
+	} while (n == -1 && errno == EINTR);
+	if (n != 1 || go != POP3_AUTH_READY)
+		_exit(1);
+	_exit(login_run(la));
+}
+
+/*
+ * The user's session: chroot and the user in one step.  Never returns.
+ */
+static void __attribute__((noreturn))
+auth_session_child(const struct smtpd_domain *sd, struct pop3_session_args *sa,
+    const struct priv_user *u, pid_t parent)
+{
+	const char	*err;
+	int		 fds[2];
+
+	log_set_procname(POP3D_NAME "[session]");
+	fds[0] = sa->fd;
+	fds[1] = sa->mbox_tmpfd;
+	if (auth_fd_keep(fds, 2, &err) == -1)
+		fatalx("%s pop3 session: %s", sa->id, err);
+	sa->fd = fds[0];
+	sa->mbox_tmpfd = fds[1];
+	if (priv_enter_root(sd->vd->dir, u, &err) == -1)
+		fatalx("%s pop3 session: %s", sa->id, err);
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == -1 ||
+	    prctl(PR_SET_PDEATHSIG, SIGKILL) == -1)
+		fatal("%s pop3 session: prctl", sa->id);
+	if (getppid() != parent)
+		_exit(1);
+	_exit(session_run(sa));
+}
+
+/*
+ * After a success: fork the session, wait for it (refreshing an mbox's
+ * dotlock), commit or drop an mbox rewrite, wait for the TLS proxy.
+ * Never returns.
+ */
+static void __attribute__((noreturn))
+auth_serve(const struct smtpd_domain *sd, struct pop3_session_args *sa,
+    const struct priv_user *u, int spoolfd, pid_t proxy)
+{
 	struct timespec	 ts;
 	sigset_t	 set, old;
 	const char	*err;
 	pid_t		 pid, w;
-	int		 tmpfd, sig, status = 0;
+	int		 sig, status = 0, commit;
 
-	if (auth_spool_path(mbox, sizeof(mbox), u->name, "") == -1 ||
-	    auth_spool_path(lock, sizeof(lock), u->name, ".lock") == -1 ||
-	    auth_spool_path(tmp, sizeof(tmp), u->name, ".pop3tmp") == -1)
-		_exit(1);
-	/* A leftover of a crash: ours to replace, we hold the lock. */
-	(void)unlink(tmp);
-	tmpfd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW, 0600);
-	if (tmpfd == -1 || fchown(tmpfd, u->uid, u->gid) == -1) {
-		log_warn("%s pop3 %s", id, tmp);
-		auth_refuse(sa->fd, "-ERR [SYS/TEMP] cannot prepare the "
-		    "mailbox\r\n");
-		(void)unlink(lock);
-		_exit(1);
-	}
-	sa->mbox_tmpfd = tmpfd;
-	sa->mailbox = mbox;
-	sa->mbox = 1;
 	/* Signals wait for sigtimedwait() below, not for a handler. */
 	(void)sigemptyset(&set);
 	(void)sigaddset(&set, SIGCHLD);
@@ -181,18 +270,14 @@ auth_mbox_session(const char *id, const struct priv_user *u,
 	(void)sigprocmask(SIG_BLOCK, &set, &old);
 	if ((pid = fork()) == -1) {
 		auth_refuse(sa->fd, "-ERR [SYS/TEMP] try again later\r\n");
-		(void)unlink(tmp);
-		(void)unlink(lock);
-		_exit(1);
-	}
-	if (pid == 0) {
+		status = -1;
+	} else if (pid == 0) {
 		(void)sigprocmask(SIG_SETMASK, &old, NULL);
-		if (priv_drop(u, &err) == -1)
-			fatalx("%s pop3 %s", id, err);
-		_exit(session_run(sa));
+		auth_session_child(sd, sa, u, getppid());
 	}
+	/* The session and the TLS proxy hold the connection now. */
 	(void)close(sa->fd);
-	for (;;) {
+	while (pid > 0) {
 		ts.tv_sec = AUTH_LOCK_TOUCH;
 		ts.tv_nsec = 0;
 		sig = sigtimedwait(&set, NULL, &ts);
@@ -202,19 +287,18 @@ auth_mbox_session(const char *id, const struct priv_user *u,
 		if (w == pid || (w == -1 && errno != EINTR))
 			break;
 		/* Still running: keep the lock fresh for delivery. */
-		if (sig == -1 && errno == EAGAIN)
-			(void)utimensat(AT_FDCWD, lock, NULL,
-			    AT_SYMLINK_NOFOLLOW);
+		if (spoolfd != -1 && sig == -1 && errno == EAGAIN)
+			spool_dotlock_touch(spoolfd, u->name);
 	}
-	if (WIFEXITED(status) && WEXITSTATUS(status) == POP3_EXIT_COMMIT &&
-	    fstat(tmpfd, &a) == 0 && lstat(tmp, &b) == 0 &&
-	    a.st_dev == b.st_dev && a.st_ino == b.st_ino) {
-		if (rename(tmp, mbox) == -1 || file_fsync_dir(mbox) == -1)
-			log_warn("%s pop3 rename %s", id, tmp);
-	} else
-		(void)unlink(tmp);
-	(void)close(tmpfd);
-	(void)unlink(lock);
+	if (spoolfd != -1) {
+		commit = pid > 0 && WIFEXITED(status) &&
+		    WEXITSTATUS(status) == POP3_EXIT_COMMIT;
+		if (sa->mbox_tmpfd != -1 && spool_tmp_finish(spoolfd, u->name,
+		    sa->mbox_tmpfd, commit, &err) == -1)
+			log_warnx("%s pop3 mailbox user=%s: %s", sa->id,
+			    u->name, err);
+		spool_dotlock_release(spoolfd, u->name);
+	}
 	/* The TLS proxy ends once the session's socket has closed. */
 	if (proxy > 0)
 		while (waitpid(proxy, &status, 0) == -1 && errno == EINTR)
@@ -224,10 +308,13 @@ auth_mbox_session(const char *id, const struct priv_user *u,
 
 void
 auth_session_main(struct smtpd_domain *sd, const struct pop3_conf *pc,
-    int fd, const struct sockaddr_storage *peer, int tls_implicit)
+    int fd, const struct sockaddr_storage *peer, int has_tls,
+    int tls_implicit)
 {
-	/* Root for the user's session, an mbox's lock; nothing else. */
-	static const int	 keep[] = PRIV_CAPS_MAILBOX;
+	/* Become the user (SETUID, SETGID, SYS_CHROOT), end children
+	 * (KILL), give the mbox rewrite's file to the user (CHOWN). */
+	static const int	 keep[] = { CAP_CHOWN, CAP_KILL, CAP_SETGID,
+				    CAP_SETUID, CAP_SYS_CHROOT };
 	struct pop3_login_args	 la;
 	struct pop3_session_args sa;
 	struct pop3_auth_req	*req;
@@ -236,15 +323,17 @@ auth_session_main(struct smtpd_domain *sd, const struct pop3_conf *pc,
 	struct sockaddr_storage	 local;
 	socklen_t		 llen = sizeof(local);
 	unsigned char		*msg;
-	const char		*err;
+	const char		*err = "out of memory";
 	char			 id[16], pa[64], lo[64], path[PATH_MAX], ans;
+	char			 mbox[PATH_MAX];
 	unsigned int		 rnd = 0;
 	ssize_t			 n;
 	pid_t			 lpid, proxy = -1;
-	int			 sp[2], pp[2] = { -1, -1 }, status, r;
+	int			 sp[2] = { -1, -1 }, pp[2] = { -1, -1 };
+	int			 fds[5], spoolfd = -1, status, r;
 
 	log_set_domain(sd->name);
-	log_set_procname(POP3D_NAME "[session]");
+	log_set_procname(POP3D_NAME "[auth]");
 	if (getrandom(&rnd, sizeof(rnd), 0) != sizeof(rnd))
 		rnd = (unsigned int)getpid() ^ (unsigned int)time(NULL);
 	(void)snprintf(id, sizeof(id), "%08x", rnd);
@@ -259,15 +348,28 @@ auth_session_main(struct smtpd_domain *sd, const struct pop3_conf *pc,
 	if (req == NULL || msg == NULL ||
 	    priv_lookup_user(sd->vd->dir, sd->run_as, &runas, &err) == -1 ||
 	    socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) == -1 ||
-	    (sd->tls != NULL && socketpair(AF_UNIX, SOCK_STREAM |
-	    SOCK_CLOEXEC, 0, pp) == -1) ||
-	    priv_enter_root(sd->vd->dir, NULL, &err) == -1 ||
-	    priv_limit_caps(keep, sizeof(keep) / sizeof(keep[0]), &err) ==
-	    -1) {
-		log_warnx("%s pop3 cannot start the session", id);
+	    (has_tls && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0,
+	    pp) == -1)) {
+		log_warnx("%s pop3 cannot start the session: %s", id, err);
 		auth_refuse(fd, "-ERR [SYS/TEMP] service not available\r\n");
 		_exit(1);
 	}
+	fds[0] = fd;
+	fds[1] = sp[0];
+	fds[2] = sp[1];
+	fds[3] = pp[0];
+	fds[4] = pp[1];
+	if (auth_fd_keep(fds, 5, &err) == -1) {
+		log_warnx("%s pop3 cannot start the session: %s", id, err);
+		auth_refuse(fds[0], "-ERR [SYS/TEMP] service not available"
+		    "\r\n");
+		_exit(1);
+	}
+	fd = fds[0];
+	sp[0] = fds[1];
+	sp[1] = fds[2];
+	pp[0] = fds[3];
+	pp[1] = fds[4];
 
 	memset(&la, 0, sizeof(la));
 	la.id = id;
@@ -277,7 +379,7 @@ auth_session_main(struct smtpd_domain *sd, const struct pop3_conf *pc,
 	la.timeout = pc->timeout;
 	la.auth_delay = pc->auth_delay;
 	la.failures_max = pc->auth_failures_max;
-	la.tls = sd->tls;
+	la.tls = NULL;			/* the login process loads them */
 	la.tls_implicit = tls_implicit;
 	la.allow_plaintext_auth = sd->allow_plaintext_auth;
 	la.proxy_fd = pp[1];
@@ -285,22 +387,24 @@ auth_session_main(struct smtpd_domain *sd, const struct pop3_conf *pc,
 		auth_refuse(fd, "-ERR [SYS/TEMP] service busy\r\n");
 		_exit(1);
 	}
-	if (lpid == 0) {
-		(void)close(sp[0]);
-		if (pp[0] != -1)
-			(void)close(pp[0]);
-		if (priv_drop(&runas, &err) == -1)
-			fatalx("%s pop3 login: %s", id, err);
-		(void)prctl(PR_SET_PDEATHSIG, SIGKILL);
-		log_set_procname(POP3D_NAME "[login]");
-		_exit(login_run(&la));
-	}
+	if (lpid == 0)
+		auth_login_child(sd, &la, &runas, has_tls);
 	(void)close(sp[1]);
 	if (pp[1] != -1)
 		(void)close(pp[1]);
-	/* Only the login process does TLS: no key stays here. */
-	tls_server_free(sd->tls);
-	sd->tls = NULL;
+	explicit_bzero(&runas, sizeof(runas));
+	/* Before the login process reads a byte: only what is needed. */
+	if (priv_limit_caps(keep, sizeof(keep) / sizeof(keep[0]), &err) ==
+	    -1 || prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == -1) {
+		log_warnx("%s pop3 cannot limit privileges: %s", id, err);
+		(void)kill(lpid, SIGKILL);
+		_exit(1);
+	}
+	ans = POP3_AUTH_READY;
+	if (send(sp[0], &ans, 1, MSG_NOSIGNAL) != 1) {
+		(void)waitpid(lpid, &status, 0);
+		_exit(0);
+	}
 
 	for (;;) {
 		do {
@@ -318,26 +422,36 @@ auth_session_main(struct smtpd_domain *sd, const struct pop3_conf *pc,
 			_exit(1);
 		}
 		explicit_bzero(msg, (size_t)n);
-		auth_check(sd, "", req->user, req->pass, &res);
+		auth_check(sd, sd->vd->dir, req->user, req->pass, &res);
 		explicit_bzero(req->pass, sizeof(req->pass));
 		ans = POP3_AUTH_FAIL;
 		if (res.ok) {
-			if (priv_lookup_user("", res.name, &u, &err) == -1) {
+			if (priv_lookup_user(sd->vd->dir, res.name, &u,
+			    &err) == -1) {
 				log_warnx("%s pop3 %s", id, err);
 				ans = POP3_AUTH_TEMP;
 			} else if (!sd->mailbox_mbox)
 				ans = POP3_AUTH_OK;
-			else if ((r = auth_dotlock(u.name)) == 0)
+			else if ((spoolfd = spool_open(sd->vd->dir, &err)) ==
+			    -1) {
+				log_warnx("%s pop3 %s", id, err);
+				ans = POP3_AUTH_TEMP;
+			} else if ((r = spool_dotlock(spoolfd, u.name)) == 0)
 				ans = POP3_AUTH_OK;
 			else {
 				ans = r == 1 ? POP3_AUTH_INUSE :
 				    POP3_AUTH_TEMP;
 				log_info("%s pop3 mailbox %s user=%s", id,
 				    r == 1 ? "in use" : "lock failed", u.name);
+				(void)close(spoolfd);
+				spoolfd = -1;
 			}
 		}
-		if (send(sp[0], &ans, 1, MSG_NOSIGNAL) != 1)
+		if (send(sp[0], &ans, 1, MSG_NOSIGNAL) != 1) {
+			if (spoolfd != -1)
+				spool_dotlock_release(spoolfd, u.name);
 			_exit(1);
+		}
 		if (ans == POP3_AUTH_OK)
 			break;
 	}
@@ -372,21 +486,29 @@ auth_session_main(struct smtpd_domain *sd, const struct pop3_conf *pc,
 	sa.timeout = pc->timeout;
 	sa.uid = u.uid;
 	sa.mbox_tmpfd = -1;
-	if (sd->mailbox_mbox)
-		auth_mbox_session(id, &u, &sa, proxy);
-	r = snprintf(path, sizeof(path), "%s/Maildir", u.home);
-	if (r < 0 || (size_t)r >= sizeof(path)) {
-		auth_refuse(fd, "-ERR [SYS/PERM] home directory too long\r\n");
-		_exit(1);
+	if (sd->mailbox_mbox) {
+		r = snprintf(mbox, sizeof(mbox), "%s/%s", POP3_MBOX_DIR,
+		    u.name);
+		if (r < 0 || (size_t)r >= sizeof(mbox) ||
+		    (sa.mbox_tmpfd = spool_tmp_create(spoolfd, u.name, u.uid,
+		    u.gid, &err)) == -1) {
+			log_warnx("%s pop3 %s", id, r < 0 || (size_t)r >=
+			    sizeof(mbox) ? "mailbox path too long" : err);
+			auth_refuse(fd, "-ERR [SYS/TEMP] cannot prepare the "
+			    "mailbox\r\n");
+			spool_dotlock_release(spoolfd, u.name);
+			_exit(1);
+		}
+		sa.mbox = 1;
+		sa.mailbox = mbox;
+	} else {
+		r = snprintf(path, sizeof(path), "%s/Maildir", u.home);
+		if (r < 0 || (size_t)r >= sizeof(path)) {
+			auth_refuse(fd, "-ERR [SYS/PERM] home directory too "
+			    "long\r\n");
+			_exit(1);
+		}
+		sa.mailbox = path;
 	}
-	sa.mailbox = path;
-	if (priv_drop(&u, &err) == -1)
-		fatalx("%s pop3 %s", id, err);
-	r = session_run(&sa);
-	/* Let the TLS proxy flush the last reply (it is our child). */
-	(void)close(fd);
-	if (proxy != -1)
-		while (waitpid(proxy, &status, 0) == -1 && errno == EINTR)
-			;
-	_exit(r);
+	auth_serve(sd, &sa, &u, spoolfd, proxy);
 }

@@ -47,6 +47,7 @@
 #define MAILBOX_MMAP_MIN	(1024 * 1024)	/* larger files are mapped */
 #define MAILBOX_MSG_SIZE_MAX	((uint64_t)1 << 34)
 #define MAILBOX_TMP_AGE		(36 * 3600)	/* s: tmp/ leftovers removed */
+#define MAILBOX_LOCK_TRIES	40		/* mbox fcntl lock, 50 ms apart */
 
 /* ---- wire form ---- */
 
@@ -516,6 +517,7 @@ mailbox_open_mbox(struct pop3_mailbox *mb, const char *path, uid_t uid,
 	struct stat	 st;
 	struct flock	 fl;
 	void		*p;
+	int		 tries;
 
 	memset(mb, 0, sizeof(*mb));
 	mb->mbox = 1;
@@ -538,14 +540,22 @@ mailbox_open_mbox(struct pop3_mailbox *mb, const char *path, uid_t uid,
 		*error_r = "mailbox is not a regular file owned by the user";
 		return -1;
 	}
+	/*
+	 * The fcntl lock as well as the dotlock the auth step holds
+	 * (Dovecot and Postfix take both), for the whole session; a writer
+	 * that honours only fcntl locks gets MAILBOX_LOCK_TRIES chances.
+	 */
 	memset(&fl, 0, sizeof(fl));
 	fl.l_type = F_WRLCK;
 	fl.l_whence = SEEK_SET;
-	if (fcntl(mb->fd, F_SETLK, &fl) == -1) {
-		if (errno == EAGAIN || errno == EACCES)
-			*inuse_r = 1;
-		*error_r = "mailbox is locked";
-		return -1;
+	for (tries = 0; fcntl(mb->fd, F_SETLK, &fl) == -1; tries++) {
+		if ((errno != EAGAIN && errno != EACCES) ||
+		    tries + 1 >= MAILBOX_LOCK_TRIES) {
+			*inuse_r = errno == EAGAIN || errno == EACCES;
+			*error_r = "mailbox is locked";
+			return -1;
+		}
+		(void)usleep(50 * 1000);
 	}
 	if (st.st_size == 0)
 		return 0;

@@ -9,11 +9,17 @@
  *	Runs as root, outside any chroot, and never reads a byte from the
  *	network: it accepts, asks the kernel which local address was hit,
  *	counts sessions per client address, and forks.  The session child
- *	closes every listener and chroots before anything else (auth.c).
- *	A domain whose configuration is broken is logged and skipped.
- *	Each domain's certificates and keys are loaded here, as root, from
- *	the same tls_cert/tls_key/tls_pair keys virtmail-smtpd reads
- *	(common/tls.c); a bad certificate keeps the domain from starting.
+ *	(the auth step, auth.c) closes every descriptor but its client's
+ *	with close_range before anything else.  A domain whose
+ *	configuration is broken is logged and skipped.
+ *	It never loads a private key, so no session process inherits
+ *	another domain's: it only checks that the tls_cert/tls_key/tls_pair
+ *	files exist inside the domain's root with an owner-only key mode
+ *	(tls_server_check_files), which decides that the domain has TLS.
+ *	At start, at reload and under -t a short-lived child loads each
+ *	domain's keys once to report a broken one with its file and reason
+ *	(keycheck.c); such a domain does not start.  Each session loads its
+ *	own domain's keys in its login process (auth.c).
  *
  * DIAGNOSTICS
  *	"starting: N domains", "no service for this address local=A",
@@ -68,6 +74,8 @@ struct pdomain {
 	struct smtpd_domain	 sd;
 	struct plisten		*ls;
 	size_t			 nls;
+	int			 has_tls;	/* keys checked, never loaded */
+	struct keycheck_result	 keys;
 };
 
 struct psession {
@@ -118,8 +126,6 @@ pm_domain_free(struct pdomain *md)
 			(void)close(md->ls[i].fd);
 		}
 	free(md->ls);
-	tls_server_free(md->sd.tls);
-	md->sd.tls = NULL;
 	smtpd_domain_free(&md->sd);
 	free(md->vd.dir);
 	free(md->vd.name);
@@ -127,9 +133,14 @@ pm_domain_free(struct pdomain *md)
 	free(md);
 }
 
+/*
+ * check_keys: load the keys once in a throwaway child (keycheck.c) to
+ * report a broken one now; inetd mode leaves that to the session's
+ * login process, which is the only process that loads them anyway.
+ */
 static struct pdomain *
 pm_domain_load(const struct domain *vd, const struct smtpd_conf *c,
-    struct diag *d)
+    struct diag *d, int check_keys)
 {
 	struct pdomain		*md;
 	struct priv_user	 u;
@@ -150,10 +161,16 @@ pm_domain_load(const struct domain *vd, const struct smtpd_conf *c,
 	}
 	if (smtpd_domain_load(&md->sd, &md->vd, c, d) == -1)
 		goto fail;
-	/* Keys are read here, as root, never by the session processes. */
-	if (md->sd.ntls_pairs > 0 && (md->sd.tls = tls_server_load(md->vd.dir,
-	    md->sd.tls_pairs, md->sd.ntls_pairs, d)) == NULL)
-		goto fail;
+	/* Never loaded here: a master holding keys would pass them on. */
+	if (md->sd.ntls_pairs > 0) {
+		if (tls_server_check_files(md->vd.dir, md->sd.tls_pairs,
+		    md->sd.ntls_pairs, d) == -1)
+			goto fail;
+		if (check_keys && keycheck_domain(md->vd.dir,
+		    md->sd.tls_pairs, md->sd.ntls_pairs, d, &md->keys) == -1)
+			goto fail;
+		md->has_tls = 1;
+	}
 	if (priv_lookup_user(md->vd.dir, md->sd.run_as, &u, &err) == -1) {
 		diag_report(d, md->vd.dir, 0, "run_as %s: %s", md->sd.run_as,
 		    err);
@@ -185,7 +202,7 @@ pm_load(const struct daemon_opts *o, struct smtpd_conf *sc,
 	if (t.ndomains == 0)
 		diag_report(d, o->virtual_conf, 0, "no domains");
 	for (i = 0; i < t.ndomains; i++) {
-		if ((md = pm_domain_load(&t.domains[i], sc, d)) == NULL)
+		if ((md = pm_domain_load(&t.domains[i], sc, d, 1)) == NULL)
 			continue;
 		*tail = md;
 		tail = &md->next;
@@ -223,13 +240,12 @@ pop3_master_check(const struct daemon_opts *o)
 		(void)printf("\n\thostname %s\n\tmailbox %s\n\trun_as %s\n",
 		    md->sd.hostname, md->sd.mailbox_mbox ? "mbox" :
 		    "maildir", md->sd.run_as);
-		if (md->sd.tls == NULL)
+		if (!md->has_tls)
 			(void)printf("\ttls none (no STLS, no port %d)\n",
 			    pc.port_tls);
-		for (i = 0; md->sd.tls != NULL &&
-		    tls_server_subject(md->sd.tls, i)[0] != '\0'; i++)
+		for (i = 0; i < md->keys.nsubjects; i++)
 			(void)printf("\ttls certificate %s\n",
-			    tls_server_subject(md->sd.tls, i));
+			    md->keys.subjects[i]);
 		pm_domain_free(md);
 	}
 	if (d.count > 0) {
@@ -288,19 +304,19 @@ pop3_master_inetd(const struct daemon_opts *o)
 		listen_inetd_linger();
 		return EX_UNAVAILABLE;
 	}
-	if ((md = pm_domain_load(vd, &sc, &d)) == NULL) {
+	if ((md = pm_domain_load(vd, &sc, &d, 0)) == NULL) {
 		(void)write_all(1, PM_CONF_ERROR, strlen(PM_CONF_ERROR));
 		listen_inetd_linger();
 		return EX_CONFIG;
 	}
 	/* The port says whether the client starts with a ClientHello. */
 	tls = pc.port_tls != 0 && pm_port(&ss) == pc.port_tls;
-	if (tls && md->sd.tls == NULL) {
+	if (tls && !md->has_tls) {
 		log_warnx("inetd: %s has no certificate for port %d",
 		    md->sd.name, pc.port_tls);
 		return EX_CONFIG;
 	}
-	auth_session_main(&md->sd, &pc, 0, &peer, tls);
+	auth_session_main(&md->sd, &pc, 0, &peer, md->has_tls, tls);
 }
 
 static int
@@ -327,7 +343,7 @@ pm_bind_domain(struct pdomain *md, struct pdomain *old)
 	md->ls = xcalloc(2 * md->vd.naddrs + 1, sizeof(*md->ls));
 	for (p = 0; p < 2; p++) {
 		port = p == 0 ? pm.pc.port : pm.pc.port_tls;
-		if (port == 0 || (p == 1 && md->sd.tls == NULL))
+		if (port == 0 || (p == 1 && !md->has_tls))
 			continue;
 		for (i = 0; i < md->vd.naddrs; i++) {
 			memset(&l, 0, sizeof(l));
@@ -396,20 +412,6 @@ pm_addr_key(const struct sockaddr_storage *ss, unsigned char *key)
 }
 
 static void
-pm_close_all(void)
-{
-	struct pdomain	*md;
-	size_t		 i;
-
-	for (md = pm.domains; md != NULL; md = md->next)
-		for (i = 0; i < md->nls; i++)
-			if (md->ls[i].fd != -1)
-				(void)close(md->ls[i].fd);
-	for (i = 0; i < pm.nany; i++)
-		(void)close(pm.any[i].fd);
-}
-
-static void
 pm_accept(int fd, int events, void *arg)
 {
 	struct plisten		*l = arg;
@@ -458,7 +460,7 @@ pm_accept(int fd, int events, void *arg)
 				continue;
 			}
 		}
-		if (l->tls && md->sd.tls == NULL) {
+		if (l->tls && !md->has_tls) {
 			/* No plaintext reply on a TLS port. */
 			log_info("%s: no certificate for port %d local "
 			    "address", md->sd.name, pm.pc.port_tls);
@@ -487,12 +489,15 @@ pm_accept(int fd, int events, void *arg)
 			continue;
 		}
 		if (pid == 0) {
-			pm_close_all();
-			/* Closes epoll and signalfd, restores the mask. */
+			/*
+			 * Closes epoll and signalfd, restores the mask; the
+			 * listeners and everything else but cfd go with
+			 * close_range in auth_session_main.
+			 */
 			ev_loop_free(pm.loop);
 			pm.loop = NULL;
 			auth_session_main(&md->sd, &pm.pc, cfd, &peer,
-			    l->tls);
+			    md->has_tls, l->tls);
 		}
 		(void)close(cfd);
 		if (pm.nsess == pm.capsess) {

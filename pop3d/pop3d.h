@@ -4,17 +4,24 @@
  * Processes (see docs/SECURITY.md):
  *	master	 root, not chrooted: reads the configuration, binds the
  *		 listeners, accepts, enforces the session limits and forks
- *		 one session per connection (master.c, pop3d.c)
- *	auth	 the session's first process: root, chrooted into the
- *		 domain; never reads the network.  Checks the password the
- *		 login process sends up against the domain's shadow, then
- *		 becomes the user (auth.c)
- *	login	 chrooted, the domain's run_as account: does TLS (STLS,
- *		 995) and speaks POP3 until the client has authenticated;
- *		 over TLS it then stays as the session's TLS proxy (login.c)
- *	session  the user's uid/gid from the domain's passwd: opens the
- *		 mailbox and serves TRANSACTION and UPDATE (session.c,
- *		 mailbox.c)
+ *		 one auth step per connection (master.c, pop3d.c); never
+ *		 loads a private key (a short-lived child checks them,
+ *		 keycheck.c)
+ *	auth	 the session's first process: root, NOT chrooted (its root
+ *		 directory is the host's /), only CAP_SETUID, SETGID,
+ *		 SYS_CHROOT, KILL and CHOWN, no_new_privs; never reads the
+ *		 network.  Checks the password the login process sends up
+ *		 against the domain's shadow, forks the user's session, and
+ *		 for an mbox holds the dotlock through the spool directory's
+ *		 descriptor (auth.c, spool.c)
+ *	login	 forked from auth: loads its own domain's TLS keys (only
+ *		 for a domain with TLS), then chroots and becomes the
+ *		 domain's run_as account in one step; does TLS (STLS, 995)
+ *		 and speaks POP3 until the client has authenticated; over
+ *		 TLS it then stays as the session's TLS proxy (login.c)
+ *	session  forked from auth: chroots and becomes the user in one
+ *		 step; opens the mailbox and serves TRANSACTION and UPDATE
+ *		 (session.c, mailbox.c)
  */
 #ifndef VIRTMAIL_POP3D_H
 #define VIRTMAIL_POP3D_H
@@ -46,6 +53,8 @@
 #define POP3_PROXY_BUF		16384	/* TLS proxy: bytes held each way */
 #define POP3_AUTH_PROXY		'P'	/* login → auth after POP3_AUTH_OK:
 					   "I stay on as the TLS proxy" */
+#define POP3_AUTH_READY		'R'	/* auth → login, once: privileges
+					   limited, the client may be read */
 
 /* ---- pop3_cmd.c: the command parser (pure; unit tested, fuzzed) ---- */
 
@@ -286,7 +295,7 @@ struct pop3_auth_result {
 
 /*
  * Check user/pass against root's etc/passwd and etc/shadow (root is
- * "" once chrooted): crypt(3) of the password against the user's hash,
+ * the domain's absolute directory: the auth step is not chrooted): crypt(3) of the password against the user's hash,
  * or against a dummy hash of the same kind for an unknown, locked or
  * malformed account, so both cost the same; the result compared in
  * constant time.  "bob@alpha.test" is accepted when the domain is one
@@ -295,14 +304,62 @@ struct pop3_auth_result {
 void	auth_check(const struct smtpd_domain *sd, const char *root,
 	    const char *user, const char *pass, struct pop3_auth_result *res);
 /*
- * The whole session, in a fresh child of the master (root, not yet
- * chrooted): login process, password check, then the session as the
- * user.  Never returns.
+ * The whole session, in a fresh child of the master (root, not
+ * chrooted, holding no key): login process, password check, then the
+ * session as the user.  has_tls: the domain has certificates (the login
+ * process loads them).  Never returns.
  */
 void	auth_session_main(struct smtpd_domain *sd,
 	    const struct pop3_conf *pc, int fd,
-	    const struct sockaddr_storage *peer, int tls_implicit)
-	    __attribute__((noreturn));
+	    const struct sockaddr_storage *peer, int has_tls,
+	    int tls_implicit) __attribute__((noreturn));
+
+/* ---- spool.c: the mbox spool's directory, as root outside the root ---- */
+
+/*
+ * The spool directory of the domain root dir (var/spool/mail, resolved
+ * inside dir), refused unless a directory owned by root and closed to
+ * group and others.  The descriptor, or -1 with *error_r.
+ */
+int	spool_open(const char *dir, const char **error_r);
+/* Take USER.lock in sfd: 0, 1 when held by another, -1 on error. */
+int	spool_dotlock(int sfd, const char *user);
+/* Keep USER.lock fresh (older than DELIVER_LOCK_STALE is stale). */
+void	spool_dotlock_touch(int sfd, const char *user);
+void	spool_dotlock_release(int sfd, const char *user);
+/*
+ * Create USER.pop3tmp (replacing a leftover), owned by uid/gid, with
+ * the mode of USER when USER is the user's.  The descriptor (read and
+ * write), or -1 with *error_r.
+ */
+int	spool_tmp_create(int sfd, const char *user, uid_t uid, gid_t gid,
+	    const char **error_r);
+/*
+ * When USER.pop3tmp is still the file tmpfd refers to: rename it over
+ * USER and fsync the spool (commit), or remove it.  0, or -1 with
+ * *error_r.
+ */
+int	spool_tmp_finish(int sfd, const char *user, int tmpfd, int commit,
+	    const char **error_r);
+
+/* ---- keycheck.c: a domain's keys, loaded once in a throwaway child ---- */
+
+struct tls_pair;
+struct diag;
+
+struct keycheck_result {
+	char		 subjects[8][256];	/* TLS_PAIRS_MAX */
+	size_t		 nsubjects;
+	int		 problems;
+};
+
+/*
+ * Load dir's pairs in a child that exits at once; its problems are
+ * reported through d (file and reason), the subjects returned in res.
+ * 0, or -1 when any key or certificate is unusable.
+ */
+int	keycheck_domain(const char *dir, const struct tls_pair *p, size_t n,
+	    struct diag *d, struct keycheck_result *res);
 
 /* ---- master.c ---- */
 
