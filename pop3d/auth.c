@@ -366,6 +366,13 @@ auth_session_main(struct smtpd_domain *sd, const struct pop3_conf *pc,
 		_exit(1);
 	}
 	fd = fds[0];
+	/* As accept4() gives it in daemon mode; inetd's may block, and a
+	 * blocking SSL_read would stall the TLS proxy (login.c). */
+	if ((r = fcntl(fd, F_GETFL)) == -1 ||
+	    fcntl(fd, F_SETFL, r | O_NONBLOCK) == -1) {
+		log_warn("%s pop3 client socket O_NONBLOCK", id);
+		_exit(1);
+	}
 	sp[0] = fds[1];
 	sp[1] = fds[2];
 	pp[0] = fds[3];

@@ -187,11 +187,11 @@ def test_session_privileges(env):
     want = a.uids["bob"]
     assert (want, os.path.realpath(a.root)) in pids, pids
 
-    # Before login, the privileged step is root inside the root with
-    # only what it needs (common/privdrop.h, PRIV_CAPS_MAILBOX).
+    # Before login: the privileged step is root OUTSIDE the root, with
+    # only what it needs; inside the root nothing is root.
     s = socket.create_connection((ALPHA, PORT), timeout=5)
     s.recv(100)
-    caps = []
+    seen = []
     for name in os.listdir("/proc"):
         try:
             if "virtmail-pop3d" not in open("/proc/%s/cmdline" % name,
@@ -202,15 +202,20 @@ def test_session_privileges(env):
                 st = f.read()
         except OSError:
             continue
-        if root != os.path.realpath(a.root) or \
-                not re.search(r"^Uid:\s+0\s", st, re.M):
+        if int(re.search(r"^PPid:\s+(\d+)", st, re.M).group(1)) != \
+                p.popen.pid and root != os.path.realpath(a.root):
             continue
-        caps.append([int(re.search(r"^%s:\s+(\S+)" % k, st, re.M).group(1),
-                         16) for k in ("CapEff", "CapPrm", "CapBnd")])
+        uid = int(re.search(r"^Uid:\s+(\d+)", st, re.M).group(1))
+        seen.append((root, uid, [int(re.search(r"^%s:\s+(\S+)" % k, st,
+                                                re.M).group(1), 16)
+                                 for k in ("CapEff", "CapPrm", "CapBnd")]))
     s.close()
-    # CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_KILL, CAP_SETGID, CAP_SETUID.
-    want_caps = (1 << 0) | (1 << 1) | (1 << 5) | (1 << 6) | (1 << 7)
-    assert caps == [[want_caps] * 3], caps
+    # CAP_CHOWN, CAP_KILL, CAP_SETGID, CAP_SETUID, CAP_SYS_CHROOT.
+    want_caps = (1 << 0) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 18)
+    assert ("/", 0, [want_caps] * 3) in seen, seen
+    inside = [x for x in seen if x[0] == os.path.realpath(a.root)]
+    assert inside and all(x[1] == a.uids["virtmail"] and x[2][:2] == [0, 0]
+                          for x in inside), seen
 
 
 def test_capa_auth_plain_pipelining(env):
