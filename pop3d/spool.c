@@ -6,10 +6,10 @@
  * SECURITY
  *	Runs in the auth step: root, outside every domain root, with only
  *	CAP_CHOWN of the file capabilities.  The spool directory is never
- *	named by a host path: spool_open() opens the domain root with
- *	O_PATH, then var/spool/mail beneath it with openat2
- *	(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS: a symlink planted inside
- *	the root resolves inside it), and refuses a spool that is not a
+ *	named by a host path: spool_open() opens var/spool/mail with
+ *	file_open_in_root (openat2 RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS
+ *	from the domain root: a symlink planted inside the root resolves
+ *	inside it), and refuses a spool that is not a
  *	directory owned by root and closed to group and others, so no
  *	user can add, remove or swap names in it.  Every later operation
  *	is relative to that descriptor, with O_NOFOLLOW / AT_SYMLINK_
@@ -23,9 +23,6 @@
  */
 #include <sys/types.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
-
-#include <linux/openat2.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -71,29 +68,19 @@ spool_name(char *dst, size_t size, const char *user, const char *sfx)
 int
 spool_open(const char *dir, const char **error_r)
 {
-	struct open_how	 how;
 	struct stat	 st;
-	int		 rfd, fd;
+	int		 fd;
 
-	if ((rfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC)) == -1) {
-		*error_r = spool_error("open %s: %s", dir, strerror(errno));
-		return -1;
-	}
-	memset(&how, 0, sizeof(how));
-	how.flags = O_RDONLY | O_DIRECTORY | O_CLOEXEC;
-	how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
-	fd = (int)syscall(SYS_openat2, rfd, POP3_MBOX_DIR + 1, &how,
-	    sizeof(how));
-	(void)close(rfd);
-	if (fd == -1) {
-		*error_r = spool_error("openat2 %s%s: %s", dir, POP3_MBOX_DIR,
-		    strerror(errno));
+	if ((fd = file_open_in_root(dir, POP3_MBOX_DIR, O_RDONLY |
+	    O_DIRECTORY)) == -1) {
+		*error_r = spool_error("open %s inside %s: %s", POP3_MBOX_DIR,
+		    dir, strerror(errno));
 		return -1;
 	}
 	if (fstat(fd, &st) == -1 || !S_ISDIR(st.st_mode) || st.st_uid != 0 ||
 	    (st.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
-		*error_r = spool_error("%s%s: not a directory owned by root "
-		    "and closed to group and others", dir, POP3_MBOX_DIR);
+		*error_r = spool_error("%s inside %s: not a directory owned by "
+		    "root and closed to group and others", POP3_MBOX_DIR, dir);
 		(void)close(fd);
 		return -1;
 	}
