@@ -91,7 +91,8 @@ POP3D_SRCS = \
 
 POP3D_UNIT_TESTS = \
 	pop3_cmd \
-	pop3_mailbox
+	pop3_mailbox \
+	pop3_spool
 
 # Everything of virtmail-smtpd but main(), so unit tests can link it.
 SMTPD_LIB_SRCS = \
