@@ -6,13 +6,14 @@
  *
  * SECURITY
  *	Runs chrooted into the domain as the domain's run_as account,
- *	from before the first byte is read until the session ends: the
- *	network parser never runs as root.  It holds no secret but the
- *	password being typed, which it hands to the auth process over a
- *	socketpair (pop3_ipc.c) and wipes, and the domain's TLS contexts
- *	(inherited from the master; no key file is opened here).  The
- *	auth process decides; a compromised login process can only lie
- *	about its own client.  After POP3_AUTH_OK in the clear it exits
+ *	with no capability and no_new_privs, from before the first byte
+ *	is read until the session ends: the network parser never runs as
+ *	root.  It holds no secret but the password being typed, which it
+ *	hands to the auth process over a socketpair (pop3_ipc.c) and
+ *	wipes, and its own domain's TLS contexts, which this process
+ *	loaded itself just before it entered the root (auth.c); no other
+ *	domain's key was ever in its memory.  The auth process decides;
+ *	a compromised login process can only lie about its own client.  After POP3_AUTH_OK in the clear it exits
  *	without writing, so the session owns the connection from then
  *	on; over TLS it stays as a byte pump between the TLS connection
  *	and the session's socketpair, so the session, running as the

@@ -4,7 +4,9 @@
  *
  * SECURITY
  *	Runs as the user (uid/gid from the domain's passwd), chrooted
- *	into the domain; no privilege is left to lose.  Commands are
+ *	into the domain, with no capability and no_new_privs, forked from
+ *	the auth step, which never held a key: no privilege and no
+ *	secret but the user's own mail.  Commands are
  *	parsed by pop3_cmd_parse(); message numbers are checked against
  *	the listing taken at login.  A dropped connection or a timeout
  *	deletes nothing (RFC 1939 §6).
