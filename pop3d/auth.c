@@ -31,7 +31,8 @@
  *	child keeps the client (or, over TLS, its socketpair to the login
  *	process, which stays as the TLS proxy) and, for an mbox, the
  *	rewrite's file, then chroots and becomes the user in one step with
- *	no_new_privs.
+ *	no_new_privs.  Both log through the domain's relay (the master's
+ *	socket, which stamps the domain) when there is one.
  *
  *	mbox (the spool scheme shared with delivery, spool.c): this process
  *	holds the dotlock through the spool directory's descriptor for the
@@ -175,13 +176,13 @@ auth_diag_log(void *ctx, const char *msg)
  */
 static void __attribute__((noreturn))
 auth_login_child(const struct smtpd_domain *sd, struct pop3_login_args *la,
-    const struct priv_user *runas, int has_tls)
+    const struct priv_user *runas, int has_tls, int relay)
 {
 	static const int	 keep[] = { CAP_SETGID, CAP_SETUID,
 				    CAP_SYS_CHROOT };
 	struct diag		 d = { auth_diag_log, NULL, 0 };
 	const char		*err;
-	int			 fds[3];
+	int			 fds[4];
 	char			 go, id[16];
 	ssize_t			 n;
 
@@ -189,11 +190,13 @@ auth_login_child(const struct smtpd_domain *sd, struct pop3_login_args *la,
 	fds[0] = la->fd;
 	fds[1] = la->auth_fd;
 	fds[2] = la->proxy_fd;
-	if (auth_fd_keep(fds, 3, &err) == -1)
+	fds[3] = relay;
+	if (auth_fd_keep(fds, 4, &err) == -1)
 		fatalx("%s pop3 login: %s", la->id, err);
 	la->fd = fds[0];
 	la->auth_fd = fds[1];
 	la->proxy_fd = fds[2];
+	relay = fds[3];
 	(void)strlcpy(id, la->id, sizeof(id));
 	d.ctx = id;
 	if (has_tls && (la->tls = tls_server_load(sd->vd->dir, sd->tls_pairs,
@@ -205,6 +208,9 @@ auth_login_child(const struct smtpd_domain *sd, struct pop3_login_args *la,
 			    "available (TLS keys)\r\n");
 		_exit(1);
 	}
+	/* From here on the master stamps the domain on every line. */
+	if (relay != -1)
+		log_to_relay(relay);
 	if (priv_limit_caps(keep, sizeof(keep) / sizeof(keep[0]), &err) ==
 	    -1 || priv_enter_root(sd->vd->dir, runas, &err) == -1)
 		fatalx("%s pop3 login: %s", la->id, err);
@@ -225,18 +231,21 @@ auth_login_child(const struct smtpd_domain *sd, struct pop3_login_args *la,
  */
 static void __attribute__((noreturn))
 auth_session_child(const struct smtpd_domain *sd, struct pop3_session_args *sa,
-    const struct priv_user *u, pid_t parent)
+    const struct priv_user *u, pid_t parent, int relay)
 {
 	const char	*err;
-	int		 fds[2];
+	int		 fds[3];
 
 	log_set_procname(POP3D_NAME "[session]");
 	fds[0] = sa->fd;
 	fds[1] = sa->mbox_tmpfd;
-	if (auth_fd_keep(fds, 2, &err) == -1)
+	fds[2] = relay;
+	if (auth_fd_keep(fds, 3, &err) == -1)
 		fatalx("%s pop3 session: %s", sa->id, err);
 	sa->fd = fds[0];
 	sa->mbox_tmpfd = fds[1];
+	if (fds[2] != -1)
+		log_to_relay(fds[2]);
 	if (priv_enter_root(sd->vd->dir, u, &err) == -1)
 		fatalx("%s pop3 session: %s", sa->id, err);
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == -1 ||
@@ -254,7 +263,7 @@ auth_session_child(const struct smtpd_domain *sd, struct pop3_session_args *sa,
  */
 static void __attribute__((noreturn))
 auth_serve(const struct smtpd_domain *sd, struct pop3_session_args *sa,
-    const struct priv_user *u, int spoolfd, pid_t proxy)
+    const struct priv_user *u, int spoolfd, pid_t proxy, int relay)
 {
 	struct timespec	 ts;
 	sigset_t	 set, old;
@@ -273,7 +282,7 @@ auth_serve(const struct smtpd_domain *sd, struct pop3_session_args *sa,
 		status = -1;
 	} else if (pid == 0) {
 		(void)sigprocmask(SIG_SETMASK, &old, NULL);
-		auth_session_child(sd, sa, u, getppid());
+		auth_session_child(sd, sa, u, getppid(), relay);
 	}
 	/* The session and the TLS proxy hold the connection now. */
 	(void)close(sa->fd);
@@ -308,8 +317,7 @@ auth_serve(const struct smtpd_domain *sd, struct pop3_session_args *sa,
 
 void
 auth_session_main(struct smtpd_domain *sd, const struct pop3_conf *pc,
-    int fd, const struct sockaddr_storage *peer, int has_tls,
-    int tls_implicit)
+    const struct pop3_conn *conn)
 {
 	/* Become the user (SETUID, SETGID, SYS_CHROOT), end children
 	 * (KILL), give the mbox rewrite's file to the user (CHOWN). */
@@ -330,8 +338,10 @@ auth_session_main(struct smtpd_domain *sd, const struct pop3_conf *pc,
 	ssize_t			 n;
 	pid_t			 lpid, proxy = -1;
 	int			 sp[2] = { -1, -1 }, pp[2] = { -1, -1 };
-	int			 fds[5], spoolfd = -1, status, r;
+	int			 fds[6], spoolfd = -1, status, r, fd, relay;
+	int			 has_tls = conn->has_tls;
 
+	fd = conn->fd;
 	log_set_domain(sd->name);
 	log_set_procname(POP3D_NAME "[auth]");
 	if (getrandom(&rnd, sizeof(rnd), 0) != sizeof(rnd))
@@ -340,7 +350,8 @@ auth_session_main(struct smtpd_domain *sd, const struct pop3_conf *pc,
 	if (getsockname(fd, (struct sockaddr *)&local, &llen) == -1)
 		memset(&local, 0, sizeof(local));
 	log_info("%s pop3 connect peer=%s local=%s", id,
-	    domain_addr_text((const struct sockaddr *)peer, pa, sizeof(pa)),
+	    domain_addr_text((const struct sockaddr *)&conn->peer, pa,
+	    sizeof(pa)),
 	    domain_addr_text((struct sockaddr *)&local, lo, sizeof(lo)));
 
 	req = calloc(1, sizeof(*req));
@@ -359,7 +370,8 @@ auth_session_main(struct smtpd_domain *sd, const struct pop3_conf *pc,
 	fds[2] = sp[1];
 	fds[3] = pp[0];
 	fds[4] = pp[1];
-	if (auth_fd_keep(fds, 5, &err) == -1) {
+	fds[5] = conn->relay_fd;
+	if (auth_fd_keep(fds, 6, &err) == -1) {
 		log_warnx("%s pop3 cannot start the session: %s", id, err);
 		auth_refuse(fds[0], "-ERR [SYS/TEMP] service not available"
 		    "\r\n");
@@ -377,6 +389,7 @@ auth_session_main(struct smtpd_domain *sd, const struct pop3_conf *pc,
 	sp[1] = fds[2];
 	pp[0] = fds[3];
 	pp[1] = fds[4];
+	relay = fds[5];
 
 	memset(&la, 0, sizeof(la));
 	la.id = id;
@@ -387,7 +400,7 @@ auth_session_main(struct smtpd_domain *sd, const struct pop3_conf *pc,
 	la.auth_delay = pc->auth_delay;
 	la.failures_max = pc->auth_failures_max;
 	la.tls = NULL;			/* the login process loads them */
-	la.tls_implicit = tls_implicit;
+	la.tls_implicit = conn->tls_implicit;
 	la.allow_plaintext_auth = sd->allow_plaintext_auth;
 	la.proxy_fd = pp[1];
 	if ((lpid = fork()) == -1) {
@@ -395,7 +408,7 @@ auth_session_main(struct smtpd_domain *sd, const struct pop3_conf *pc,
 		_exit(1);
 	}
 	if (lpid == 0)
-		auth_login_child(sd, &la, &runas, has_tls);
+		auth_login_child(sd, &la, &runas, has_tls, relay);
 	(void)close(sp[1]);
 	if (pp[1] != -1)
 		(void)close(pp[1]);
@@ -517,5 +530,5 @@ auth_session_main(struct smtpd_domain *sd, const struct pop3_conf *pc,
 		}
 		sa.mailbox = path;
 	}
-	auth_serve(sd, &sa, &u, spoolfd, proxy);
+	auth_serve(sd, &sa, &u, spoolfd, proxy, relay);
 }

@@ -76,6 +76,7 @@ struct pdomain {
 	size_t			 nls;
 	int			 has_tls;	/* keys checked, never loaded */
 	struct keycheck_result	 keys;
+	int			 relay[2];	/* log relay: ours, the domain's */
 };
 
 struct psession {
@@ -126,6 +127,12 @@ pm_domain_free(struct pdomain *md)
 			(void)close(md->ls[i].fd);
 		}
 	free(md->ls);
+	if (md->relay[0] != -1) {
+		if (pm.loop != NULL)
+			(void)ev_del(pm.loop, md->relay[0]);
+		(void)close(md->relay[0]);
+		(void)close(md->relay[1]);
+	}
 	smtpd_domain_free(&md->sd);
 	free(md->vd.dir);
 	free(md->vd.name);
@@ -147,6 +154,7 @@ pm_domain_load(const struct domain *vd, const struct smtpd_conf *c,
 	const char		*err;
 
 	md = xcalloc(1, sizeof(*md));
+	md->relay[0] = md->relay[1] = -1;
 	md->vd.dir = xstrdup(vd->dir);
 	md->vd.name = xstrdup(vd->name);
 	md->vd.naddrs = vd->naddrs;
@@ -277,6 +285,7 @@ pop3_master_inetd(const struct daemon_opts *o)
 	struct domain_table	 t;
 	struct pdomain		*md;
 	struct diag		 d = { pm_diag_log, NULL, 0 };
+	struct pop3_conn	 conn;
 	const struct domain	*vd;
 	const char		*err;
 	char			 a[64];
@@ -316,7 +325,14 @@ pop3_master_inetd(const struct daemon_opts *o)
 		    md->sd.name, pc.port_tls);
 		return EX_CONFIG;
 	}
-	auth_session_main(&md->sd, &pc, 0, &peer, md->has_tls, tls);
+	memset(&conn, 0, sizeof(conn));
+	conn.fd = 0;
+	conn.peer = peer;
+	conn.has_tls = md->has_tls;
+	conn.tls_implicit = tls;
+	/* No master to relay: the session's processes keep syslog. */
+	conn.relay_fd = -1;
+	auth_session_main(&md->sd, &pc, &conn);
 }
 
 static int
@@ -326,6 +342,42 @@ pm_ss_equal(const struct plisten *a, const struct plisten *b)
 }
 
 static void	pm_accept(int, int, void *);
+
+/* A line from one of md's processes: stamped with md's name. */
+static void
+pm_relay(int fd, int events, void *arg)
+{
+	struct pdomain	*md = arg;
+
+	(void)events;
+	(void)log_relay_read(fd, md->sd.name);
+}
+
+/*
+ * md's log relay, taken over from the domain of the same root in old
+ * (a reload: live sessions keep logging), else a new one.
+ */
+static void
+pm_relay_domain(struct pdomain *md, struct pdomain *old)
+{
+	struct pdomain	*o;
+
+	for (o = old; o != NULL; o = o->next)
+		if (o->relay[0] != -1 && strcmp(o->vd.dir, md->vd.dir) == 0) {
+			(void)ev_del(pm.loop, o->relay[0]);
+			md->relay[0] = o->relay[0];
+			md->relay[1] = o->relay[1];
+			o->relay[0] = o->relay[1] = -1;
+			break;
+		}
+	if (md->relay[0] == -1 && log_relay_pair(md->relay) == -1) {
+		log_warn("%s: log relay", md->sd.name);
+		md->relay[0] = md->relay[1] = -1;
+		return;
+	}
+	if (ev_add(pm.loop, md->relay[0], EV_READ, pm_relay, md) == -1)
+		fatal("ev_add");
+}
 
 /* Listeners for md, taking over equal ones from old (a reload):
  * pop3_port, and pop3s_port when the domain has a certificate. */
@@ -415,6 +467,7 @@ static void
 pm_accept(int fd, int events, void *arg)
 {
 	struct plisten		*l = arg;
+	struct pop3_conn	 conn;
 	struct sockaddr_storage	 ss, peer;
 	socklen_t		 sslen, plen;
 	const struct domain	*vd;
@@ -496,8 +549,13 @@ pm_accept(int fd, int events, void *arg)
 			 */
 			ev_loop_free(pm.loop);
 			pm.loop = NULL;
-			auth_session_main(&md->sd, &pm.pc, cfd, &peer,
-			    md->has_tls, l->tls);
+			memset(&conn, 0, sizeof(conn));
+			conn.fd = cfd;
+			conn.peer = peer;
+			conn.has_tls = md->has_tls;
+			conn.tls_implicit = l->tls;
+			conn.relay_fd = md->relay[1];
+			auth_session_main(&md->sd, &pm.pc, &conn);
 		}
 		(void)close(cfd);
 		if (pm.nsess == pm.capsess) {
@@ -577,6 +635,7 @@ pm_sighup(int signo, void *arg)
 	old = pm.domains;
 	pm.domains = list;
 	for (md = list; md != NULL; md = md->next) {
+		pm_relay_domain(md, old);
 		pm_bind_domain(md, old);
 		n++;
 	}
@@ -636,6 +695,7 @@ pop3_master_run(const struct daemon_opts *o)
 		pm.nany++;
 	}
 	for (md = pm.domains; md != NULL; md = md->next) {
+		pm_relay_domain(md, NULL);
 		pm_bind_domain(md, NULL);
 		n++;
 	}

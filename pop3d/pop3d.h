@@ -303,16 +303,25 @@ struct pop3_auth_result {
  */
 void	auth_check(const struct smtpd_domain *sd, const char *root,
 	    const char *user, const char *pass, struct pop3_auth_result *res);
+/* One accepted connection, as the master hands it to the auth step. */
+struct pop3_conn {
+	int			 fd;		/* the client */
+	struct sockaddr_storage	 peer;
+	int			 has_tls;	/* the domain has certificates;
+						   the login process loads them */
+	int			 tls_implicit;	/* pop3s_port: handshake first */
+	int			 relay_fd;	/* the domain's log relay (the
+						   master's); -1 under inetd */
+};
+
 /*
  * The whole session, in a fresh child of the master (root, not
  * chrooted, holding no key): login process, password check, then the
- * session as the user.  has_tls: the domain has certificates (the login
- * process loads them).  Never returns.
+ * session as the user.  Never returns.
  */
 void	auth_session_main(struct smtpd_domain *sd,
-	    const struct pop3_conf *pc, int fd,
-	    const struct sockaddr_storage *peer, int has_tls,
-	    int tls_implicit) __attribute__((noreturn));
+	    const struct pop3_conf *pc, const struct pop3_conn *conn)
+	    __attribute__((noreturn));
 
 /* ---- spool.c: the mbox spool's directory, as root outside the root ---- */
 

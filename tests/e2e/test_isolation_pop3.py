@@ -209,6 +209,38 @@ def _check_tree(top, master, doms, keys, expect):
     return byname
 
 
+def _fds(pid):
+    """{fd: link} of pid."""
+    out = {}
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            out[int(fd)] = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+        except OSError:
+            pass
+    return out
+
+
+def _check_fds(byname):
+    """Daemon mode: inside a root, 0-2 are /dev/null and the only
+    sockets are the client (or the proxy's pair), the auth step's pair,
+    and the domain's log relay: no host syslog socket, no listener."""
+    for name, procs in byname.items():
+        for role, pid in procs:
+            if role == "auth":
+                continue
+            fds = _fds(pid)
+            assert all(fds.get(i) == "/dev/null" for i in (0, 1, 2)), \
+                (name, role, fds)
+            socks = [v for v in fds.values() if v.startswith("socket:")]
+            # login: client, the auth step's pair (closed once it is
+            # the TLS proxy, fd 4), proxy pair, relay; session: client
+            # or proxy pair, relay.
+            want = 2
+            if role == "login":
+                want = 4 if 4 in fds else 3
+            assert len(socks) == want, (name, role, pid, fds)
+
+
 def _pop3s(ip):
     return poplib.POP3_SSL(ip, 995, timeout=10, context=ctx())
 
@@ -243,6 +275,11 @@ def test_daemon_processes_and_keys(env):
         ("beta.test", "login"): 2, ("beta.test", "session"): 1})
     assert sorted(r for r, _ in byname["alpha.test"]) == \
         ["auth", "auth", "login", "login", "session"], byname
+    _check_fds(byname)
+    # Their lines reach the log through the master, stamped with their
+    # domain: the session's login line names alpha.test.
+    env.wait_for_log(p, r"virtmail-pop3d\[session\]\[\d+\]: domain=alpha\.test "
+                     r"\S+ pop3 login user=bob messages=3")
 
     # mbox: the dotlock is root's, in the root-owned spool; the session
     # (the user) holds an fcntl write lock on the mailbox.
