@@ -76,7 +76,6 @@ VIRTUALD_SRCS = \
 # Everything of virtmail-pop3d but main(), so unit tests can link it.
 POP3D_LIB_SRCS = \
 	pop3d/auth.c \
-	pop3d/keycheck.c \
 	pop3d/login.c \
 	pop3d/mailbox.c \
 	pop3d/master.c \

@@ -175,13 +175,6 @@ tls_files_check(const char *dir, const struct tls_pair *p, size_t n,
 	return d->count > before ? -1 : 0;
 }
 
-int
-tls_server_check_files(const char *dir, const struct tls_pair *p, size_t n,
-    struct diag *d)
-{
-	return tls_files_check(dir, p, n, NULL, d);
-}
-
 /* The DNS names of x (subjectAltName, else the CN), comma-separated. */
 static void
 tls_cert_names(X509 *x, char *dst, size_t size)

@@ -46,15 +46,6 @@ struct file_id;
  */
 struct tls_server *tls_server_load(const char *dir, const struct tls_pair *p,
 	    size_t n, struct diag *d);
-/*
- * Without reading them: check that each pair's files exist under root
- * dir as regular files (looked up as if chrooted there) and that the
- * keys are readable by their owner only.  For a process that must not
- * hold keys but decides whether a domain has TLS (a pop3d master).
- * Every problem is reported through d with the file at fault.  0 or -1.
- */
-int	tls_server_check_files(const char *dir, const struct tls_pair *p,
-	    size_t n, struct diag *d);
 void	tls_server_free(struct tls_server *t);
 /*
  * Without reading a byte of them: open each file of the pairs inside

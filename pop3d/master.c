@@ -15,10 +15,10 @@
  *	It never loads a private key, so no session process inherits
  *	another domain's: it only checks that the tls_cert/tls_key/tls_pair
  *	files exist inside the domain's root with an owner-only key mode
- *	(tls_server_check_files), which decides that the domain has TLS.
+ *	(tls_files_check), which decides that the domain has TLS.
  *	At start, at reload and under -t a short-lived child loads each
  *	domain's keys once to report a broken one with its file and reason
- *	(keycheck.c); such a domain does not start.  Each session loads its
+ *	(tls_server_check); such a domain does not start.  Each session loads its
  *	own domain's keys in its login process (auth.c).
  *
  * DIAGNOSTICS
@@ -47,6 +47,7 @@
 #include "log.h"
 #include "pop3d.h"
 #include "privdrop.h"
+#include "proctitle.h"
 #include "tls.h"
 #include "xmalloc.h"
 
@@ -75,7 +76,8 @@ struct pdomain {
 	struct plisten		*ls;
 	size_t			 nls;
 	int			 has_tls;	/* keys checked, never loaded */
-	struct keycheck_result	 keys;
+	struct buf		 subjects;	/* from the key check, a line
+						   each */
 	int			 relay[2];	/* log relay: ours, the domain's */
 };
 
@@ -127,6 +129,7 @@ pm_domain_free(struct pdomain *md)
 			(void)close(md->ls[i].fd);
 		}
 	free(md->ls);
+	buf_free(&md->subjects);
 	if (md->relay[0] != -1) {
 		if (pm.loop != NULL)
 			(void)ev_del(pm.loop, md->relay[0]);
@@ -140,8 +143,22 @@ pm_domain_free(struct pdomain *md)
 	free(md);
 }
 
+/* The key check's problems, each prefixed with the domain's root. */
+struct pm_dir_diag {
+	struct diag	*d;
+	const char	*dir;
+};
+
+static void
+pm_diag_dir(void *ctx, const char *msg)
+{
+	struct pm_dir_diag	*dd = ctx;
+
+	diag_report(dd->d, dd->dir, 0, "%s", msg);
+}
+
 /*
- * check_keys: load the keys once in a throwaway child (keycheck.c) to
+ * check_keys: load the keys once in a throwaway child (tls_check.c) to
  * report a broken one now; inetd mode leaves that to the session's
  * login process, which is the only process that loads them anyway.
  */
@@ -149,12 +166,15 @@ static struct pdomain *
 pm_domain_load(const struct domain *vd, const struct smtpd_conf *c,
     struct diag *d, int check_keys)
 {
+	struct pm_dir_diag	 dd;
+	struct diag		 kd = { pm_diag_dir, &dd, 0 };
 	struct pdomain		*md;
 	struct priv_user	 u;
 	const char		*err;
 
 	md = xcalloc(1, sizeof(*md));
 	md->relay[0] = md->relay[1] = -1;
+	buf_init(&md->subjects, 0);
 	md->vd.dir = xstrdup(vd->dir);
 	md->vd.name = xstrdup(vd->name);
 	md->vd.naddrs = vd->naddrs;
@@ -171,11 +191,14 @@ pm_domain_load(const struct domain *vd, const struct smtpd_conf *c,
 		goto fail;
 	/* Never loaded here: a master holding keys would pass them on. */
 	if (md->sd.ntls_pairs > 0) {
-		if (tls_server_check_files(md->vd.dir, md->sd.tls_pairs,
-		    md->sd.ntls_pairs, d) == -1)
+		dd.d = d;
+		dd.dir = md->vd.dir;
+		if (tls_files_check(md->vd.dir, md->sd.tls_pairs,
+		    md->sd.ntls_pairs, NULL, d) == -1)
 			goto fail;
-		if (check_keys && keycheck_domain(md->vd.dir,
-		    md->sd.tls_pairs, md->sd.ntls_pairs, d, &md->keys) == -1)
+		if (check_keys && tls_server_check(md->vd.dir,
+		    md->sd.tls_pairs, md->sd.ntls_pairs, &md->subjects,
+		    &kd) == -1)
 			goto fail;
 		md->has_tls = 1;
 	}
@@ -226,6 +249,7 @@ pop3_master_check(const struct daemon_opts *o)
 	struct pop3_conf	 pc;
 	struct pdomain		*list, *md, *next;
 	struct diag		 d = { pm_diag_print, NULL, 0 };
+	const char		*line, *nl;
 	size_t			 i;
 
 	if (pm_load(o, &sc, &pc, &list, &d) == -1) {
@@ -251,9 +275,13 @@ pop3_master_check(const struct daemon_opts *o)
 		if (!md->has_tls)
 			(void)printf("\ttls none (no STLS, no port %d)\n",
 			    pc.port_tls);
-		for (i = 0; i < md->keys.nsubjects; i++)
-			(void)printf("\ttls certificate %s\n",
-			    md->keys.subjects[i]);
+		for (line = md->subjects.data; line != NULL && *line != '\0';
+		    line = nl + 1) {
+			if ((nl = strchr(line, '\n')) == NULL)
+				break;
+			(void)printf("\ttls certificate %.*s\n",
+			    (int)(nl - line), line);
+		}
 		pm_domain_free(md);
 	}
 	if (d.count > 0) {
@@ -666,6 +694,7 @@ pop3_master_run(const struct daemon_opts *o)
 		    "do not start", d.count, d.count == 1 ? "" : "s");
 	if (!o->debug && daemon(0, 0) == -1)
 		fatal("daemon");
+	proctitle_set("master");
 	(void)signal(SIGPIPE, SIG_IGN);
 	if ((pm.loop = ev_loop_new()) == NULL)
 		fatal("ev_loop_new");

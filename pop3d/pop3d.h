@@ -6,7 +6,7 @@
  *		 listeners, accepts, enforces the session limits and forks
  *		 one auth step per connection (master.c, pop3d.c); never
  *		 loads a private key (a short-lived child checks them,
- *		 keycheck.c)
+ *		 tls_server_check)
  *	auth	 the session's first process: root, NOT chrooted (its root
  *		 directory is the host's /), only CAP_SETUID, SETGID,
  *		 SYS_CHROOT, KILL and CHOWN, no_new_privs; never reads the
@@ -350,25 +350,6 @@ int	spool_tmp_create(int sfd, const char *user, uid_t uid, gid_t gid,
  */
 int	spool_tmp_finish(int sfd, const char *user, int tmpfd, int commit,
 	    const char **error_r);
-
-/* ---- keycheck.c: a domain's keys, loaded once in a throwaway child ---- */
-
-struct tls_pair;
-struct diag;
-
-struct keycheck_result {
-	char		 subjects[8][256];	/* TLS_PAIRS_MAX */
-	size_t		 nsubjects;
-	int		 problems;
-};
-
-/*
- * Load dir's pairs in a child that exits at once; its problems are
- * reported through d (file and reason), the subjects returned in res.
- * 0, or -1 when any key or certificate is unusable.
- */
-int	keycheck_domain(const char *dir, const struct tls_pair *p, size_t n,
-	    struct diag *d, struct keycheck_result *res);
 
 /* ---- master.c ---- */
 
