@@ -80,6 +80,7 @@
 #include "passwd.h"
 #include "pop3d.h"
 #include "privdrop.h"
+#include "proctitle.h"
 #include "shadow.h"
 #include "tls.h"
 
@@ -187,6 +188,7 @@ auth_login_child(const struct smtpd_domain *sd, struct pop3_login_args *la,
 	ssize_t			 n;
 
 	log_set_procname(POP3D_NAME "[login]");
+	proctitle_set("login %s", sd->name);
 	fds[0] = la->fd;
 	fds[1] = la->auth_fd;
 	fds[2] = la->proxy_fd;
@@ -237,6 +239,7 @@ auth_session_child(const struct smtpd_domain *sd, struct pop3_session_args *sa,
 	int		 fds[3];
 
 	log_set_procname(POP3D_NAME "[session]");
+	proctitle_set("session %s", sd->name);
 	fds[0] = sa->fd;
 	fds[1] = sa->mbox_tmpfd;
 	fds[2] = relay;
@@ -344,6 +347,7 @@ auth_session_main(struct smtpd_domain *sd, const struct pop3_conf *pc,
 	fd = conn->fd;
 	log_set_domain(sd->name);
 	log_set_procname(POP3D_NAME "[auth]");
+	proctitle_set("auth %s", sd->name);
 	if (getrandom(&rnd, sizeof(rnd), 0) != sizeof(rnd))
 		rnd = (unsigned int)getpid() ^ (unsigned int)time(NULL);
 	(void)snprintf(id, sizeof(id), "%08x", rnd);

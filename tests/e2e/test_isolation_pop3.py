@@ -189,6 +189,13 @@ def _check_tree(top, master, doms, keys, expect):
                 if procs[c][1]["ppid"] == pid and procs[c][0] in roots]
         assert len(set(kids)) == 1, (pid, kids)
         byname[kids[0]].append(("auth", pid))
+    # ps names each process's role and domain.
+    for name, procs in byname.items():
+        for role, pid in procs:
+            with open("/proc/%d/cmdline" % pid, "rb") as f:
+                title = f.read().split(b"\0")[0].decode(errors="replace")
+            assert title == "virtmail-pop3d: %s %s" % (role, name), \
+                (pid, title)
     # Keys: each domain's processes hold none of the other's; its
     # login processes hold its own, nobody else does.
     for d in doms:
