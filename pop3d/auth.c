@@ -15,7 +15,11 @@
  *	reads the network: its only input is one request per attempt from
  *	the login process, decoded exactly (pop3_ipc_decode) and re-checked
  *	here (the user name against the domain's own passwd; "@domain"
- *	against the domain's own names).  The domain's etc/passwd and
+ *	against the domain's own names).  Before its first lookup it is
+ *	bound to its domain's ids (priv_domain_bind: lookups refuse an
+ *	account outside the domain's range, of the host or of another
+ *	domain, and with a declared range a seccomp filter holds every
+ *	set*id of this process and its children to it).  The domain's etc/passwd and
  *	etc/shadow are read by path under the domain's absolute directory
  *	(common/privdrop.c, common/auth.c).  It holds no TLS key, ever.
  *
@@ -79,6 +83,7 @@
 #include "log.h"
 #include "passwd.h"
 #include "pop3d.h"
+#include "privbind.h"
 #include "privdrop.h"
 #include "proctitle.h"
 #include "shadow.h"
@@ -358,6 +363,16 @@ auth_session_main(struct smtpd_domain *sd, const struct pop3_conf *pc,
 	    sizeof(pa)),
 	    domain_addr_text((struct sockaddr *)&local, lo, sizeof(lo)));
 
+	/*
+	 * Bound to this domain for good: every lookup below refuses an
+	 * account outside its ids, and with a declared range the kernel
+	 * lets no process of this session switch to another id.
+	 */
+	if (priv_domain_bind(conn->pol, sd->vd, 0, &err) == -1) {
+		log_warnx("%s pop3 cannot bind to the domain: %s", id, err);
+		auth_refuse(fd, "-ERR [SYS/TEMP] service not available\r\n");
+		_exit(1);
+	}
 	req = calloc(1, sizeof(*req));
 	msg = malloc(POP3_IPC_MAX);
 	if (req == NULL || msg == NULL ||

@@ -43,9 +43,11 @@
 #include "domain.h"
 #include "event.h"
 #include "fileio.h"
+#include "idrange.h"
 #include "listen.h"
 #include "log.h"
 #include "pop3d.h"
+#include "privbind.h"
 #include "privdrop.h"
 #include "proctitle.h"
 #include "tls.h"
@@ -95,6 +97,7 @@ static struct {
 	struct plisten		 any[4];
 	size_t			 nany;
 	struct domain_table	 lookup;
+	struct idpolicy		*pol;		/* uid/gid ranges, per load */
 	struct pdomain		**lookup_md;
 	struct psession		*sess;
 	size_t			 nsess, capsess;
@@ -213,9 +216,47 @@ pm_domain_load(const struct domain *vd, const struct smtpd_conf *c,
 	return NULL;
 }
 
+/* The id policy of t; NULL when it cannot be built or t is in error. */
+static struct idpolicy *
+pm_policy(const struct domain_table *t, struct diag *d)
+{
+	struct idpolicy	*p;
+	const char	*err;
+	int		 before = d->count;
+
+	p = xcalloc(1, sizeof(*p));
+	if (idpolicy_build(p, t, IDPOLICY_HOST_PASSWD, IDPOLICY_HOST_GROUP, d,
+	    &err) == -1) {
+		diag_report(d, IDPOLICY_HOST_PASSWD, 0, "id policy: %s", err);
+		free(p);
+		return NULL;
+	}
+	/* Ranges in error: nothing could be held to them. */
+	if (d->count > before) {
+		idpolicy_free(p);
+		free(p);
+		return NULL;
+	}
+	return p;
+}
+
+static void
+pm_policy_free(struct idpolicy *p)
+{
+	if (p != NULL) {
+		idpolicy_free(p);
+		free(p);
+	}
+}
+
+/*
+ * Read everything.  *pol_r: the id policy, set as this process's for
+ * the lookups (run_as) and left set; the caller frees or keeps it.
+ */
 static int
 pm_load(const struct daemon_opts *o, struct smtpd_conf *sc,
-    struct pop3_conf *pc, struct pdomain **list_r, struct diag *d)
+    struct pop3_conf *pc, struct pdomain **list_r, struct idpolicy **pol_r,
+    struct diag *d)
 {
 	struct domain_table	 t;
 	struct pdomain		*md, **tail = list_r;
@@ -223,6 +264,7 @@ pm_load(const struct daemon_opts *o, struct smtpd_conf *sc,
 	size_t			 i;
 
 	*list_r = NULL;
+	*pol_r = NULL;
 	if (smtpd_conf_load(sc, o->global_conf, d) == -1 ||
 	    smtpd_conf_load_pop3(pc, o->global_conf, d) == -1)
 		return -1;
@@ -230,6 +272,11 @@ pm_load(const struct daemon_opts *o, struct smtpd_conf *sc,
 		diag_report(d, o->virtual_conf, 0, "%s", err);
 		return -1;
 	}
+	if ((*pol_r = pm_policy(&t, d)) == NULL) {
+		domain_table_free(&t);
+		return -1;
+	}
+	priv_policy_set(*pol_r);
 	if (t.ndomains == 0)
 		diag_report(d, o->virtual_conf, 0, "no domains");
 	for (i = 0; i < t.ndomains; i++) {
@@ -248,15 +295,18 @@ pop3_master_check(const struct daemon_opts *o)
 	struct smtpd_conf	 sc;
 	struct pop3_conf	 pc;
 	struct pdomain		*list, *md, *next;
+	struct idpolicy		*pol;
 	struct diag		 d = { pm_diag_print, NULL, 0 };
 	const char		*line, *nl;
 	size_t			 i;
 
-	if (pm_load(o, &sc, &pc, &list, &d) == -1) {
+	if (pm_load(o, &sc, &pc, &list, &pol, &d) == -1) {
 		(void)fprintf(stderr, "%s: configuration has errors\n",
 		    POP3D_NAME);
 		return 1;
 	}
+	priv_policy_set(NULL);
+	pm_policy_free(pol);
 	(void)printf("listen %s pop3_port %d pop3s_port %d\n",
 	    pc.listen_any ? "any" : "per-address", pc.port, pc.port_tls);
 	(void)printf("limits sessions %u per_ip %u timeout %us "
@@ -314,6 +364,7 @@ pop3_master_inetd(const struct daemon_opts *o)
 	struct pdomain		*md;
 	struct diag		 d = { pm_diag_log, NULL, 0 };
 	struct pop3_conn	 conn;
+	struct idpolicy		*pol;
 	const struct domain	*vd;
 	const char		*err;
 	char			 a[64];
@@ -333,6 +384,13 @@ pop3_master_inetd(const struct daemon_opts *o)
 		listen_inetd_linger();
 		return EX_CONFIG;
 	}
+	if ((pol = pm_policy(&t, &d)) == NULL) {
+		log_warnx("inetd: uid ranges in error, refusing to serve");
+		(void)write_all(1, PM_CONF_ERROR, strlen(PM_CONF_ERROR));
+		listen_inetd_linger();
+		return EX_CONFIG;
+	}
+	priv_policy_set(pol);
 	if ((vd = domain_lookup_addr(&t, (struct sockaddr *)&ss, sslen)) ==
 	    NULL) {
 		log_warnx("inetd: no service for address %s",
@@ -360,6 +418,7 @@ pop3_master_inetd(const struct daemon_opts *o)
 	conn.tls_implicit = tls;
 	/* No master to relay: the session's processes keep syslog. */
 	conn.relay_fd = -1;
+	conn.pol = pol;
 	auth_session_main(&md->sd, &pc, &conn);
 }
 
@@ -583,6 +642,7 @@ pm_accept(int fd, int events, void *arg)
 			conn.has_tls = md->has_tls;
 			conn.tls_implicit = l->tls;
 			conn.relay_fd = md->relay[1];
+			conn.pol = pm.pol;
 			auth_session_main(&md->sd, &pm.pc, &conn);
 		}
 		(void)close(cfd);
@@ -640,16 +700,21 @@ pm_sighup(int signo, void *arg)
 	struct pop3_conf	 pc;
 	struct diag		 d = { pm_diag_log, NULL, 0 };
 	struct pdomain		*list, *md, *old;
+	struct idpolicy		*pol;
 	int			 n = 0;
 
 	(void)signo;
 	(void)arg;
 	log_info("reload: reading %s and %s", pm.opts.virtual_conf,
 	    pm.opts.global_conf);
-	if (pm_load(&pm.opts, &sc, &pc, &list, &d) == -1) {
+	if (pm_load(&pm.opts, &sc, &pc, &list, &pol, &d) == -1) {
 		log_warnx("reload: errors; configuration unchanged");
+		priv_policy_set(pm.pol);
+		pm_policy_free(pol);
 		return;
 	}
+	pm_policy_free(pm.pol);
+	pm.pol = pol;
 	if (pc.port != pm.pc.port || pc.port_tls != pm.pc.port_tls ||
 	    pc.listen_any != pm.pc.listen_any) {
 		log_warnx("reload: pop3_port, pop3s_port and listen_any "
@@ -685,7 +750,7 @@ pop3_master_run(const struct daemon_opts *o)
 
 	memset(&pm, 0, sizeof(pm));
 	pm.opts = *o;
-	if (pm_load(o, &pm.sc, &pm.pc, &pm.domains, &d) == -1) {
+	if (pm_load(o, &pm.sc, &pm.pc, &pm.domains, &pm.pol, &d) == -1) {
 		log_warnx("fatal configuration errors; not starting");
 		return EX_CONFIG;
 	}
@@ -743,6 +808,8 @@ pop3_master_run(const struct daemon_opts *o)
 	free(pm.lookup.domains);
 	free(pm.lookup_md);
 	free(pm.sess);
+	priv_policy_set(NULL);
+	pm_policy_free(pm.pol);
 	log_info("stopped");
 	return 0;
 }

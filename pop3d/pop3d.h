@@ -303,6 +303,8 @@ struct pop3_auth_result {
  */
 void	auth_check(const struct smtpd_domain *sd, const char *root,
 	    const char *user, const char *pass, struct pop3_auth_result *res);
+struct idpolicy;
+
 /* One accepted connection, as the master hands it to the auth step. */
 struct pop3_conn {
 	int			 fd;		/* the client */
@@ -312,6 +314,8 @@ struct pop3_conn {
 	int			 tls_implicit;	/* pop3s_port: handshake first */
 	int			 relay_fd;	/* the domain's log relay (the
 						   master's); -1 under inetd */
+	const struct idpolicy	*pol;		/* uid/gid ranges of every
+						   domain (common/idrange.h) */
 };
 
 /*

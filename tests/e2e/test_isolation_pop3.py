@@ -88,6 +88,7 @@ def _status(pid):
             "cap": {k: int(field(k)[0], 16) for k in
                     ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")},
             "nnp": int(field("NoNewPrivs")[0]),
+            "seccomp": int(field("Seccomp")[0]),
             "ppid": int(field("PPid")[0])}
 
 
@@ -185,6 +186,9 @@ def _check_tree(top, master, doms, keys, expect):
             st["cap"]["CapEff"] == AUTH_CAPS and \
             st["cap"]["CapInh"] == 0, (pid, st["cap"])
         assert st["nnp"] == 1, (pid, st)
+        # Bound to its domain's uid range (the harness declares uids=):
+        # a seccomp filter on set*id, inherited by login and session.
+        assert st["seccomp"] == 2, (pid, st)
         kids = [roots[procs[c][0]].name for c in procs
                 if procs[c][1]["ppid"] == pid and procs[c][0] in roots]
         assert len(set(kids)) == 1, (pid, kids)
@@ -403,3 +407,47 @@ def test_broken_key_reported(env):
                                    r"\.key: not a PEM private key",
                                    p.log()))),
         r"^2$", 10, "log")
+
+
+def test_uid_of_another_domain_gets_no_login(env):
+    """An etc/passwd line of alpha that reuses beta's bob's uid (or a
+    uid outside alpha's range) logs in nowhere: the auth step is bound
+    to alpha's ids and names the file and line."""
+    a = env.make_domain_root("alpha.test", [ALPHA],
+                             users={"bob": "alpha-pw",
+                                    "mallory": "mallory-pw"})
+    b = env.make_domain_root("beta.test", [BETA], users={"bob": "beta-pw"})
+    pw = a.path("etc/passwd")
+    with open(pw) as f:
+        text = f.read()
+    stolen = b.uids["bob"]
+    text = re.sub(r"^mallory:x:\d+:\d+:", "mallory:x:%d:%d:" %
+                  (stolen, stolen), text, flags=re.M)
+    with open(pw, "w") as f:
+        f.write(text)
+    line = [i + 1 for i, ln in enumerate(text.splitlines())
+            if ln.startswith("mallory:")][0]
+    vc = env.write_virtual_conf([(ALPHA, a.root), (BETA, b.root)])
+    with open(vc) as f:
+        assert "uids=" in f.read()
+    gc = env.path("virtmail.conf")
+    with open(gc, "w") as f:
+        f.write(GLOBAL)
+    p = env.start_process([env.bin("virtmail-pop3d"), "-d", "-f", vc,
+                           "-C", gc], name="pop3d")
+    env.wait_for_port(ALPHA, 110, proc=p)
+    c = poplib.POP3(ALPHA, 110, timeout=10)
+    c.user("mallory")
+    try:
+        c.pass_("mallory-pw")
+        raise AssertionError("mallory logged in with beta's uid")
+    except poplib.error_proto as e:
+        assert e.args[0].startswith(b"-ERR"), e
+    c.close()
+    env.wait_for_log(p, r"pop3 .*etc/passwd:%d: uid %d of mallory" %
+                     (line, stolen))
+    # alpha's own users still log in.
+    c = poplib.POP3(ALPHA, 110, timeout=10)
+    c.user("bob")
+    c.pass_("alpha-pw")
+    c.quit()
