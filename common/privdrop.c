@@ -82,9 +82,12 @@ priv_diag(void *ctx, const char *msg)
 static int
 priv_path(char *dst, size_t size, const char *dir, const char *file)
 {
+	size_t	 len = strlen(dir);
 	int	 n;
 
-	n = snprintf(dst, size, "%s/%s", dir, file);
+	/* "/" and "" (inside the root) both give "/etc/...". */
+	n = snprintf(dst, size, "%.*s/%s", (int)(len > 0 && dir[len - 1] ==
+	    '/' ? len - 1 : len), dir, file);
 	return n < 0 || (size_t)n >= size ? -1 : 0;
 }
 

@@ -187,7 +187,7 @@ def test_direct_agent_follows_passwd(env):
     send_id("carol@remote.test", ["alice@alpha.test"],
             b"Subject: 1\r\n\r\nfirst\r\n")
     old = a.uids["alice"]
-    new = old + 1000
+    new = old + 500         # another uid, still in alpha.test's range
     pw = a.path("etc/passwd")
     lines = open(pw).read().splitlines()
     with open(pw + ".new", "w") as f:
