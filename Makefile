@@ -48,6 +48,7 @@ COMMON_SRCS = \
 	common/colonfile.c \
 	common/compat.c \
 	common/config.c \
+	common/confine.c \
 	common/daemon_main.c \
 	common/diag.c \
 	common/domain.c \
@@ -166,6 +167,7 @@ UNIT_TESTS = \
 	aliases \
 	buf \
 	config \
+	confine \
 	domain \
 	event \
 	idrange \

@@ -24,4 +24,20 @@ size_t	strlcat(char *dst, const char *src, size_t size);
 long long strtonum(const char *nptr, long long minval, long long maxval,
     const char **errstr);
 
+/*
+ * Landlock (common/confine.c): rights and scopes newer than the kernel
+ * headers of Debian 12 (uapi 6.1, Landlock ABI 2), and the ruleset
+ * attributes with every field the running kernel may know; a kernel
+ * that knows fewer accepts the extra fields while they are zero.
+ */
+#define COMPAT_LANDLOCK_ACCESS_FS_TRUNCATE	(1ULL << 14)	/* ABI 3 */
+#define COMPAT_LANDLOCK_ACCESS_FS_IOCTL_DEV	(1ULL << 15)	/* ABI 5 */
+#define COMPAT_LANDLOCK_SCOPE_ABSTRACT_UNIX	(1ULL << 0)	/* ABI 6 */
+#define COMPAT_LANDLOCK_SCOPE_SIGNAL		(1ULL << 1)	/* ABI 6 */
+struct compat_landlock_ruleset_attr {
+	unsigned long long	 handled_access_fs;
+	unsigned long long	 handled_access_net;		/* ABI 4 */
+	unsigned long long	 scoped;			/* ABI 6 */
+};
+
 #endif

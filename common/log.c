@@ -12,6 +12,7 @@
 
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -160,14 +161,22 @@ log_relay_pair(int sv[2])
 void
 log_to_relay(int fd)
 {
-	int	 null;
+	struct stat	 st;
+	int		 null;
 
 	closelog();
 	log_syslog = 0;
 	log_relay_fd = fd;
 #if !defined(__SANITIZE_ADDRESS__)
-	/* Nor stderr: only the relay writes where the operator reads. */
-	if ((null = open("/dev/null", O_WRONLY | O_CLOEXEC)) != -1) {
+	/*
+	 * Nor stderr: only the relay writes where the operator reads.
+	 * A process confined to a domain's files (confine.h) cannot open
+	 * /dev/null, but has it on 0 already.
+	 */
+	if (fstat(0, &st) == 0 && S_ISCHR(st.st_mode) &&
+	    st.st_rdev == makedev(1, 3))
+		(void)dup2(0, 2);
+	else if ((null = open("/dev/null", O_WRONLY | O_CLOEXEC)) != -1) {
 		if (null != 2)
 			(void)dup2(null, 2);
 		if (null > 2)
@@ -176,6 +185,7 @@ log_to_relay(int fd)
 #else
 	/* The sanitizer's reports go to stderr: keep it. */
 	(void)null;
+	(void)st;
 #endif
 }
 

@@ -60,6 +60,7 @@
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 
 #include <linux/capability.h>
@@ -77,6 +78,7 @@
 
 #include "auth.h"
 #include "compat.h"
+#include "confine.h"
 #include "diag.h"
 #include "domain.h"
 #include "fileio.h"
@@ -119,6 +121,16 @@ auth_refuse(int fd, const char *text)
 	(void)send(fd, text, strlen(text), MSG_NOSIGNAL);
 }
 
+/* Whether fd is /dev/null already. */
+static int
+auth_is_null(int fd)
+{
+	struct stat	 st;
+
+	return fstat(fd, &st) == 0 && S_ISCHR(st.st_mode) &&
+	    st.st_rdev == makedev(1, 3);
+}
+
 /*
  * Keep fds[0..n) as 3, 4, ... (an entry of -1 stays -1), point 0 and 1
  * at /dev/null (under inetd they are the client; under -d a terminal),
@@ -143,13 +155,16 @@ auth_fd_keep(int *fds, size_t n, const char **error_r)
 			return -1;
 		}
 	}
-	if ((nul = open("/dev/null", O_RDWR | O_CLOEXEC)) == -1 ||
-	    dup2(nul, 0) == -1 || dup2(nul, 1) == -1) {
-		*error_r = "cannot open /dev/null";
-		return -1;
+	/* A second time (the session), they are: the auth step is confined. */
+	if (!auth_is_null(0) || !auth_is_null(1)) {
+		if ((nul = open("/dev/null", O_RDWR | O_CLOEXEC)) == -1 ||
+		    dup2(nul, 0) == -1 || dup2(nul, 1) == -1) {
+			*error_r = "cannot open /dev/null";
+			return -1;
+		}
+		if (nul > 2)
+			(void)close(nul);
 	}
-	if (nul > 2)
-		(void)close(nul);
 	for (i = 0; i < n; i++) {
 		if (hi[i] == -1) {
 			(void)close(3 + (int)i);
@@ -432,8 +447,13 @@ auth_session_main(struct smtpd_domain *sd, const struct pop3_conf *pc,
 	if (pp[1] != -1)
 		(void)close(pp[1]);
 	explicit_bzero(&runas, sizeof(runas));
-	/* Before the login process reads a byte: only what is needed. */
-	if (priv_limit_caps(keep, sizeof(keep) / sizeof(keep[0]), &err) ==
+	/*
+	 * Before the login process reads a byte: only what is needed, and
+	 * the kernel keeps this process and the session to the domain's
+	 * files.
+	 */
+	if (confine_to_root(sd->vd->dir, CONFINE_WRITE, &err) == -1 ||
+	    priv_limit_caps(keep, sizeof(keep) / sizeof(keep[0]), &err) ==
 	    -1 || prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == -1) {
 		log_warnx("%s pop3 cannot limit privileges: %s", id, err);
 		(void)kill(lpid, SIGKILL);

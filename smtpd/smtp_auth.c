@@ -51,6 +51,7 @@
 
 #include "auth.h"
 #include "compat.h"
+#include "confine.h"
 #include "log.h"
 #include "passwd.h"
 #include "privdrop.h"
@@ -275,7 +276,9 @@ smtp_auth_start(const struct smtpd_domain *sd)
 		/* uid 0 for etc/shadow's owner check, and nothing more. */
 		if (chdir("/") == -1)
 			fatal("smtp auth: chdir /");
-		if (priv_limit_caps(NULL, 0, &err) == -1)
+		/* It reads the domain's etc/ files and nothing else. */
+		if (confine_to_root(sd->vd->dir, CONFINE_READ, &err) == -1 ||
+		    priv_limit_caps(NULL, 0, &err) == -1)
 			fatalx("smtp auth: %s", err);
 		if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == -1)
 			fatal("smtp auth: PR_SET_NO_NEW_PRIVS");
