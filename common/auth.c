@@ -32,6 +32,7 @@
 #include "fileio.h"
 #include "log.h"
 #include "passwd.h"
+#include "privbind.h"
 #include "shadow.h"
 
 /* Used when a domain has no usable hash at all: sha512-crypt. */
@@ -102,7 +103,8 @@ auth_password_check(const char *root, const char *user, int valid,
 	const struct shadow_entry	*sh = NULL;
 	struct crypt_data		*cd;
 	const char			*hash = NULL, *dummy = AUTH_DUMMY_HASH;
-	const char			*target, *out;
+	const char			*target, *out, *err;
+	char				 pwname[PATH_MAX];
 	size_t				 i;
 	int				 usable, match, ok;
 
@@ -111,6 +113,7 @@ auth_password_check(const char *root, const char *user, int valid,
 	memset(&sf, 0, sizeof(sf));
 	if (!passwd_name_valid(user))
 		valid = 0;
+	(void)snprintf(pwname, sizeof(pwname), "%s/etc/passwd", root);
 	auth_load(root, "etc/passwd", &pf, NULL, &d);
 	auth_load(root, "etc/shadow", NULL, &sf, &d);
 	if (valid && (pw = passwd_find(&pf, user)) != NULL) {
@@ -138,6 +141,14 @@ auth_password_check(const char *root, const char *user, int valid,
 	}
 	ok = valid && pw != NULL && usable && match && pw->uid != 0 &&
 	    !(sh != NULL && shadow_expired(sh, (long)(time(NULL) / 86400)));
+	/* An account with another domain's or the host's ids: no login. */
+	if (ok && (priv_id_check(root, IDPOLICY_UID, (unsigned long)pw->uid,
+	    user, pwname, pw->lineno, &err) == -1 || priv_id_check(root,
+	    IDPOLICY_GID, (unsigned long)pw->gid, user, pwname, pw->lineno,
+	    &err) == -1)) {
+		log_warnx("auth refused: %s", err);
+		ok = 0;
+	}
 	if (ok && strlcpy(name_r, user, PASSWD_NAME_MAX + 1) >=
 	    PASSWD_NAME_MAX + 1)
 		ok = 0;

@@ -324,7 +324,8 @@ def test_no_process_holds_another_domains_key(env):
 def test_uid_of_another_domain_gets_nothing(env):
     """alpha's administrator adds eve with beta's bob's uid: mail to
     eve is not delivered (it waits in the queue), eve cannot log in
-    over POP3, and the refusals name the passwd file and line."""
+    over POP3 nor pass SMTP AUTH, and the refusals name the passwd file
+    and line."""
     a, b, smtpd, pop3d = setup(env)
     stolen = b.uids["bob"]
     with open(a.path("etc/passwd"), "a") as f:
@@ -362,6 +363,15 @@ def test_uid_of_another_domain_gets_nothing(env):
         assert e.args[0].startswith(b"-ERR"), e
     p.close()
     env.wait_for_log(pop3d, where, timeout=20)
+    s = smtplib.SMTP(ALPHA, 587, timeout=20)
+    s.starttls(context=ctx())
+    try:
+        s.login("eve", "eve-pw")
+        raise AssertionError("eve passed SMTP AUTH with beta's uid")
+    except smtplib.SMTPAuthenticationError as e:
+        assert e.smtp_code == 535, e
+    s.quit()
+    assert len(re.findall(where, smtpd.log())) >= 2, smtpd.log()
     # bob of alpha, in range, still gets mail and logs in.
     smtp_send(ALPHA, "bob@alpha.test", b"Subject: ok\r\n\r\nfine\r\n")
     wait_until(lambda: maildir_count(a, "bob") == 1, what="bob's mail")

@@ -444,7 +444,7 @@ def test_uid_of_another_domain_gets_no_login(env):
     except poplib.error_proto as e:
         assert e.args[0].startswith(b"-ERR"), e
     c.close()
-    env.wait_for_log(p, r"pop3 .*etc/passwd:%d: uid %d of mallory" %
+    env.wait_for_log(p, r"auth refused: .*etc/passwd:%d: uid %d of mallory" %
                      (line, stolen))
     # alpha's own users still log in.
     c = poplib.POP3(ALPHA, 110, timeout=10)
