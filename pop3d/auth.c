@@ -140,7 +140,7 @@ auth_is_null(int fd)
 static int
 auth_fd_keep(int *fds, size_t n, const char **error_r)
 {
-	int	 hi[AUTH_KEEP_MAX], nul;
+	int	 hi[AUTH_KEEP_MAX], nul, relay = log_relay_get(), moved = -1;
 	size_t	 i;
 
 	if (n > AUTH_KEEP_MAX) {
@@ -174,8 +174,13 @@ auth_fd_keep(int *fds, size_t n, const char **error_r)
 			*error_r = "dup3 failed";
 			return -1;
 		}
+		if (relay != -1 && fds[i] == relay)
+			moved = 3 + (int)i;
 		fds[i] = 3 + (int)i;
 	}
+	/* Lines keep going to the relay, at its new number. */
+	if (moved != -1)
+		log_to_relay(moved);
 	closelog();
 	if (close_range(3 + (unsigned int)n, ~0U, 0) == -1) {
 		*error_r = "close_range failed";
@@ -424,6 +429,9 @@ auth_session_main(struct smtpd_domain *sd, const struct pop3_conf *pc,
 	pp[0] = fds[3];
 	pp[1] = fds[4];
 	relay = fds[5];
+	/* This process's lines too: the master names the domain. */
+	if (relay != -1)
+		log_to_relay(relay);
 
 	memset(&la, 0, sizeof(la));
 	la.id = id;

@@ -6,19 +6,21 @@
  *	smtp_auth_start() runs in the worker's process while it is still
  *	root, outside the domain's root, before the worker loads its TLS
  *	keys (so the service never holds one) and before it chroots and
- *	drops privileges.  The service it forks first closes every
- *	descriptor but its socket and stdio (close_range), then gives up
+ *	drops privileges.  The service it forks first keeps only its
+ *	socket, stdio and the log relay (priv_keep_fds), then gives up
  *	every capability (bounding, permitted, effective and inheritable
- *	sets empty) and sets no_new_privs, and stays uid 0 outside any
- *	root: uid 0 only so that it may open etc/shadow, which root owns
- *	with mode 0600 or 0640.  It is not chrooted, so nothing it holds
- *	is reachable from inside a domain's root, and it reads the
- *	domain's etc/passwd and etc/shadow only through in-root opens
- *	(common/auth.c, file_open_in_root from the domain's absolute
- *	directory): a symlink the domain's administrator plants cannot
- *	lead to a host file.  XXX without capabilities, uid 0 still owns
- *	root's files: a service taken over could read a host file that
- *	root may read by ownership alone.  The service never reads the
+ *	sets empty), sets no_new_privs, and stays uid 0 outside any root:
+ *	uid 0 only so that it may open etc/shadow, which root owns with
+ *	mode 0600 or 0640.  It is not chrooted, so nothing it holds is
+ *	reachable from inside a domain's root, and it reads the domain's
+ *	etc/passwd and etc/shadow only through in-root opens (common/
+ *	auth.c, file_open_in_root from the domain's absolute directory):
+ *	a symlink the domain's administrator plants cannot lead to a host
+ *	file.  uid 0 still owns root's files on the host: so the kernel
+ *	keeps the service to reading its domain's directory (Landlock,
+ *	confine_to_root), and it inherits the worker's binding to the
+ *	domain's ids (privbind.h), which common/auth.c checks for every
+ *	account that passes.  The service never reads the
  *	network.  Its only input is requests from the worker
  *	(unprivileged, and so untrusted) over a SOCK_SEQPACKET
  *	socketpair; each request is decoded exactly (smtp_auth_req_
