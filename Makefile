@@ -66,6 +66,7 @@ COMMON_SRCS = \
 	common/privdrop.c \
 	common/proctitle.c \
 	common/queue.c \
+	common/relay_inetd.c \
 	common/shadow.c \
 	common/tls.c \
 	common/tls_check.c \

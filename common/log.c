@@ -218,6 +218,11 @@ log_relay_read(int fd, const char *domain)
 		n = recvmsg(fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
 		if (n == -1 && errno == EINTR)
 			continue;
+		if (n == 0 && i == 0) {
+			/* Every sender has closed its end. */
+			errno = saved_errno;
+			return -1;
+		}
 		if (n <= 0)
 			break;
 		cred.pid = 0;

@@ -43,7 +43,8 @@ void	log_set_procname(const char *name);
  * from then on sends its lines there.  The master calls
  * log_relay_read(sv[0], name) when sv[0] is readable: each line is
  * cleaned and logged as "domain=NAME pid=PID text", with the pid the
- * kernel vouches for.  Returns how many lines it read.
+ * kernel vouches for.  Returns how many lines it read, or -1 once
+ * every process that held the other end has closed it.
  */
 int	log_relay_pair(int sv[2]);
 void	log_to_relay(int fd);

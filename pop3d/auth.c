@@ -445,6 +445,15 @@ auth_session_main(struct smtpd_domain *sd, const struct pop3_conf *pc,
 	la.tls_implicit = conn->tls_implicit;
 	la.allow_plaintext_auth = sd->allow_plaintext_auth;
 	la.proxy_fd = pp[1];
+	/*
+	 * The kernel keeps this process and all it forks to the domain's
+	 * files; the login process too, so that it may be signalled.
+	 */
+	if (confine_to_root(sd->vd->dir, CONFINE_WRITE, &err) == -1) {
+		log_warnx("%s pop3 cannot confine the session: %s", id, err);
+		auth_refuse(fd, "-ERR [SYS/TEMP] service not available\r\n");
+		_exit(1);
+	}
 	if ((lpid = fork()) == -1) {
 		auth_refuse(fd, "-ERR [SYS/TEMP] service busy\r\n");
 		_exit(1);
@@ -455,13 +464,8 @@ auth_session_main(struct smtpd_domain *sd, const struct pop3_conf *pc,
 	if (pp[1] != -1)
 		(void)close(pp[1]);
 	explicit_bzero(&runas, sizeof(runas));
-	/*
-	 * Before the login process reads a byte: only what is needed, and
-	 * the kernel keeps this process and the session to the domain's
-	 * files.
-	 */
-	if (confine_to_root(sd->vd->dir, CONFINE_WRITE, &err) == -1 ||
-	    priv_limit_caps(keep, sizeof(keep) / sizeof(keep[0]), &err) ==
+	/* Before the login process reads a byte: only what is needed. */
+	if (priv_limit_caps(keep, sizeof(keep) / sizeof(keep[0]), &err) ==
 	    -1 || prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == -1) {
 		log_warnx("%s pop3 cannot limit privileges: %s", id, err);
 		(void)kill(lpid, SIGKILL);

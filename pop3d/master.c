@@ -50,6 +50,7 @@
 #include "privbind.h"
 #include "privdrop.h"
 #include "proctitle.h"
+#include "relay_inetd.h"
 #include "tls.h"
 #include "xmalloc.h"
 
@@ -416,8 +417,8 @@ pop3_master_inetd(const struct daemon_opts *o)
 	conn.peer = peer;
 	conn.has_tls = md->has_tls;
 	conn.tls_implicit = tls;
-	/* No master to relay: the session's processes keep syslog. */
-	conn.relay_fd = -1;
+	/* No master here: this process stays behind as the log relay. */
+	conn.relay_fd = relay_inetd_start(md->sd.name, vd->dir);
 	conn.pol = pol;
 	auth_session_main(&md->sd, &pc, &conn);
 }

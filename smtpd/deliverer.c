@@ -84,7 +84,6 @@
 
 #include "buf.h"
 #include "compat.h"
-#include "confine.h"
 #include "event.h"
 #include "fdpass.h"
 #include "fileio.h"
@@ -581,9 +580,6 @@ deliverer_main(struct smtpd_domain *sd, int *cfds, size_t ncfds,
 	const char	*err;
 	size_t		 i;
 
-	/* The kernel keeps it, and all it forks, to this domain's files. */
-	if (confine_to_root(sd->vd->dir, CONFINE_WRITE, &err) == -1)
-		fatalx("deliverer: %s", err);
 	if (priv_limit_caps(keep, sizeof(keep) / sizeof(keep[0]), &err) == -1)
 		fatalx("deliverer: %s", err);
 

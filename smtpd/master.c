@@ -60,6 +60,7 @@
 #include "privbind.h"
 #include "privdrop.h"
 #include "proctitle.h"
+#include "relay_inetd.h"
 #include "tls.h"
 #include "smtpd.h"
 #include "xmalloc.h"
@@ -538,6 +539,7 @@ master_inetd(const struct daemon_opts *o)
 	struct domain_table	 t;
 	struct smtpd_domain	 sd;
 	struct priv_user	 u;
+	struct idpolicy		 policy;
 	struct diag		 d = { master_diag_log, NULL, 0 };
 	const struct domain	*vd;
 	enum listener_kind	 kind = LISTEN_SMTP;
@@ -560,6 +562,14 @@ master_inetd(const struct daemon_opts *o)
 		    domain_addr_text((struct sockaddr *)&ss, a, sizeof(a)));
 		return master_inetd_refuse(MASTER_NO_SERVICE, EX_UNAVAILABLE);
 	}
+	/* As the master's children: this domain's ids only (privbind.h). */
+	if (idpolicy_build(&policy, &t, IDPOLICY_HOST_PASSWD,
+	    IDPOLICY_HOST_GROUP, &d, &err) == -1 || d.count > 0 ||
+	    priv_domain_bind(&policy, vd, 0, &err) == -1) {
+		log_warnx("inetd: uid ranges: %s", d.count > 0 ?
+		    "configuration errors" : err);
+		return master_inetd_refuse(MASTER_CONF_ERROR, EX_CONFIG);
+	}
 	if (priv_check_root(vd->dir, &err) == -1 ||
 	    smtpd_domain_load(&sd, vd, &c, &d) == -1 ||
 	    priv_lookup_user(vd->dir, sd.run_as, &u, &err) == -1) {
@@ -576,6 +586,8 @@ master_inetd(const struct daemon_opts *o)
 		kind = LISTEN_SUBMISSION;
 	if (master_inetd_fds(&fds[0], &fds[1]) == -1)
 		fatal("inetd: the client's descriptors");
+	/* No master here: this process stays behind as the log relay. */
+	(void)relay_inetd_start(sd.name, vd->dir);
 	/* Both forked before the keys are loaded: neither holds one. */
 	sd.auth_fd = smtp_auth_start(&sd);
 	/* Its one session commits one message at a time. */

@@ -70,6 +70,7 @@
 #include <unistd.h>
 
 #include "compat.h"
+#include "confine.h"
 #include "event.h"
 #include "log.h"
 #include "privdrop.h"
@@ -571,6 +572,12 @@ runner_main(struct smtpd_domain *sd, const struct smtpd_conf *conf)
 		fatalx("runner: run_as %s: %s", sd->run_as, err);
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) == -1)
 		fatal("runner: socketpair");
+	/*
+	 * The kernel keeps the deliverer, and all it forks, to this
+	 * domain's files; the runner too, so that it may be signalled.
+	 */
+	if (confine_to_root(sd->vd->dir, CONFINE_WRITE, &err) == -1)
+		fatalx("deliverer: %s", err);
 	if ((pid = fork()) == -1)
 		fatal("runner: fork");
 	if (pid == 0) {

@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "confine.h"
 #include "log.h"
 #include "privdrop.h"
 #include "proctitle.h"
@@ -81,6 +82,9 @@ smtp_direct_start(struct smtpd_domain *sd, const int *close_fds,
 		if (prctl(PR_SET_PDEATHSIG, SIGKILL) == -1 ||
 		    getppid() != parent)
 			_exit(0);
+		/* The kernel keeps it, and all it forks, to the domain. */
+		if (confine_to_root(sd->vd->dir, CONFINE_WRITE, &err) == -1)
+			fatalx("smtp direct delivery: %s", err);
 		deliverer_main(sd, theirs, n, -1);
 	}
 	for (i = 0; i < n; i++)

@@ -420,7 +420,10 @@ def test_inetd_children_hold_no_key(env):
                                       ("auth", "alpha.test"),
                                       ("deliverer", "alpha.test")])
         held = scan_tree(proc.pid, [a, b], pats)
-        assert held[proc.pid] == {"alpha.test"}, held
+        # The process inetd started stays as the log relay: no key.
+        (inetd,) = roles[("inetd", "alpha.test")]
+        assert held[inetd] == {"alpha.test"}, held
+        assert held[proc.pid] == set(), held
         for role in ("auth", "deliverer"):
             (pid,) = roles[(role, "alpha.test")]
             assert held[pid] == set(), (role, held[pid])

@@ -352,11 +352,11 @@ def test_inetd_processes_and_keys(env):
             return repr(e).encode()
     assert f.readline().startswith(b"+OK mx.alpha.test")
     assert cmd(b"USER bob").startswith(b"+OK")
-    _check_tree(proc.popen.pid, None, [a, b], keys,
+    _check_tree(proc.popen.pid, proc.popen.pid, [a, b], keys,
                 {("alpha.test", "login"): 1})
     r = cmd(b"PASS alpha-pw")
     assert r.startswith(b"+OK 1 messages"), (r, proc.log())
-    _check_tree(proc.popen.pid, None, [a, b], keys,
+    _check_tree(proc.popen.pid, proc.popen.pid, [a, b], keys,
                 {("alpha.test", "login"): 1, ("alpha.test", "session"): 1})
     assert cmd(b"QUIT").startswith(b"+OK")
     s.close()
