@@ -28,7 +28,7 @@
  *	    mbox, var/spool/mail present, root's, not world-writable;
  *	milters: syntax by milter_conf_parse() (in smtpd_domain_load),
  *	    and a unix: socket present inside the root;
- *	the virtmail-drop group, when usr/sbin/sendmail exists;
+ *	the virtmail-drop group, when usr/sbin/virtmail-postdrop exists;
  *	ids (idrange.h): uids= ranges that overlap or hold a host
  *	    account's id (at their virtual.conf line); every uid and gid
  *	    of passwd and group outside the domain's range, of a host
@@ -604,13 +604,13 @@ ck_domain(const struct smtpd_conf *c, const struct idpolicy *pol,
 		}
 	}
 
-	/* The injector runs setgid virtmail-drop (docs/SECURITY.md). */
-	if (ck_path(path, sizeof(path), vd->dir, "usr/sbin/sendmail") == 0 &&
-	    lstat(path, &st) == 0 && gf_ok &&
+	/* The drop writer runs setgid virtmail-drop (docs/SECURITY.md). */
+	if (ck_path(path, sizeof(path), vd->dir, "usr/sbin/virtmail-postdrop")
+	    == 0 && lstat(path, &st) == 0 && gf_ok &&
 	    group_find(&gf, DROP_GROUP) == NULL) {
 		(void)ck_path(path, sizeof(path), vd->dir, "etc/group");
-		diag_report(d, path, 0, "no %s group, which usr/sbin/sendmail "
-		    "needs", DROP_GROUP);
+		diag_report(d, path, 0, "no %s group, which "
+		    "usr/sbin/virtmail-postdrop needs", DROP_GROUP);
 	}
 	if (gf_ok)
 		group_free(&gf);
