@@ -19,6 +19,7 @@
 #include <paths.h>
 #include <poll.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -118,20 +119,25 @@ log_set_procname(const char *name)
 static void
 log_relay_send(int pri, const char *msg)
 {
-	char		 rec[1 + 64 + LOG_LINE_MAX];
+	struct msghdr	 mh;
+	struct iovec	 iov[3];
 	struct pollfd	 pfd;
-	size_t		 pl, ml;
+	char		 p;
 	ssize_t		 n;
 
-	rec[0] = (char)('0' + (LOG_PRI(pri) & 7));
-	pl = strnlen(log_procname, 63);
-	memcpy(rec + 1, log_procname, pl);
-	rec[1 + pl] = '\0';
-	ml = strnlen(msg, LOG_LINE_MAX - 1);
-	memcpy(rec + 2 + pl, msg, ml);
+	/* Gathered, not copied: no second line buffer on the stack. */
+	p = (char)('0' + (LOG_PRI(pri) & 7));
+	iov[0].iov_base = &p;
+	iov[0].iov_len = 1;
+	iov[1].iov_base = log_procname;
+	iov[1].iov_len = strnlen(log_procname, 63) + 1;
+	iov[2].iov_base = (void *)(uintptr_t)msg;
+	iov[2].iov_len = strnlen(msg, LOG_LINE_MAX - 1);
+	memset(&mh, 0, sizeof(mh));
+	mh.msg_iov = iov;
+	mh.msg_iovlen = 3;
 	for (;;) {
-		n = send(log_relay_fd, rec, 2 + pl + ml,
-		    MSG_DONTWAIT | MSG_NOSIGNAL);
+		n = sendmsg(log_relay_fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
 		if (n >= 0 || (errno != EAGAIN && errno != EINTR))
 			return;
 		pfd.fd = log_relay_fd;
