@@ -361,7 +361,7 @@ def test_check_faults_tls_mailbox_milter(env):
 
     def fault_drop_group(a, b, vconf, gconf):
         os.makedirs(b.path("usr/sbin"), exist_ok=True)
-        with open(b.path("usr/sbin/sendmail"), "w") as f:
+        with open(b.path("usr/sbin/virtmail-postdrop"), "w") as f:
             f.write("")
         return r"^%s: no virtmail-drop group" % \
             re.escape(b.path("etc/group"))

@@ -34,9 +34,9 @@ def send_id(sender, rcpts, msg):
 
 
 def worker_pid(p):
-    """The pid of alpha.test's worker, from the daemon's log."""
-    m = re.search(r"alpha.test: worker started pid=(\d+)", p.log())
-    assert m, p.log()
+    """The pid of alpha.test's worker, from the daemon's log (the
+    listeners are bound before the worker is forked and logged)."""
+    m = vmtest.wait_for_text(p.log, r"alpha.test: worker started pid=(\d+)")
     return int(m.group(1))
 
 

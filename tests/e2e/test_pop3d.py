@@ -393,7 +393,7 @@ def test_unknown_user_vs_wrong_password(env):
     # Both pay one crypt(3) of the same kind.
     assert mu > mr / 3 and mr > mu / 3, (mr, mu)
     # The locked account's right password does not open it.
-    assert "pop3 auth failed user=locked" in p.log()
+    env.wait_for_log(p, r"pop3 auth failed user=locked")
     assert "wrong" not in p.log() and "locked-pw" not in p.log()
 
 
