@@ -106,6 +106,7 @@ SMTPD_LIB_SRCS = \
 	smtpd/dns.c \
 	smtpd/drop.c \
 	smtpd/master.c \
+	smtpd/master_inetd.c \
 	smtpd/milter.c \
 	smtpd/mta.c \
 	smtpd/mta_session.c \

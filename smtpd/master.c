@@ -2,7 +2,7 @@
  * master.c — virtmail-smtpd's root master: loads the configuration,
  * binds the listeners, forks one SMTP worker and one queue runner per
  * domain, and supervises them (restart with backoff, reload on SIGHUP,
- * clean shutdown on SIGTERM).  Also the -t check and the -i start.
+ * clean shutdown on SIGTERM).  Also the -t check (-i: master_inetd.c).
  *
  * SECURITY
  *	Runs as root, outside any chroot, and never reads a byte from the
@@ -13,13 +13,17 @@
  *	and has the pairs loaded by a throwaway child (tls_server_check),
  *	at start, on reload and for -t, so a broken key is reported with
  *	its file and reason and no forked process inherits another
- *	domain's key.  A domain's worker, after the fork, starts its AUTH
- *	service and deliverer, then loads its own keys as root, then
- *	chroots into the domain's root and becomes its run_as account
- *	(priv_enter_root) before it is handed to smtp_server_run(), after
- *	closing every descriptor of the other domains, so one domain's
- *	worker never holds another's listener or key.  The runner holds
- *	no server key at all.
+ *	domain's key.  It builds the id policy (idrange.h) at start and on
+ *	every reload, and refuses ranges that overlap or hold host ids.
+ *	Each new worker or runner first keeps only its own descriptors
+ *	(close_range), sends its log lines to its domain's relay, which
+ *	the master reads and stamps with the domain (log.h), and binds
+ *	itself to its domain's ids (privbind.h).  The worker then starts
+ *	its AUTH service and deliverer, loads its own keys as root, and
+ *	chroots into the domain's root as its run_as account
+ *	(priv_enter_root) before it is handed to smtp_server_run(); so one
+ *	domain's worker never holds another's listener or key.  The runner
+ *	holds no server key at all.
  *	A domain whose configuration is broken (no run_as, unsafe root,
  *	unknown account) is logged and skipped; the others start.
  *
@@ -60,7 +64,6 @@
 #include "privbind.h"
 #include "privdrop.h"
 #include "proctitle.h"
-#include "relay_inetd.h"
 #include "tls.h"
 #include "smtpd.h"
 #include "xmalloc.h"
@@ -69,10 +72,7 @@
 #define MASTER_STABLE_MS	60000	/* a child that ran this long was fine */
 #define MASTER_GRACE_MS		10000	/* SIGTERM to SIGKILL at shutdown */
 #define MASTER_ACCEPT_BURST	64
-#define MASTER_NO_SERVICE	"421 4.3.0 no service for this address\r\n"
 #define MASTER_BUSY		"421 4.3.2 service busy, try again later\r\n"
-#define MASTER_CONF_ERROR	"421 4.3.0 service not available " \
-				    "(configuration error)\r\n"
 
 enum master_role {
 	MASTER_WORKER,
@@ -470,148 +470,6 @@ master_refuse(int fd, const char *reply)
 }
 
 static int
-master_same_file(const struct stat *a, const struct stat *b)
-{
-	return a->st_dev == b->st_dev && a->st_ino == b->st_ino;
-}
-
-/*
- * Inetd mode: move the client's descriptors above stdio (close-on-exec)
- * and put /dev/null on 0 and 1 (and on 2 when inetd passed the socket
- * there too), so that no child (the AUTH service, the SPF checker,
- * which keep stdio) holds the client's connection.  Fds 0 and 1 being
- * one socket, as inetd passes it, become one descriptor.  Root, before
- * the chroot (/dev/null).
- */
-static int
-master_inetd_fds(int *rfd, int *wfd)
-{
-	struct stat	 st0, st1, st2;
-	int		 null;
-
-	*rfd = *wfd = -1;
-	if (fstat(0, &st0) == -1 || fstat(1, &st1) == -1)
-		return -1;
-	if ((null = open("/dev/null", O_RDWR | O_CLOEXEC)) == -1)
-		return -1;
-	if ((*rfd = fcntl(0, F_DUPFD_CLOEXEC, 3)) == -1)
-		goto fail;
-	if (master_same_file(&st0, &st1))
-		*wfd = *rfd;
-	else if ((*wfd = fcntl(1, F_DUPFD_CLOEXEC, 3)) == -1)
-		goto fail;
-	if (dup2(null, 0) == -1 || dup2(null, 1) == -1 ||
-	    (fstat(2, &st2) == 0 && master_same_file(&st0, &st2) &&
-	    dup2(null, 2) == -1))
-		goto fail;
-	if (null > 2 && close(null) == -1)
-		return -1;
-	return 0;
-
- fail:
-	if (null > 2)
-		(void)close(null);
-	return -1;
-}
-
-/* Inetd mode: a reply to a client that will not be served, then exit. */
-static int
-master_inetd_refuse(const char *reply, int status)
-{
-	(void)write_all(1, reply, strlen(reply));
-	listen_inetd_linger();
-	return status;
-}
-
-/*
- * -i: serve the one connection inetd accepted on fds 0 and 1 as the
- * domain's worker would (master_child): the AUTH service and the
- * deliverer started, then this domain's TLS contexts loaded as root,
- * then the domain's root and run_as account, then the worker's
- * event-loop server with that one session.
- */
-int
-master_inetd(const struct daemon_opts *o)
-{
-	struct sockaddr_storage	 ss;
-	socklen_t		 sslen = sizeof(ss);
-	struct smtpd_conf	 c;
-	struct domain_table	 t;
-	struct smtpd_domain	 sd;
-	struct priv_user	 u;
-	struct idpolicy		 policy;
-	struct diag		 d = { master_diag_log, NULL, 0 };
-	const struct domain	*vd;
-	enum listener_kind	 kind = LISTEN_SMTP;
-	const char		*err;
-	char			 a[INET6_ADDRSTRLEN];
-	int			 port = 0, fds[2];
-
-	if (getsockname(0, (struct sockaddr *)&ss, &sslen) == -1) {
-		log_warn("inetd: getsockname on fd 0 (not a socket?)");
-		return EX_USAGE;
-	}
-	if (smtpd_conf_load(&c, o->global_conf, &d) == -1 ||
-	    domain_table_load(&t, o->virtual_conf, &d, &err) == -1) {
-		log_warnx("inetd: configuration errors");
-		return master_inetd_refuse(MASTER_CONF_ERROR, EX_CONFIG);
-	}
-	if ((vd = domain_lookup_addr(&t, (struct sockaddr *)&ss, sslen)) ==
-	    NULL) {
-		log_warnx("inetd: no service for address %s",
-		    domain_addr_text((struct sockaddr *)&ss, a, sizeof(a)));
-		return master_inetd_refuse(MASTER_NO_SERVICE, EX_UNAVAILABLE);
-	}
-	/* As the master's children: this domain's ids only (privbind.h). */
-	if (idpolicy_build(&policy, &t, IDPOLICY_HOST_PASSWD,
-	    IDPOLICY_HOST_GROUP, &d, &err) == -1 || d.count > 0 ||
-	    priv_domain_bind(&policy, vd, 0, &err) == -1) {
-		log_warnx("inetd: uid ranges: %s", d.count > 0 ?
-		    "configuration errors" : err);
-		return master_inetd_refuse(MASTER_CONF_ERROR, EX_CONFIG);
-	}
-	if (priv_check_root(vd->dir, &err) == -1 ||
-	    smtpd_domain_load(&sd, vd, &c, &d) == -1 ||
-	    priv_lookup_user(vd->dir, sd.run_as, &u, &err) == -1) {
-		if (d.count == 0)
-			log_warnx("inetd: %s", err);
-		return master_inetd_refuse(MASTER_CONF_ERROR, EX_CONFIG);
-	}
-	log_set_domain(sd.name);
-	proctitle_set("inetd %s", sd.name);
-	port = listen_sockaddr_port(&ss);
-	if (port != 0 && port == c.port_smtps)
-		kind = LISTEN_SMTPS;
-	else if (port != 0 && port == c.port_submission)
-		kind = LISTEN_SUBMISSION;
-	if (master_inetd_fds(&fds[0], &fds[1]) == -1)
-		fatal("inetd: the client's descriptors");
-	/* No master here: this process stays behind as the log relay. */
-	(void)relay_inetd_start(sd.name, vd->dir);
-	/* Both forked before the keys are loaded: neither holds one. */
-	sd.auth_fd = smtp_auth_start(&sd);
-	/* Its one session commits one message at a time. */
-	smtp_direct_start(&sd, fds, fds[1] != fds[0] ? 2 : 1, 1);
-	/* This domain's keys only, as root, before the root. */
-	if (sd.ntls_pairs > 0 && (sd.tls = tls_server_load(vd->dir,
-	    sd.tls_pairs, sd.ntls_pairs, &d)) == NULL)
-		return master_inetd_refuse(MASTER_CONF_ERROR, EX_CONFIG);
-	/* Before reading a byte from the client. */
-	if (priv_enter_root(vd->dir, &u, &err) == -1)
-		fatalx("inetd: %s", err);
-	explicit_bzero(&u, sizeof(u));
-	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == -1)
-		fatal("inetd: PR_SET_NO_NEW_PRIVS");
-	smtp_server_inetd(&sd, fds[0], fds[1], kind);
-	/*
-	 * Leave with _exit(): atexit handlers (a sanitizer's leak check)
-	 * may need files the domain's root does not have.  Replies and
-	 * log lines are already written.
-	 */
-	_exit(0);
-}
-
-static int
 master_ss_equal(const struct mlisten *a, const struct mlisten *b)
 {
 	return a->sslen == b->sslen && memcmp(&a->ss, &b->ss, a->sslen) == 0;
@@ -805,7 +663,7 @@ master_accept(int fd, int events, void *arg)
 			log_info("no service for this address local=%s",
 			    domain_addr_text((struct sockaddr *)&ss, a,
 			    sizeof(a)));
-			master_refuse(cfd, MASTER_NO_SERVICE);
+			master_refuse(cfd, SMTPD_REPLY_NO_SERVICE);
 			(void)close(cfd);
 			continue;
 		}

@@ -37,6 +37,10 @@
 
 #define SMTPD_NAME		"virtmail-smtpd"
 #define SMTPD_DOMAIN_CONF	"etc/virtmail.conf"	/* inside the root */
+/* What the master and -i answer a client they will not serve. */
+#define SMTPD_REPLY_NO_SERVICE	"421 4.3.0 no service for this address\r\n"
+#define SMTPD_REPLY_CONF_ERROR	"421 4.3.0 service not available " \
+				    "(configuration error)\r\n"
 
 enum listener_kind {
 	LISTEN_SMTP,		/* port 25: MX traffic */
@@ -231,6 +235,7 @@ struct smtpd_pass {
 /* master.c — the root master (common/daemon_main.c parses the options). */
 /* -t: print what would be served; 0 when all is well, else 1. */
 int	master_check(const struct daemon_opts *o);
+/* master_inetd.c */
 /* -i: one session on fds 0 and 1 (the worker's server, TLS, AUTH, SPF,
  * milters); returns an exit status on failure. */
 int	master_inetd(const struct daemon_opts *o);
