@@ -371,6 +371,11 @@ serve(const struct virtuald_opts *o)
 		    local);
 		exit(EX_OSERR);
 	}
+	/* The service gets 0-2 and nothing else of ours (syslog stays). */
+	if (close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) == -1) {
+		log_warn("peer=%s local=%s: close_range", peer, local);
+		exit(EX_OSERR);
+	}
 	if (priv_enter_root(dom->dir, user != NULL ? &u : NULL,
 	    &error) == -1) {
 		log_warnx("peer=%s local=%s: cannot enter %s: %s", peer,

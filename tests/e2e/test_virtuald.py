@@ -469,8 +469,11 @@ def service_status(env, root, proc, timeout=10):
                     if not f.read().startswith(BUSYBOX.encode()):
                         continue
                 with open("/proc/%d/status" % pid) as f:
-                    return dict(line.split(":", 1) for line in
-                                f.read().splitlines() if ":" in line)
+                    st = dict(line.split(":", 1) for line in
+                              f.read().splitlines() if ":" in line)
+                st["fds"] = sorted(int(n) for n in
+                                   os.listdir("/proc/%d/fd" % pid))
+                return st
             except OSError:
                 continue
         time.sleep(0.05)
@@ -510,6 +513,8 @@ def test_run_as_without_u(env):
     for field in ("CapInh", "CapPrm", "CapEff", "CapBnd"):
         assert int(st[field].strip(), 16) == 0, (field, st[field])
     assert st["Seccomp"].strip() == "2", st["Seccomp"]
+    # Nothing of virtuald's but the connection: not its syslog socket.
+    assert st["fds"] == [0, 1, 2], st["fds"]
     # no_new_privs stays off: setgid virtmail-sendmail must work.
     assert st["NoNewPrivs"].strip() == "0", st["NoNewPrivs"]
     assert re.search(r"dir=%s program=%s user=virtmail" % (
