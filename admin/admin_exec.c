@@ -57,6 +57,8 @@
 struct exec_job {
 	const char		*dir;
 	const struct priv_user	*user;		/* NULL: root of the root */
+	const struct idpolicy	*pol;		/* with user */
+	const struct domain	*vd;
 	char			**argv;
 	char			**envp;
 };
@@ -70,6 +72,15 @@ exec_child(void *arg)
 	const char		*err;
 	int			 rc;
 
+	/*
+	 * The user's domain's ids only, kernel-enforced for a domain with
+	 * a range; setuid and setgid programs still work (postdrop).
+	 */
+	if (j->user != NULL && priv_domain_bind(j->pol, j->vd,
+	    PRIV_BIND_SETID_EXEC, &err) == -1) {
+		admin_warnx("%s: %s", j->dir, err);
+		return EX_NOPERM;
+	}
 	if (priv_enter_root(j->dir, j->user, &err) == -1) {
 		admin_warnx("%s: %s", j->dir, err);
 		return EX_NOPERM;
@@ -161,6 +172,8 @@ admin_exec(const struct admin_opts *o, int argc, char **argv)
 	envp[ne] = NULL;
 	j.dir = vd->dir;
 	j.user = user != NULL ? &u : NULL;
+	j.pol = &pol;
+	j.vd = vd;
 	j.argv = argv + a;
 	j.envp = envp;
 	rc = admin_pty_run(exec_child, &j);

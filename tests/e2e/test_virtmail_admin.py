@@ -807,3 +807,25 @@ def test_exec_without_terminal(env):
     rep = probe_report(p.stdout.decode())
     assert rep["fd0"]["tty"] == 0 and rep["fd1"]["tty"] == 0, rep
     assert rep["fd2"]["tty"] == 1 and rep["sid"] == rep["pid"], rep
+
+
+def test_exec_user_bound_to_domain_ids(env):
+    """exec -u: the user's program runs under its domain's seccomp id
+    filter (virtmail domain add declares the range), as the daemons'
+    processes do."""
+    a, probe = exec_domain(env)
+    p = subprocess.Popen(a.argv("exec", "-u", "bob", "alpha.test", probe,
+                                "-w"), stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         start_new_session=True)
+    try:
+        first = p.stdout.readline().decode()
+        m = re.match(r"pid=(\d+) ", first)
+        assert m, first
+        with open("/proc/%s/status" % m.group(1)) as f:
+            st = dict(l.split(":", 1) for l in f.read().splitlines()
+                      if ":" in l)
+        assert st["Seccomp"].strip() == "2", st["Seccomp"]
+        assert st["Uid"].split()[0] == "10001", st["Uid"]
+    finally:
+        p.communicate(b"q\n", timeout=30)
