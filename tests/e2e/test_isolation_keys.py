@@ -28,7 +28,7 @@ from test_tls import ctx, make_cert, peer_cn
 
 ALPHA = vmtest.ALPHA_IP4
 BETA = vmtest.BETA_IP4
-GLOBAL = "retry_min 60\nretry_max 120\ntimeout_command 60s\n"
+GLOBAL = "retry_min 60\nretry_max 120\ntimeout_command 300s\n"
 ROLES = ("worker", "runner", "deliverer", "auth", "inetd")
 
 
@@ -170,6 +170,8 @@ def test_no_smtpd_process_holds_another_domains_key(env):
                     bad.append("master %d holds %s" % (pid, names))
                 continue
             d = serving(pid, doms)
+            if d is None and not vmtest.alive(pid):
+                continue            # gone since the scan: it held nothing
             if d is None:
                 bad.append("pid %d (%r) serves no domain" % (pid,
                                                              title(pid)))

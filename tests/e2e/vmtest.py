@@ -289,6 +289,60 @@ def group_pids(pgid):
     return out
 
 
+def alive(pid):
+    """Whether pid exists and is not a zombie."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            st = f.read()
+    except OSError:
+        return False
+    return st[st.rindex(")") + 2:].split()[0] != "Z"
+
+
+MEM_REGION_MAX = 256 << 20     # larger: a sanitizer's shadow, not data
+MEM_CHUNK = 8 << 20
+
+
+def memory_find(pid, needles):
+    """The keys of needles ({name: bytes}) found in pid's readable
+    memory (/proc/PID/maps and /proc/PID/mem, read in chunks that
+    overlap by the longest needle).  Regions over MEM_REGION_MAX are
+    skipped: reading a sanitizer's reserved shadow would fault in
+    terabytes."""
+    found = set()
+    over = max(len(n) for n in needles.values()) - 1
+    try:
+        with open("/proc/%d/maps" % pid) as f:
+            maps = f.read().splitlines()
+        mem = open("/proc/%d/mem" % pid, "rb", buffering=0)
+    except OSError:
+        return found
+    with mem:
+        for line in maps:
+            f = line.split()
+            if len(f) < 2 or f[1][0] != "r" or \
+                    (len(f) > 5 and f[5] in ("[vvar]", "[vsyscall]")):
+                continue
+            lo, hi = (int(x, 16) for x in f[0].split("-"))
+            if hi - lo > MEM_REGION_MAX:
+                continue
+            tail = b""
+            at = lo
+            while at < hi:
+                try:
+                    mem.seek(at)
+                    got = mem.read(min(MEM_CHUNK, hi - at))
+                except (OSError, OverflowError, ValueError):
+                    break
+                if not got:
+                    break
+                at += len(got)          # a short read goes on from there
+                data = tail + got
+                found.update(k for k, n in needles.items() if n in data)
+                tail = data[-over:] if over > 0 else b""
+    return found
+
+
 def pss_kib(pids):
     """The summed proportional set size of pids, KiB."""
     total = 0
@@ -662,6 +716,12 @@ class Env:
         self.src = SRC
         self.dns = dns
         self.procs = []
+
+    def sanitized(self):
+        """Whether the programs under test are a sanitizer build (which
+        keeps stderr open in every process for its reports)."""
+        with open(self.bin("virtmail-smtpd"), "rb") as f:
+            return b"__asan_init" in f.read()
 
     def bin(self, name):
         """Path of a built program, e.g. env.bin("virtuald")."""
