@@ -212,7 +212,7 @@ def test_crash_exactly_once(env):
     retried = set()     # a try failed: the client may have caused a copy
     lock = threading.Lock()
     stop = threading.Event()
-    total = 2000        # an upper bound; the kills decide how many go
+    total = 100000      # an upper bound; the kills decide how many go
 
     def sender(t):
         n = t

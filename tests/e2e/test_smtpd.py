@@ -193,6 +193,8 @@ def test_swaks(env):
 
 def test_sibling_is_relay(env):
     a, b, vc, gc, p = _setup(env)
+    # beta's runner makes its queue directories as it starts: after that.
+    env.wait_for_log(p, r"domain=beta\.test runner started queue=")
     before = _files(b.root)
     with smtplib.SMTP(ALPHA, 25, timeout=10) as s:
         s.ehlo("client.example")
