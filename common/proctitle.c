@@ -30,6 +30,7 @@ extern char	**environ;
 static char	*proctitle_area;	/* argv[0] in the original area */
 static size_t	 proctitle_size;	/* bytes usable, NUL included */
 static char	 proctitle_name[64];
+static char	**proctitle_argv;	/* the arguments' copies */
 
 void
 proctitle_init(int argc, char **argv)
@@ -56,8 +57,10 @@ proctitle_init(int argc, char **argv)
 	for (i = 0; i < n; i++)
 		env[i] = xstrdup(environ[i]);
 	environ = env;
+	/* Kept here too: argv itself sits in the area we write over. */
+	proctitle_argv = xcalloc((size_t)argc + 1, sizeof(*proctitle_argv));
 	for (i = 0; i < (size_t)argc && argv[i] != NULL; i++)
-		argv[i] = xstrdup(argv[i]);
+		argv[i] = proctitle_argv[i] = xstrdup(argv[i]);
 	program_invocation_name = argv[0];
 	base = strrchr(argv[0], '/');
 	program_invocation_short_name = base != NULL ? base + 1 : argv[0];
