@@ -168,11 +168,14 @@ void
 log_to_relay(int fd)
 {
 	struct stat	 st;
-	int		 null;
+	int		 null, moved = log_relay_fd != -1;
 
+	log_relay_fd = fd;
+	/* Moved to another number: syslog and stderr are dealt with. */
+	if (moved)
+		return;
 	closelog();
 	log_syslog = 0;
-	log_relay_fd = fd;
 #if !defined(__SANITIZE_ADDRESS__)
 	/*
 	 * Nor stderr: only the relay writes where the operator reads.

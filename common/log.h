@@ -40,7 +40,8 @@ void	log_set_procname(const char *name);
  * root master makes one pair per domain (log_relay_pair: sv[0] its
  * end, non-blocking, with SO_PASSCRED); each of the domain's
  * processes calls log_to_relay(sv[1]) before it enters the root, and
- * from then on sends its lines there.  The master calls
+ * from then on sends its lines there (called again with another
+ * number, for the same socket moved, it only records the number).  The master calls
  * log_relay_read(sv[0], name) when sv[0] is readable: each line is
  * cleaned and logged as "domain=NAME pid=PID text", with the pid the
  * kernel vouches for.  Returns how many lines it read, or -1 once

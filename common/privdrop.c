@@ -545,12 +545,15 @@ priv_keep_fds(int *fds, size_t n, const char **error_r)
 	size_t	 i;
 	int	 fd, relay, last;
 
-	/* glibc's syslog descriptor may be about to be reused. */
-	closelog();
 	/* The log relay, when there is one, goes along as 3 + n. */
 	relay = log_relay_get();
+	/* Without one, glibc's syslog descriptor is about to be reused. */
+	if (relay == -1)
+		closelog();
 	last = (int)(3 + n) + (relay != -1);
 	for (i = 0; i < n; i++) {
+		if (fds[i] == -1)
+			continue;
 		if ((fd = fcntl(fds[i], F_DUPFD_CLOEXEC, last)) == -1) {
 			*error_r = "fcntl(F_DUPFD_CLOEXEC) failed";
 			return -1;
@@ -563,6 +566,10 @@ priv_keep_fds(int *fds, size_t n, const char **error_r)
 		return -1;
 	}
 	for (i = 0; i < n; i++) {
+		if (fds[i] == -1) {
+			(void)close((int)(3 + i));
+			continue;
+		}
 		if (dup3(fds[i], (int)(3 + i), O_CLOEXEC) == -1) {
 			*error_r = "dup3 failed";
 			return -1;

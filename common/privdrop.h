@@ -90,10 +90,10 @@ int	priv_limit_caps(const int *keep, size_t nkeep, const char **error_r);
 
 /*
  * In a new child: keep only the n descriptors in fds (and 0-2), moved
- * to 3, 4, ... in their order (fds is updated), and the log relay's if
- * there is one (as 3 + n); close every other with close_range, and
- * connect to syslog again if that is where lines go.  0, or -1 with
- * *error_r.
+ * to 3, 4, ... in their order (fds is updated; an entry of -1 stays -1),
+ * and the log relay's if there is one (as 3 + n); close every other
+ * with close_range, and connect to syslog again if that is where lines
+ * go.  0, or -1 with *error_r.
  */
 int	priv_keep_fds(int *fds, size_t n, const char **error_r);
 

@@ -59,8 +59,6 @@
 #include <sys/prctl.h>
 #include <sys/random.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/sysmacros.h>
 #include <sys/wait.h>
 
 #include <linux/capability.h>
@@ -92,7 +90,6 @@
 #include "tls.h"
 
 #define AUTH_LOCK_TOUCH		60	/* s; delivery calls 300 s stale */
-#define AUTH_KEEP_MAX		8	/* descriptors kept across close_range */
 
 /* The check itself is common/auth.c, shared with SMTP AUTH. */
 void
@@ -121,72 +118,22 @@ auth_refuse(int fd, const char *text)
 	(void)send(fd, text, strlen(text), MSG_NOSIGNAL);
 }
 
-/* Whether fd is /dev/null already. */
-static int
-auth_is_null(int fd)
-{
-	struct stat	 st;
-
-	return fstat(fd, &st) == 0 && S_ISCHR(st.st_mode) &&
-	    st.st_rdev == makedev(1, 3);
-}
-
 /*
- * Keep fds[0..n) as 3, 4, ... (an entry of -1 stays -1), point 0 and 1
- * at /dev/null (under inetd they are the client; under -d a terminal),
- * keep 2, close everything else (listeners, the master's sockets, the
- * syslog socket, which is connected again).  0, or -1 with *error_r.
+ * 0 and 1 to /dev/null: under inetd they are the client, under -d a
+ * terminal.  0, or -1 with *error_r.
  */
 static int
-auth_fd_keep(int *fds, size_t n, const char **error_r)
+auth_null_stdio(const char **error_r)
 {
-	int	 hi[AUTH_KEEP_MAX], nul, relay = log_relay_get(), moved = -1;
-	size_t	 i;
+	int	 nul;
 
-	if (n > AUTH_KEEP_MAX) {
-		*error_r = "too many descriptors to keep";
+	if ((nul = open("/dev/null", O_RDWR | O_CLOEXEC)) == -1 ||
+	    dup2(nul, 0) == -1 || dup2(nul, 1) == -1) {
+		*error_r = "cannot open /dev/null";
 		return -1;
 	}
-	for (i = 0; i < n; i++) {
-		hi[i] = -1;
-		if (fds[i] != -1 && (hi[i] = fcntl(fds[i], F_DUPFD_CLOEXEC,
-		    3 + AUTH_KEEP_MAX)) == -1) {
-			*error_r = "fcntl F_DUPFD_CLOEXEC failed";
-			return -1;
-		}
-	}
-	/* A second time (the session), they are: the auth step is confined. */
-	if (!auth_is_null(0) || !auth_is_null(1)) {
-		if ((nul = open("/dev/null", O_RDWR | O_CLOEXEC)) == -1 ||
-		    dup2(nul, 0) == -1 || dup2(nul, 1) == -1) {
-			*error_r = "cannot open /dev/null";
-			return -1;
-		}
-		if (nul > 2)
-			(void)close(nul);
-	}
-	for (i = 0; i < n; i++) {
-		if (hi[i] == -1) {
-			(void)close(3 + (int)i);
-			continue;
-		}
-		if (dup3(hi[i], 3 + (int)i, O_CLOEXEC) == -1) {
-			*error_r = "dup3 failed";
-			return -1;
-		}
-		if (relay != -1 && fds[i] == relay)
-			moved = 3 + (int)i;
-		fds[i] = 3 + (int)i;
-	}
-	/* Lines keep going to the relay, at its new number. */
-	if (moved != -1)
-		log_to_relay(moved);
-	closelog();
-	if (close_range(3 + (unsigned int)n, ~0U, 0) == -1) {
-		*error_r = "close_range failed";
-		return -1;
-	}
-	log_reconnect();
+	if (nul > 2)
+		(void)close(nul);
 	return 0;
 }
 
@@ -202,13 +149,13 @@ auth_diag_log(void *ctx, const char *msg)
  */
 static void __attribute__((noreturn))
 auth_login_child(const struct smtpd_domain *sd, struct pop3_login_args *la,
-    const struct priv_user *runas, int has_tls, int relay)
+    const struct priv_user *runas, int has_tls)
 {
 	static const int	 keep[] = { CAP_SETGID, CAP_SETUID,
 				    CAP_SYS_CHROOT };
 	struct diag		 d = { auth_diag_log, NULL, 0 };
 	const char		*err;
-	int			 fds[4];
+	int			 fds[3];
 	char			 go, id[16];
 	ssize_t			 n;
 
@@ -217,13 +164,11 @@ auth_login_child(const struct smtpd_domain *sd, struct pop3_login_args *la,
 	fds[0] = la->fd;
 	fds[1] = la->auth_fd;
 	fds[2] = la->proxy_fd;
-	fds[3] = relay;
-	if (auth_fd_keep(fds, 4, &err) == -1)
+	if (priv_keep_fds(fds, 3, &err) == -1)
 		fatalx("%s pop3 login: %s", la->id, err);
 	la->fd = fds[0];
 	la->auth_fd = fds[1];
 	la->proxy_fd = fds[2];
-	relay = fds[3];
 	(void)strlcpy(id, la->id, sizeof(id));
 	d.ctx = id;
 	if (has_tls && (la->tls = tls_server_load(sd->vd->dir, sd->tls_pairs,
@@ -235,9 +180,6 @@ auth_login_child(const struct smtpd_domain *sd, struct pop3_login_args *la,
 			    "available (TLS keys)\r\n");
 		_exit(1);
 	}
-	/* From here on the master stamps the domain on every line. */
-	if (relay != -1)
-		log_to_relay(relay);
 	if (priv_limit_caps(keep, sizeof(keep) / sizeof(keep[0]), &err) ==
 	    -1 || priv_enter_root(sd->vd->dir, runas, &err) == -1)
 		fatalx("%s pop3 login: %s", la->id, err);
@@ -258,22 +200,19 @@ auth_login_child(const struct smtpd_domain *sd, struct pop3_login_args *la,
  */
 static void __attribute__((noreturn))
 auth_session_child(const struct smtpd_domain *sd, struct pop3_session_args *sa,
-    const struct priv_user *u, pid_t parent, int relay)
+    const struct priv_user *u, pid_t parent)
 {
 	const char	*err;
-	int		 fds[3];
+	int		 fds[2];
 
 	log_set_procname(POP3D_NAME "[session]");
 	proctitle_set("session %s", sd->name);
 	fds[0] = sa->fd;
 	fds[1] = sa->mbox_tmpfd;
-	fds[2] = relay;
-	if (auth_fd_keep(fds, 3, &err) == -1)
+	if (priv_keep_fds(fds, 2, &err) == -1)
 		fatalx("%s pop3 session: %s", sa->id, err);
 	sa->fd = fds[0];
 	sa->mbox_tmpfd = fds[1];
-	if (fds[2] != -1)
-		log_to_relay(fds[2]);
 	if (priv_enter_root(sd->vd->dir, u, &err) == -1)
 		fatalx("%s pop3 session: %s", sa->id, err);
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == -1 ||
@@ -291,7 +230,7 @@ auth_session_child(const struct smtpd_domain *sd, struct pop3_session_args *sa,
  */
 static void __attribute__((noreturn))
 auth_serve(const struct smtpd_domain *sd, struct pop3_session_args *sa,
-    const struct priv_user *u, int spoolfd, pid_t proxy, int relay)
+    const struct priv_user *u, int spoolfd, pid_t proxy)
 {
 	struct timespec	 ts;
 	sigset_t	 set, old;
@@ -310,7 +249,7 @@ auth_serve(const struct smtpd_domain *sd, struct pop3_session_args *sa,
 		status = -1;
 	} else if (pid == 0) {
 		(void)sigprocmask(SIG_SETMASK, &old, NULL);
-		auth_session_child(sd, sa, u, getppid(), relay);
+		auth_session_child(sd, sa, u, getppid());
 	}
 	/* The session and the TLS proxy hold the connection now. */
 	(void)close(sa->fd);
@@ -366,7 +305,7 @@ auth_session_main(struct smtpd_domain *sd, const struct pop3_conf *pc,
 	ssize_t			 n;
 	pid_t			 lpid, proxy = -1;
 	int			 sp[2] = { -1, -1 }, pp[2] = { -1, -1 };
-	int			 fds[6], spoolfd = -1, status, r, fd, relay;
+	int			 fds[5], spoolfd = -1, status, r, fd;
 	int			 has_tls = conn->has_tls;
 
 	fd = conn->fd;
@@ -404,13 +343,16 @@ auth_session_main(struct smtpd_domain *sd, const struct pop3_conf *pc,
 		auth_refuse(fd, "-ERR [SYS/TEMP] service not available\r\n");
 		_exit(1);
 	}
+	/* This process's lines too, and its children's: the master names
+	 * the domain.  The relay's descriptor goes along below. */
+	if (conn->relay_fd != -1)
+		log_to_relay(conn->relay_fd);
 	fds[0] = fd;
 	fds[1] = sp[0];
 	fds[2] = sp[1];
 	fds[3] = pp[0];
 	fds[4] = pp[1];
-	fds[5] = conn->relay_fd;
-	if (auth_fd_keep(fds, 6, &err) == -1) {
+	if (priv_keep_fds(fds, 5, &err) == -1 || auth_null_stdio(&err) == -1) {
 		log_warnx("%s pop3 cannot start the session: %s", id, err);
 		auth_refuse(fds[0], "-ERR [SYS/TEMP] service not available"
 		    "\r\n");
@@ -428,10 +370,6 @@ auth_session_main(struct smtpd_domain *sd, const struct pop3_conf *pc,
 	sp[1] = fds[2];
 	pp[0] = fds[3];
 	pp[1] = fds[4];
-	relay = fds[5];
-	/* This process's lines too: the master names the domain. */
-	if (relay != -1)
-		log_to_relay(relay);
 
 	memset(&la, 0, sizeof(la));
 	la.id = id;
@@ -459,7 +397,7 @@ auth_session_main(struct smtpd_domain *sd, const struct pop3_conf *pc,
 		_exit(1);
 	}
 	if (lpid == 0)
-		auth_login_child(sd, &la, &runas, has_tls, relay);
+		auth_login_child(sd, &la, &runas, has_tls);
 	(void)close(sp[1]);
 	if (pp[1] != -1)
 		(void)close(pp[1]);
@@ -581,5 +519,5 @@ auth_session_main(struct smtpd_domain *sd, const struct pop3_conf *pc,
 		}
 		sa.mailbox = path;
 	}
-	auth_serve(sd, &sa, &u, spoolfd, proxy, relay);
+	auth_serve(sd, &sa, &u, spoolfd, proxy);
 }

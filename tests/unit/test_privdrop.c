@@ -415,6 +415,35 @@ case_drop_refuses_root(void)
 	return getuid() == 0 && getgid() == 0 ? 0 : 3;
 }
 
+/* priv_keep_fds: kept ones at 3, 4, ...; a -1 slot stays -1 and closed. */
+static int
+case_keep_fds(void)
+{
+	const char	*err;
+	int		 fds[3], a, b;
+
+	if ((a = open("/dev/null", O_RDONLY)) == -1 ||
+	    (b = open("/dev/null", O_RDONLY)) == -1 ||
+	    dup2(a, 20) == -1 || dup2(b, 21) == -1)
+		return 1;
+	(void)close(a);
+	(void)close(b);
+	(void)dup2(20, 4);		/* something stale where -1 goes */
+	fds[0] = 20;
+	fds[1] = -1;
+	fds[2] = 21;
+	if (priv_keep_fds(fds, 3, &err) == -1)
+		return 2;
+	if (fds[0] != 3 || fds[1] != -1 || fds[2] != 5)
+		return 3;
+	if (fcntl(3, F_GETFD) == -1 || fcntl(5, F_GETFD) == -1)
+		return 4;
+	if (fcntl(4, F_GETFD) != -1 || fcntl(20, F_GETFD) != -1 ||
+	    fcntl(21, F_GETFD) != -1)
+		return 5;
+	return 0;
+}
+
 static const struct {
 	const char	*name;
 	int		(*fn)(void);
@@ -445,6 +474,8 @@ static const struct {
 	{ "chroot without a user stays root", case_enter_only, NULL },
 	{ "priv_drop refuses uid 0 and gid 0", case_drop_refuses_root,
 	    NULL },
+	{ "keep_fds: kept in order, -1 stays -1, the rest closed",
+	    case_keep_fds, NULL },
 };
 
 int
