@@ -753,13 +753,8 @@ master_child(struct mchild *ch)
 	 * The AUTH service and the deliverer are forked before the keys
 	 * are loaded, so that neither ever holds one.
 	 */
-	fds = xcalloc(md->nls + 2, sizeof(*fds));
-	for (i = 0; i < md->nls; i++)
-		fds[i] = md->ls[i].fd;
-	fds[md->nls] = md->pass[1];
 	md->sd.auth_fd = smtp_auth_start(&md->sd);
-	smtp_direct_start(&md->sd, fds, md->nls + 1, SMTPD_DIRECT_MAX);
-	free(fds);
+	smtp_direct_start(&md->sd, SMTPD_DIRECT_MAX);
 	/*
 	 * This domain's keys, read here and by no other domain's process:
 	 * as root, before the root.  The master checked them in a

@@ -166,7 +166,7 @@ master_inetd(const struct daemon_opts *o)
 	/* Both forked before the keys are loaded: neither holds one. */
 	sd.auth_fd = smtp_auth_start(&sd);
 	/* Its one session commits one message at a time. */
-	smtp_direct_start(&sd, fds, fds[1] != fds[0] ? 2 : 1, 1);
+	smtp_direct_start(&sd, 1);
 	/* This domain's keys only, as root, before the root. */
 	if (sd.ntls_pairs > 0 && (sd.tls = tls_server_load(vd->dir,
 	    sd.tls_pairs, sd.ntls_pairs, &d)) == NULL)

@@ -4,10 +4,11 @@
  *
  * SECURITY
  *	Runs in the worker's process while it is still root, before the
- *	chroot, as smtp_auth_start() does.  The child keeps only its
- *	sockets to the commit threads (close_range: not the listeners,
- *	the master's channel, the AUTH socket or the client), frees the
- *	TLS contexts it inherited (freeing wipes the private keys), and
+ *	chroot and before it loads its TLS keys, as smtp_auth_start()
+ *	does, so the child never holds a key.  The child keeps only its
+ *	sockets to the commit threads and the log relay (priv_keep_fds:
+ *	not the listeners, the master's channel, the AUTH socket or the
+ *	client), confines itself to the domain's files (Landlock), and
  *	becomes the deliverer (deliverer.c): uid 0 OUTSIDE the domain's
  *	root, with only DELIVERER_CAPS.  It reads the network-facing
  *	worker's requests and decodes them strictly; what a compromised
@@ -32,21 +33,16 @@
 #include "proctitle.h"
 #include "runner.h"
 #include "smtpd.h"
-#include "tls.h"
 #include "xmalloc.h"
 
 void
-smtp_direct_start(struct smtpd_domain *sd, const int *close_fds,
-    size_t nclose, size_t n)
+smtp_direct_start(struct smtpd_domain *sd, size_t n)
 {
 	const char	*err;
 	pid_t		 pid, parent = getpid();
 	size_t		 i, k;
 	int		*fds_r, *theirs, sp[2];
 
-	/* Closed by range in the child, with everything else it has. */
-	(void)close_fds;
-	(void)nclose;
 	fds_r = xcalloc(n, sizeof(*fds_r));
 	theirs = xcalloc(n, sizeof(*theirs));
 	for (i = 0; i < n; i++) {
@@ -74,9 +70,6 @@ smtp_direct_start(struct smtpd_domain *sd, const int *close_fds,
 		if (priv_keep_fds(theirs, n, &err) == -1)
 			fatalx("smtp direct delivery: %s", err);
 		sd->auth_fd = -1;
-		/* No private key stays here (freeing wipes it). */
-		tls_server_free(sd->tls);
-		sd->tls = NULL;
 		log_set_procname(SMTPD_NAME "[deliver]");
 		proctitle_set("deliverer %s", sd->name);
 		if (prctl(PR_SET_PDEATHSIG, SIGKILL) == -1 ||

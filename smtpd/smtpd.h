@@ -248,8 +248,7 @@ int	master_run(const struct daemon_opts *o);
  * sockets (one per commit thread), or leaves none when it cannot.
  */
 #define SMTPD_DIRECT_MAX	32	/* SMTP_COMMIT_THREADS */
-void	smtp_direct_start(struct smtpd_domain *sd, const int *close_fds,
-	    size_t nclose, size_t n);
+void	smtp_direct_start(struct smtpd_domain *sd, size_t n);
 
 /* runner.c — the queue runner; called in a fresh child of the master,
  * still root and not chrooted.  Never returns. */
